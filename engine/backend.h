@@ -1,0 +1,50 @@
+// The backend interface: what the engine needs from a device. The CPU backend
+// (engine/backend_cpu) is the reference; cuda/ implements the same contract.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/batch.h"
+#include "engine/model.h"
+
+namespace llm {
+
+enum class DeviceKind { Cpu, Cuda };
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::Cpu;
+  int gpu = 0;                   // CUDA device ordinal
+  int n_threads = 0;             // CPU threads; 0 = all hardware threads
+  int block_size = 16;           // tokens per KV block
+  int64_t kv_tokens = 0;         // KV pool capacity in tokens; 0 = backend default
+  double kv_memory_fraction = 0.9;  // CUDA: share of free memory the KV pool may take when kv_tokens == 0
+  bool verbose = true;           // progress output on stderr while loading
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu (16 threads)", "cuda:0 NVIDIA H100 80GB HBM3"
+  virtual const ModelConfig& config() const = 0;
+
+  // Runs one step over the batch: writes each row's K/V to its slot, then computes
+  // logits for batch.logit_rows. logits: (batch.n_logits(), n_vocab) row-major f32.
+  virtual void forward(const Batch& batch, float* logits) = 0;
+
+  virtual int block_size() const = 0;
+  virtual int kv_blocks() const = 0;  // number of blocks in the pool
+  // Copies one block's K/V (all layers) to another: copy-on-write of shared blocks.
+  virtual void copy_kv_block(int src, int dst) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& opt);
+// Defined in cuda/ when built with CUDA; throws llm::Error otherwise or without a device.
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& opt);
+// Number of CUDA devices usable now (0 in a CPU-only build or without a GPU).
+int cuda_device_count();
+
+// The CPU backend when device == Cpu, else CUDA.
+std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& opt);
+
+}  // namespace llm
