@@ -21,8 +21,7 @@ done
 # --- Debian packages -----------------------------------------------------------
 pkgs=(build-essential cmake ninja-build pkg-config
       doctest-dev nlohmann-json3-dev libcpp-httplib-dev
-      python3 python3-numpy python3-regex python3-jinja2
-      nodejs npm chromium tmux clang)
+      python3 python3-numpy python3-regex python3-jinja2 clang)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
