@@ -67,8 +67,8 @@ inline float f16_to_f32(f16_t h) {
       mant &= 0x3ff;
       bits = sign | (exp << 23) | (mant << 13);
     }
-  } else if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp == 0x1f) {  // inf, or NaN made quiet (as ggml and the F16C instruction do)
+    bits = sign | 0x7f800000u | (mant << 13) | (mant != 0 ? 0x400000u : 0u);
   } else {
     bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
   }
