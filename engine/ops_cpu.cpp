@@ -108,7 +108,9 @@ LLM_AVX2 float dot_avx2(const typename L::T* w, const float* x, int64_t n) {
     i += 8;
   }
   float s = hsum256(_mm256_add_ps(s0, s1));
-  for (; i < n; ++i) s += L::one(w + i) * x[i];
+  // Explicit fma: the tails of dot and dot4 must round alike whatever the compiler
+  // would contract.
+  for (; i < n; ++i) s = std::fma(L::one(w + i), x[i], s);
   return s;
 }
 
@@ -143,7 +145,7 @@ LLM_AVX2 void dot4_avx2(const typename L::T* const w[4], const float* x, int64_t
   out[2] = hsum256(_mm256_add_ps(c0, c1));
   out[3] = hsum256(_mm256_add_ps(d0, d1));
   for (; i < n; ++i)
-    for (int k = 0; k < 4; ++k) out[k] += L::one(w[k] + i) * x[i];
+    for (int k = 0; k < 4; ++k) out[k] = std::fma(L::one(w[k] + i), x[i], out[k]);
 }
 
 LLM_AVX2 void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
