@@ -386,6 +386,22 @@ TEST_CASE("tokenizer: encoding 100 KB is fast") {
     CHECK(s < 1.0);
     CHECK(tok.decode(ids).size() > text.size() / 2);
   }
+  // Long runs that a backtracking splitter could rescan from every position (\s+$ of
+  // DeepSeek before a character no pattern takes), for every family.
+  std::string runs = "x" + std::string(20000, ' ') + "\U0001F999" + std::string(20000, '\n') +
+                     std::string(20000, 'a') + std::string(20000, '7') + std::string(20000, '!');
+  CodepointText ct(utf8_to_codepoints(runs));
+  for (const std::string& name : pretokenizer_names()) {
+    std::vector<SplitRegex> res;
+    for (const std::string& r : pretokenizer_spec(name).regexes) res.emplace_back(r);
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<size_t> pieces = regex_split(ct, res);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK_MESSAGE(s < 0.5, name << ": " << s << " s");
+    size_t total = 0;
+    for (size_t len : pieces) total += len;
+    CHECK(total == ct.size());
+  }
 }
 
 // ------------------------------------------------------------ pre-tokenizers ---
@@ -490,6 +506,10 @@ std::vector<std::string> pretok_texts() {
   std::mt19937 rng(1234);
   std::vector<std::string> out;
   for (const std::string& p : parts) out.push_back(p);
+  for (size_t n : {5, 17, 40, 130, 600}) {  // whitespace runs for the cascading patterns
+    out.push_back(std::string(n, ' ') + "x");
+    out.push_back("a" + std::string(n, ' ') + "\n" + std::string(n % 7, '\t') + "b  ");
+  }
   for (int k = 0; k < 300; ++k) {
     std::string s;
     int n = 2 + static_cast<int>(rng() % 6);
