@@ -155,6 +155,9 @@ TEST_CASE("tokenizer: metadata and special tokens") {
   CHECK(spm.encode("Hello</s>Hello", false, true) == std::vector<int32_t>{15043, 2, 15043});
   CHECK(spm.encode("Hello</s>Hello", false, false) != std::vector<int32_t>{15043, 2, 15043});
   CHECK(spm.decode({1, 15043, 3186}) == "Hello world");
+  // Invalid UTF-8: SPM spells the stray byte with its byte token.
+  CHECK(spm.encode("\xFF", false, false) == std::vector<int32_t>{29871, spm.token_id("<0xFF>")});
+  CHECK(spm.decode(spm.encode("a\xFF", false, false)) == "a\xFF");
   CHECK_THROWS_AS(spm.token_text(32000), Error);
 
   GgufFile f_l3 = GgufFile::open(p_l3);
@@ -201,6 +204,8 @@ TEST_CASE("tokenizer: metadata and special tokens") {
   CHECK(g2.bos() == 50256);
   CHECK(g2.is_eog(50256));
   CHECK(g2.token_to_piece(g2.token_id("\xC4\xA0the")) == " the");  // "Ġthe"
+  // Byte-level BPE reads invalid UTF-8 as U+FFFD, one per bad byte (as llama.cpp).
+  CHECK(g2.encode("x\xFF\xC3", false, false) == g2.encode("x\uFFFD\uFFFD", false, false));
 
   // Phi-3: special tokens eat the whitespace after them (rstrip), except <s>.
   GgufFile f_phi = GgufFile::open(p_phi);
@@ -386,6 +391,9 @@ TEST_CASE("tokenizer: encoding 100 KB is fast") {
     CHECK(s < 1.0);
     CHECK(tok.decode(ids).size() > text.size() / 2);
   }
+}
+
+TEST_CASE("pre-tokenizer: long runs split in linear time") {
   // Long runs that a backtracking splitter could rescan from every position (\s+$ of
   // DeepSeek before a character no pattern takes), for every family.
   std::string runs = "x" + std::string(20000, ' ') + "\U0001F999" + std::string(20000, '\n') +
