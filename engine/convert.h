@@ -43,7 +43,7 @@ struct MakeModelOptions {
   uint64_t seed = 1;
   int n_layers = 0;       // 0 = the shape's own; else fewer layers (quick tests)
   int n_threads = 0;      // 0 = hardware threads
-  bool data = true;       // false: header and tensor table only, data left as zero holes
+  bool data = true;       // false: matrices left as zero holes (sparse file), 1-D tensors written
   bool progress = false;  // per-tensor lines and a summary on stderr
 };
 

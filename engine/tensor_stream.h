@@ -28,7 +28,7 @@ struct TensorSource {
 
 struct StreamOptions {
   int n_threads = 0;  // workers; 0 = hardware threads
-  bool data = true;   // false: leave every tensor's data as a zero hole (tests)
+  bool data = true;   // false: matrices left as zero holes, 1-D tensors written (tests)
   // Called on the writing thread after tensor i (0-based) is complete.
   std::function<void(size_t i, const TensorSource& t)> on_tensor;
 };
