@@ -1,0 +1,189 @@
+#include "engine/backend_cpu.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "engine/error.h"
+#include "engine/ops_cpu.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace llm {
+
+CpuBackend::CpuBackend(const Model& model, const BackendOptions& opt)
+    : model_(model), cfg_(model.config), block_size_(opt.block_size) {
+  if (opt.block_size <= 0)
+    throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
+  if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
+  n_threads_ = opt.n_threads;
+  if (n_threads_ <= 0) {
+#ifdef _OPENMP
+    n_threads_ = omp_get_max_threads();
+#else
+    n_threads_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#endif
+  }
+  const int64_t tokens = opt.kv_tokens > 0 ? opt.kv_tokens : std::min(cfg_.n_ctx_train, 4096);
+  const int64_t blocks = (tokens + block_size_ - 1) / block_size_;
+  if (blocks > (1 << 30) / block_size_)
+    throw Error("KV capacity of " + std::to_string(tokens) + " tokens is too large");
+  kv_blocks_ = static_cast<int>(blocks);
+  const size_t per_layer = static_cast<size_t>(blocks) * block_size_ * cfg_.kv_dim();
+  k_.assign(static_cast<size_t>(cfg_.n_layer), std::vector<float>(per_layer, 0.0f));
+  v_.assign(static_cast<size_t>(cfg_.n_layer), std::vector<float>(per_layer, 0.0f));
+  for (int i = 0; i < cfg_.rope_dim / 2; ++i)
+    inv_freq_.push_back(rope_inv_freq(cfg_, model.weights, i));
+}
+
+std::string CpuBackend::name() const {
+  return "cpu (" + std::to_string(n_threads_) + " threads)";
+}
+
+void CpuBackend::copy_kv_block(int src, int dst) {
+  if (src < 0 || src >= kv_blocks_ || dst < 0 || dst >= kv_blocks_)
+    throw Error("copy_kv_block: block out of range (pool has " + std::to_string(kv_blocks_) +
+                " blocks)");
+  if (src == dst) return;
+  const size_t n = static_cast<size_t>(block_size_) * cfg_.kv_dim();
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    std::copy_n(k_[static_cast<size_t>(l)].data() + src * n, n,
+                k_[static_cast<size_t>(l)].data() + dst * n);
+    std::copy_n(v_[static_cast<size_t>(l)].data() + src * n, n,
+                v_[static_cast<size_t>(l)].data() + dst * n);
+  }
+}
+
+void CpuBackend::validate(const Batch& b) const {
+  const int n = b.n_tokens();
+  if (n <= 0) throw Error("forward: empty batch");
+  if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
+    throw Error("forward: tokens, positions and slots differ in length");
+  if (b.n_seqs() <= 0 || b.seq_start.front() != 0 || b.seq_start.back() != n)
+    throw Error("forward: seq_start must run from 0 to n_tokens");
+  if (b.max_blocks <= 0 || b.block_tables.size() != static_cast<size_t>(b.n_seqs()) * b.max_blocks)
+    throw Error("forward: block_tables must hold n_seqs x max_blocks entries");
+  const int64_t n_slots = static_cast<int64_t>(kv_blocks_) * block_size_;
+  for (int s = 0; s < b.n_seqs(); ++s) {
+    const int r0 = b.seq_start[static_cast<size_t>(s)],
+              r1 = b.seq_start[static_cast<size_t>(s) + 1];
+    if (r1 <= r0) throw Error("forward: sequence " + std::to_string(s) + " has no rows");
+    const int32_t* table = b.block_table(s);
+    int max_pos = -1;
+    for (int r = r0; r < r1; ++r) {
+      const int32_t tok = b.tokens[static_cast<size_t>(r)],
+                    pos = b.positions[static_cast<size_t>(r)];
+      const int32_t slot = b.slots[static_cast<size_t>(r)];
+      if (tok < 0 || tok >= cfg_.n_vocab)
+        throw Error("forward: token id " + std::to_string(tok) + " is outside the vocabulary of " +
+                    std::to_string(cfg_.n_vocab));
+      if (pos < 0) throw Error("forward: negative position");
+      if (slot < 0 || slot >= n_slots)
+        throw Error("forward: KV slot " + std::to_string(slot) + " is outside the pool of " +
+                    std::to_string(n_slots));
+      max_pos = std::max(max_pos, pos);
+    }
+    // Attention reads positions 0..max_pos through the table: every block it names must
+    // exist in the pool.
+    const int last_block = max_pos / block_size_;
+    if (last_block >= b.max_blocks)
+      throw Error("forward: position " + std::to_string(max_pos) + " lies past sequence " +
+                  std::to_string(s) + "'s block table");
+    for (int i = 0; i <= last_block; ++i)
+      if (table[i] < 0 || table[i] >= kv_blocks_)
+        throw Error("forward: block " + std::to_string(table[i]) + " in sequence " +
+                    std::to_string(s) + "'s table is outside the pool of " +
+                    std::to_string(kv_blocks_) + " blocks");
+  }
+  for (int32_t r : b.logit_rows)
+    if (r < 0 || r >= n)
+      throw Error("forward: logit row " + std::to_string(r) + " is not a row of the batch");
+}
+
+void CpuBackend::reserve(int n_tokens, int n_logits) {
+  if (n_tokens > cap_tokens_) {
+    cap_tokens_ = n_tokens;
+    const size_t n = static_cast<size_t>(n_tokens);
+    x_.resize(n * cfg_.n_embd);
+    xb_.resize(n * cfg_.n_embd);
+    q_.resize(n * cfg_.q_dim());
+    kk_.resize(n * cfg_.kv_dim());
+    vv_.resize(n * cfg_.kv_dim());
+    att_.resize(n * cfg_.q_dim());
+    gate_.resize(n * cfg_.n_ff);
+    up_.resize(n * cfg_.n_ff);
+  }
+  if (n_logits > cap_logits_) {
+    cap_logits_ = n_logits;
+    out_.resize(static_cast<size_t>(n_logits) * cfg_.n_embd);
+  }
+}
+
+void CpuBackend::forward(const Batch& batch, float* logits) {
+  validate(batch);
+  const int n = batch.n_tokens();
+  reserve(n, batch.n_logits());
+  const ModelConfig& c = cfg_;
+  const ModelWeights& w = model_.weights;
+  const int E = c.n_embd, KV = c.kv_dim(), F = c.n_ff;
+  const int T = n_threads_;
+  auto f32 = [](const TensorRef& t) { return static_cast<const float*>(t.data); };
+
+  cpu::embed(w.tok_embd, batch.tokens.data(), n, x_.data());
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+    float* kc = k_[static_cast<size_t>(l)].data();  // (n_slots, n_head_kv, head_dim)
+    float* vc = v_[static_cast<size_t>(l)].data();
+
+    // Attention block: x += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(x).
+    cpu::rmsnorm(x_.data(), f32(L.attn_norm), xb_.data(), n, E, c.rms_eps);
+    cpu::matmul(L.wq, xb_.data(), q_.data(), n, T);
+    cpu::matmul(L.wk, xb_.data(), kk_.data(), n, T);
+    cpu::matmul(L.wv, xb_.data(), vv_.data(), n, T);
+    if (c.has_qkv_bias) {
+      cpu::add_bias(q_.data(), f32(L.bq), n, c.q_dim());
+      cpu::add_bias(kk_.data(), f32(L.bk), n, KV);
+      cpu::add_bias(vv_.data(), f32(L.bv), n, KV);
+    }
+    cpu::rope(q_.data(), batch.positions.data(), n, c.n_head, c.head_dim, c.rope_dim, c.rope_type,
+              inv_freq_.data());
+    cpu::rope(kk_.data(), batch.positions.data(), n, c.n_head_kv, c.head_dim, c.rope_dim,
+              c.rope_type, inv_freq_.data());
+    for (int r = 0; r < n; ++r) {
+      const int64_t slot = batch.slots[static_cast<size_t>(r)];
+      std::memcpy(kc + slot * KV, kk_.data() + static_cast<int64_t>(r) * KV, sizeof(float) * KV);
+      std::memcpy(vc + slot * KV, vv_.data() + static_cast<int64_t>(r) * KV, sizeof(float) * KV);
+    }
+    cpu::attention(q_.data(), kc, vc, batch, c.n_head, c.n_head_kv, c.head_dim, block_size_,
+                   att_.data(), T);
+    cpu::matmul(L.wo, att_.data(), xb_.data(), n, T);
+    for (size_t i = 0; i < static_cast<size_t>(n) * E; ++i) x_[i] += xb_[i];
+
+    // Feed-forward block: x += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(x).
+    cpu::rmsnorm(x_.data(), f32(L.ffn_norm), xb_.data(), n, E, c.rms_eps);
+    cpu::matmul(L.w_gate, xb_.data(), gate_.data(), n, T);
+    cpu::matmul(L.w_up, xb_.data(), up_.data(), n, T);
+    cpu::swiglu(gate_.data(), up_.data(), gate_.data(), static_cast<int64_t>(n) * F);
+    cpu::matmul(L.w_down, gate_.data(), xb_.data(), n, T);
+    for (size_t i = 0; i < static_cast<size_t>(n) * E; ++i) x_[i] += xb_[i];
+  }
+
+  // Only the rows whose logits are wanted go through the final norm and the (large)
+  // output matrix.
+  const int nl = batch.n_logits();
+  if (nl == 0) return;
+  for (int i = 0; i < nl; ++i)
+    std::memcpy(out_.data() + static_cast<int64_t>(i) * E,
+                x_.data() + static_cast<int64_t>(batch.logit_rows[static_cast<size_t>(i)]) * E,
+                sizeof(float) * E);
+  cpu::rmsnorm(out_.data(), f32(w.output_norm), out_.data(), nl, E, c.rms_eps);
+  cpu::matmul(w.output, out_.data(), logits, nl, T);
+}
+
+std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& opt) {
+  return std::make_unique<CpuBackend>(model, opt);
+}
+
+}  // namespace llm
