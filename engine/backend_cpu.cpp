@@ -32,8 +32,15 @@ CpuBackend::CpuBackend(const Model& model, const BackendOptions& opt)
     throw Error("KV capacity of " + std::to_string(tokens) + " tokens is too large");
   kv_blocks_ = static_cast<int>(blocks);
   const size_t per_layer = static_cast<size_t>(blocks) * block_size_ * cfg_.kv_dim();
-  k_.assign(static_cast<size_t>(cfg_.n_layer), std::vector<float>(per_layer, 0.0f));
-  v_.assign(static_cast<size_t>(cfg_.n_layer), std::vector<float>(per_layer, 0.0f));
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    k_.emplace_back(static_cast<float*>(std::calloc(per_layer, sizeof(float))));
+    v_.emplace_back(static_cast<float*>(std::calloc(per_layer, sizeof(float))));
+    if (!k_.back() || !v_.back())
+      throw Error(
+          "cannot allocate the KV cache of " + std::to_string(tokens) + " tokens (" +
+          std::to_string(2.0 * cfg_.n_layer * per_layer * sizeof(float) / (1 << 30)).substr(0, 5) +
+          " GiB); use a smaller context (-c)");
+  }
   for (int i = 0; i < cfg_.rope_dim / 2; ++i)
     inv_freq_.push_back(rope_inv_freq(cfg_, model.weights, i));
 }
@@ -49,10 +56,10 @@ void CpuBackend::copy_kv_block(int src, int dst) {
   if (src == dst) return;
   const size_t n = static_cast<size_t>(block_size_) * cfg_.kv_dim();
   for (int l = 0; l < cfg_.n_layer; ++l) {
-    std::copy_n(k_[static_cast<size_t>(l)].data() + src * n, n,
-                k_[static_cast<size_t>(l)].data() + dst * n);
-    std::copy_n(v_[static_cast<size_t>(l)].data() + src * n, n,
-                v_[static_cast<size_t>(l)].data() + dst * n);
+    std::copy_n(k_[static_cast<size_t>(l)].get() + src * n, n,
+                k_[static_cast<size_t>(l)].get() + dst * n);
+    std::copy_n(v_[static_cast<size_t>(l)].get() + src * n, n,
+                v_[static_cast<size_t>(l)].get() + dst * n);
   }
 }
 
@@ -134,8 +141,8 @@ void CpuBackend::forward(const Batch& batch, float* logits) {
   cpu::embed(w.tok_embd, batch.tokens.data(), n, x_.data());
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
-    float* kc = k_[static_cast<size_t>(l)].data();  // (n_slots, n_head_kv, head_dim)
-    float* vc = v_[static_cast<size_t>(l)].data();
+    float* kc = k_[static_cast<size_t>(l)].get();  // (n_slots, n_head_kv, head_dim)
+    float* vc = v_[static_cast<size_t>(l)].get();
 
     // Attention block: x += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(x).
     cpu::rmsnorm(x_.data(), f32(L.attn_norm), xb_.data(), n, E, c.rms_eps);

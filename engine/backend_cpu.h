@@ -2,6 +2,7 @@
 // built from the reference ops in engine/ops_cpu. It is the oracle the CUDA backend is
 // checked against, and a usable fallback for small models.
 #pragma once
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,8 +27,8 @@ class CpuBackend : public Backend {
   void copy_kv_block(int src, int dst) override;
 
   // Read access to the cache, for tests: (n_slots, n_head_kv, head_dim) of one layer.
-  const float* k_cache(int layer) const { return k_[static_cast<size_t>(layer)].data(); }
-  const float* v_cache(int layer) const { return v_[static_cast<size_t>(layer)].data(); }
+  const float* k_cache(int layer) const { return k_[static_cast<size_t>(layer)].get(); }
+  const float* v_cache(int layer) const { return v_[static_cast<size_t>(layer)].get(); }
 
  private:
   void validate(const Batch& batch) const;
@@ -38,9 +39,15 @@ class CpuBackend : public Backend {
   int n_threads_;
   int block_size_;
   int kv_blocks_;
-  std::vector<float> inv_freq_;        // (rope_dim / 2)
-  std::vector<std::vector<float>> k_;  // (n_layer) x (kv_blocks * block_size, n_head_kv, head_dim)
-  std::vector<std::vector<float>> v_;  // same
+  std::vector<float> inv_freq_;  // (rope_dim / 2)
+  // calloc'd: the OS hands out zero pages as they are first touched, so a large pool
+  // costs neither start-up time nor memory until it is used.
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  using Buffer = std::unique_ptr<float[], FreeDeleter>;
+  std::vector<Buffer> k_;  // (n_layer) x (kv_blocks * block_size, n_head_kv, head_dim)
+  std::vector<Buffer> v_;  // same
 
   // Work buffers, grown to the largest batch seen and reused.
   int cap_tokens_ = 0, cap_logits_ = 0;

@@ -1,6 +1,7 @@
 #include "engine/ops_cpu.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -30,8 +31,11 @@ int resolve_threads(int n_threads) {
 }
 
 // --- dot products -------------------------------------------------------------
-// Every output element of matmul is one call of the same dot function on the same
-// inputs, whatever the batch: results are bit-identical between a batch of 1 and a
+// Every output element of matmul is computed by the same sequence of float operations
+// whatever the batch, the tiling or the thread count: the 4-row kernels below repeat the
+// single-row kernel's accumulation exactly (two 8-lane accumulators over 16-element
+// steps, one 8-element step, a fixed horizontal sum, then a scalar tail), and the f16 /
+// bf16 kernels convert exactly. So results are bit-identical between a batch of 1 and a
 // prefill batch, and between sequences batched together or alone.
 
 float dot_generic(const float* a, const float* b, int64_t n) {
@@ -45,6 +49,11 @@ float dot_generic(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// out[k] = w[k] · x for 4 weight rows.
+void dot4_generic(const float* const w[4], const float* x, int64_t n, float out[4]) {
+  for (int k = 0; k < 4; ++k) out[k] = dot_generic(w[k], x, n);
+}
+
 void f16_to_f32_generic(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
@@ -54,7 +63,9 @@ void bf16_to_f32_generic(const uint16_t* src, float* dst, int64_t n) {
 }
 
 #ifdef LLM_X86
-__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+#define LLM_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+LLM_AVX2 inline float hsum256(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
   lo = _mm_add_ps(lo, hi);
   lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
@@ -62,45 +73,102 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-__attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
-         s3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+// Loads 8 weights of each storage type as floats (exact conversions).
+struct LoadF32 {
+  using T = float;
+  LLM_AVX2 static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+  static float one(const float* p) { return *p; }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  LLM_AVX2 static __m256 load(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
-  for (; i + 8 <= n; i += 8)
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; ++i) s += a[i] * b[i];
+  static float one(const uint16_t* p) { return f16_to_f32(*p); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  LLM_AVX2 static __m256 load(const uint16_t* p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static float one(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+
+template <class L>
+LLM_AVX2 float dot_avx2(const typename L::T* w, const float* x, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(L::load(w + i), _mm256_loadu_ps(x + i), s0);
+    s1 = _mm256_fmadd_ps(L::load(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+  }
+  if (i + 8 <= n) {
+    s0 = _mm256_fmadd_ps(L::load(w + i), _mm256_loadu_ps(x + i), s0);
+    i += 8;
+  }
+  float s = hsum256(_mm256_add_ps(s0, s1));
+  // Explicit fma: the tails of dot and dot4 must round alike whatever the compiler
+  // would contract.
+  for (; i < n; ++i) s = std::fma(L::one(w + i), x[i], s);
   return s;
 }
 
-__attribute__((target("avx2,f16c"))) void f16_to_f32_avx2(const uint16_t* src, float* dst,
-                                                          int64_t n) {
+// Four dot_avx2 at once, sharing the loads of x: the same operations per output.
+template <class L>
+LLM_AVX2 void dot4_avx2(const typename L::T* const w[4], const float* x, int64_t n, float out[4]) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(),
+         b1 = _mm256_setzero_ps(), c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(),
+         d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(dst + i,
-                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i + 16 <= n; i += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    a0 = _mm256_fmadd_ps(L::load(w[0] + i), x0, a0);
+    a1 = _mm256_fmadd_ps(L::load(w[0] + i + 8), x1, a1);
+    b0 = _mm256_fmadd_ps(L::load(w[1] + i), x0, b0);
+    b1 = _mm256_fmadd_ps(L::load(w[1] + i + 8), x1, b1);
+    c0 = _mm256_fmadd_ps(L::load(w[2] + i), x0, c0);
+    c1 = _mm256_fmadd_ps(L::load(w[2] + i + 8), x1, c1);
+    d0 = _mm256_fmadd_ps(L::load(w[3] + i), x0, d0);
+    d1 = _mm256_fmadd_ps(L::load(w[3] + i + 8), x1, d1);
+  }
+  if (i + 8 <= n) {
+    const __m256 x0 = _mm256_loadu_ps(x + i);
+    a0 = _mm256_fmadd_ps(L::load(w[0] + i), x0, a0);
+    b0 = _mm256_fmadd_ps(L::load(w[1] + i), x0, b0);
+    c0 = _mm256_fmadd_ps(L::load(w[2] + i), x0, c0);
+    d0 = _mm256_fmadd_ps(L::load(w[3] + i), x0, d0);
+    i += 8;
+  }
+  out[0] = hsum256(_mm256_add_ps(a0, a1));
+  out[1] = hsum256(_mm256_add_ps(b0, b1));
+  out[2] = hsum256(_mm256_add_ps(c0, c1));
+  out[3] = hsum256(_mm256_add_ps(d0, d1));
+  for (; i < n; ++i)
+    for (int k = 0; k < 4; ++k) out[k] = std::fma(L::one(w[k] + i), x[i], out[k]);
+}
+
+LLM_AVX2 void f16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadF16::load(src + i));
   for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
-__attribute__((target("avx2"))) void bf16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
+LLM_AVX2 void bf16_to_f32_avx2(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadBF16::load(src + i));
   for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }
 #endif
 
-// The kernels picked once for this CPU.
+// The kernels picked once for this CPU. The 16-bit ones (null without AVX2) read f16 /
+// bf16 weights in place; they must agree bit for bit with converting first and using
+// the f32 kernels.
 struct Kernels {
   float (*dot)(const float*, const float*, int64_t) = dot_generic;
+  void (*dot4)(const float* const[4], const float*, int64_t, float[4]) = dot4_generic;
+  void (*dot4_f16)(const uint16_t* const[4], const float*, int64_t, float[4]) = nullptr;
+  void (*dot4_bf16)(const uint16_t* const[4], const float*, int64_t, float[4]) = nullptr;
   void (*f16)(const uint16_t*, float*, int64_t) = f16_to_f32_generic;
   void (*bf16)(const uint16_t*, float*, int64_t) = bf16_to_f32_generic;
 };
@@ -110,11 +178,14 @@ const Kernels& kernels() {
     Kernels r;
 #ifdef LLM_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      r.dot = dot_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+      r.dot = dot_avx2<LoadF32>;
+      r.dot4 = dot4_avx2<LoadF32>;
+      r.dot4_f16 = dot4_avx2<LoadF16>;
+      r.dot4_bf16 = dot4_avx2<LoadBF16>;
+      r.f16 = f16_to_f32_avx2;
       r.bf16 = bf16_to_f32_avx2;
-      // Every AVX2 CPU has F16C, but ask anyway.
-      if (__builtin_cpu_supports("f16c")) r.f16 = f16_to_f32_avx2;
     }
 #endif
     return r;
@@ -133,6 +204,23 @@ void dequant_row(const Kernels& k, DType t, const void* src, float* dst, int64_t
       return;
     default:
       dequantize_row(t, src, dst, cols);
+  }
+}
+
+// y[i * rows + r] for r in [r0, r1) and every activation row i, from weight rows held as
+// f32 at w[r - r0] (cols each).
+void tile_dot(const Kernels& k, const float* w, int64_t r0, int64_t r1, int64_t cols,
+              const float* x, float* y, int n_rows, int64_t rows) {
+  for (int i = 0; i < n_rows; ++i) {
+    const float* xi = x + static_cast<int64_t>(i) * cols;
+    float* yi = y + static_cast<int64_t>(i) * rows;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const float* wp[4] = {w + (r - r0) * cols, w + (r + 1 - r0) * cols, w + (r + 2 - r0) * cols,
+                            w + (r + 3 - r0) * cols};
+      k.dot4(wp, xi, cols, yi + r);
+    }
+    for (; r < r1; ++r) yi[r] = k.dot(w + (r - r0) * cols, xi, cols);
   }
 }
 
@@ -163,52 +251,70 @@ void matmul(const TensorRef& W, const float* x, float* y, int n_rows, int n_thre
   if (n_rows == 0) return;
   const Kernels& k = kernels();
   const int64_t cols = W.cols, rows = W.rows;
-  // Weight rows are handled in tiles of kTile: a tile is dequantized once into a
-  // thread-local buffer and then dotted with every activation row, so each weight byte is
-  // read once per call whatever n_rows is. F32 weights are used in place.
-  constexpr int64_t kTile = 8;
+  // Weight rows go in tiles of kTile. A quantized tile is dequantized once into a
+  // thread-local buffer (kTile x cols f32, L2-sized) and dotted with every activation
+  // row, so each weight byte is read once per call whatever n_rows is. F32 weights are
+  // used in place; f16 / bf16 ones are read in place for the few-row (decode) case,
+  // where converting first would double the passes over the weights.
+  constexpr int64_t kTile = 16;
   const int64_t n_tiles = (rows + kTile - 1) / kTile;
   // Small products are not worth waking threads for (stories260K has 64 x 64 matrices).
   const double work = static_cast<double>(rows) * cols * n_rows;
   int threads = resolve_threads(n_threads);
-  threads = static_cast<int>(std::min<double>(threads, std::max(1.0, work / 32768.0)));
+  threads = static_cast<int>(std::min<double>(threads, std::max(1.0, work / 65536.0)));
   threads = static_cast<int>(std::min<int64_t>(threads, n_tiles));
-  const bool in_place = W.type == DType::F32;
+  const bool in_place_16 = n_rows <= 2 && ((W.type == DType::F16 && k.dot4_f16) ||
+                                           (W.type == DType::BF16 && k.dot4_bf16));
 
-  auto run = [&](int64_t t0, int64_t t1) {
-    std::vector<float> buf(in_place ? 0 : static_cast<size_t>(kTile * cols));  // (kTile, cols)
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t r0 = t * kTile, r1 = std::min(rows, r0 + kTile);
-      const float* wt;
-      if (in_place) {
-        wt = static_cast<const float*>(W.row(r0));
-      } else {
-        for (int64_t r = r0; r < r1; ++r)
-          dequant_row(k, W.type, W.row(r), buf.data() + (r - r0) * cols, cols);
-        wt = buf.data();
-      }
+  auto tile = [&](int64_t t, std::vector<float>& buf) {
+    const int64_t r0 = t * kTile, r1 = std::min(rows, r0 + kTile);
+    if (W.type == DType::F32) {
+      tile_dot(k, static_cast<const float*>(W.row(r0)), r0, r1, cols, x, y, n_rows, rows);
+      return;
+    }
+    if (in_place_16) {
+      auto dot4 = W.type == DType::F16 ? k.dot4_f16 : k.dot4_bf16;
+      float tmp[4];
       for (int i = 0; i < n_rows; ++i) {
         const float* xi = x + static_cast<int64_t>(i) * cols;
         float* yi = y + static_cast<int64_t>(i) * rows;
-        for (int64_t r = r0; r < r1; ++r) yi[r] = k.dot(wt + (r - r0) * cols, xi, cols);
+        for (int64_t r = r0; r < r1; r += 4) {
+          // A partial group repeats its last row; only the valid outputs are kept.
+          const uint16_t* wp[4];
+          for (int j = 0; j < 4; ++j)
+            wp[j] = static_cast<const uint16_t*>(W.row(std::min(r + j, r1 - 1)));
+          dot4(wp, xi, cols, tmp);
+          for (int j = 0; j < 4 && r + j < r1; ++j) yi[r + j] = tmp[j];
+        }
       }
+      return;
     }
+    buf.resize(static_cast<size_t>(kTile * cols));  // (kTile, cols)
+    for (int64_t r = r0; r < r1; ++r)
+      dequant_row(k, W.type, W.row(r), buf.data() + (r - r0) * cols, cols);
+    tile_dot(k, buf.data(), r0, r1, cols, x, y, n_rows, rows);
   };
 
   if (threads <= 1) {
-    run(0, n_tiles);
+    std::vector<float> buf;
+    for (int64_t t = 0; t < n_tiles; ++t) tile(t, buf);
     return;
   }
+  // Tiles are handed out dynamically: on a shared machine a thread may lose its core,
+  // and a static split would make everyone wait for it.
+  std::atomic<int64_t> next{0};
+  const int64_t chunk = std::max<int64_t>(1, n_tiles / (static_cast<int64_t>(threads) * 8));
+  auto worker = [&] {
+    std::vector<float> buf;
+    for (int64_t t0; (t0 = next.fetch_add(chunk)) < n_tiles;)
+      for (int64_t t = t0; t < std::min(n_tiles, t0 + chunk); ++t) tile(t, buf);
+  };
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
-  {
-    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-    run(n_tiles * id / nt, n_tiles * (id + 1) / nt);
-  }
+  worker();
 #else
   std::vector<std::thread> pool;
-  for (int id = 0; id < threads; ++id)
-    pool.emplace_back(run, n_tiles * id / threads, n_tiles * (id + 1) / threads);
+  for (int id = 0; id < threads; ++id) pool.emplace_back(worker);
   for (std::thread& th : pool) th.join();
 #endif
 }

@@ -18,7 +18,7 @@ constexpr Entry kTable[] = {
     {DType::Q4_0, {"q4_0", QK4_0, sizeof(BlockQ4_0), true}},
     {DType::Q4_1, {"q4_1", QK4_1, sizeof(BlockQ4_1), true}},
     {DType::Q5_0, {"q5_0", QK5_0, sizeof(BlockQ5_0), true}},
-    {DType::Q5_1, {"q5_1", QK5_1, sizeof(BlockQ5_1), false}},
+    {DType::Q5_1, {"q5_1", QK5_1, sizeof(BlockQ5_1), true}},
     {DType::Q8_0, {"q8_0", QK8_0, sizeof(BlockQ8_0), true}},
     {DType::Q8_1, {"q8_1", QK8_1, sizeof(BlockQ8_1), false}},
     {DType::Q2_K, {"q2_K", QK_K, sizeof(BlockQ2_K), false}},
@@ -45,7 +45,9 @@ const DTypeTraits& traits(DType t) {
   return kTable[0].traits;
 }
 
-const char* dtype_name(DType t) { return traits(t).name; }
+const char* dtype_name(DType t) {
+  return traits(t).name;
+}
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   std::string lower(name);

@@ -30,10 +30,10 @@ enum class DType : uint32_t {
 };
 
 struct DTypeTraits {
-  const char* name;     // "q4_0", as ggml prints it
-  int block_elems;      // elements per block (1 for plain floats)
-  int block_bytes;      // bytes per block
-  bool supported;       // this project can load and compute with it
+  const char* name;  // "q4_0", as ggml prints it
+  int block_elems;   // elements per block (1 for plain floats)
+  int block_bytes;   // bytes per block
+  bool supported;    // this project can load and compute with it
 };
 
 // Traits of a raw GGUF type id; nullopt for ids we do not know at all.
@@ -67,8 +67,8 @@ inline float f16_to_f32(f16_t h) {
       mant &= 0x3ff;
       bits = sign | (exp << 23) | (mant << 13);
     }
-  } else if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp == 0x1f) {  // inf, or NaN made quiet (as ggml and the F16C instruction do)
+    bits = sign | 0x7f800000u | (mant << 13) | (mant != 0 ? 0x400000u : 0u);
   } else {
     bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
   }
@@ -85,7 +85,7 @@ inline f16_t f32_to_f16(float f) {
   const uint32_t abs = x & 0x7fffffff;
   if (abs >= 0x7f800000u) return (f16_t)(sign | 0x7c00 | (abs > 0x7f800000u ? 0x200 : 0));
   if (abs >= 0x477ff000u) return (f16_t)(sign | 0x7c00);  // overflow -> inf
-  if (abs < 0x38800000u) {                                  // subnormal or zero
+  if (abs < 0x38800000u) {                                // subnormal or zero
     if (abs < 0x33000000u) return (f16_t)sign;
     const uint32_t e = abs >> 23;
     const uint32_t m = (abs & 0x7fffff) | 0x800000;
@@ -118,11 +118,11 @@ inline bf16_t f32_to_bf16(float f) {
 
 // --- block layouts (ggml-common.h) -------------------------------------------
 constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32, QK8_1 = 32;
-constexpr int QK_K = 256;        // super-block size of the k-quants
+constexpr int QK_K = 256;         // super-block size of the k-quants
 constexpr int K_SCALE_SIZE = 12;  // packed 6-bit scales and mins of Q4_K / Q5_K
 
 struct BlockQ4_0 {
-  f16_t d;              // scale
+  f16_t d;                // scale
   uint8_t qs[QK4_0 / 2];  // nibbles: element j in low nibble of qs[j], element j+16 in high
 };
 struct BlockQ4_1 {
@@ -159,9 +159,9 @@ struct BlockQ3_K {
   f16_t d;
 };
 struct BlockQ4_K {
-  f16_t d, dmin;                  // super-block scale for scales, and for mins
-  uint8_t scales[K_SCALE_SIZE];   // 8 sub-blocks of 32: 6-bit scale and 6-bit min each
-  uint8_t qs[QK_K / 2];           // 4-bit quants
+  f16_t d, dmin;                 // super-block scale for scales, and for mins
+  uint8_t scales[K_SCALE_SIZE];  // 8 sub-blocks of 32: 6-bit scale and 6-bit min each
+  uint8_t qs[QK_K / 2];          // 4-bit quants
 };
 struct BlockQ5_K {
   f16_t d, dmin;

@@ -1,6 +1,12 @@
 // Scalar reference (de)quantization and dot products for every supported DType.
 // These are the ground truth that the CPU backend's fast paths and every CUDA
 // kernel are tested against.
+//
+// Semantics follow ggml (ggml/src/ggml-quants.c) exactly:
+// - dequantize_row is bit-identical to ggml's dequantize_row_* / fp16 / bf16 conversions.
+// - quantize_row matches ggml's reference quantizers (quantize_row_*_ref, i.e. what
+//   llama-quantize writes without an importance matrix) byte for byte.
+// - vec_dot equals dot(dequantize_row(row), x) up to float summation order.
 #pragma once
 #include <cstdint>
 
@@ -9,13 +15,25 @@
 namespace llm {
 
 // dst[0..n) = values of the n elements stored at src. n % block_elems == 0 (asserted).
+// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
 // Quantizes n floats into dst (row_bytes(t, n) bytes). n % block_elems == 0.
-// Supported targets: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K.
+// Supported targets: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 
 // sum_i w[i] * x[i] where w is a row of type t stored at row. n % block_elems == 0.
+// Uses the AVX2+FMA kernels when the CPU has them, else the scalar reference.
 float vec_dot(DType t, const void* row, const float* x, int64_t n);
+
+// Which implementation of vec_dot to run; tests and benchmarks pin one.
+enum class DotPath { Auto, Scalar, Avx2 };
+// Whether `p` can run on this CPU (Scalar and Auto always can).
+bool dot_path_available(DotPath p);
+// vec_dot through a chosen path; `p` must be available (asserted).
+float vec_dot(DotPath p, DType t, const void* row, const float* x, int64_t n);
+
+// True for the types dequantize_row / vec_dot handle; quantize_row handles the same set.
+bool quant_supported(DType t);
 
 }  // namespace llm
