@@ -55,7 +55,9 @@ RequestStats Sequence::stats() const {
   if (times.first_token >= 0) s.ttft = times.first_token - times.arrival;
   if (num_generated() > 1) s.tpot = (times.last_token - times.first_token) / (num_generated() - 1);
   if (times.finished >= 0) s.e2e = times.finished - times.arrival;
-  s.ttft_missed = deadline.ttft > 0 && (s.ttft < 0 || s.ttft > deadline.ttft);
+  // Without a first token, the target counts as missed once its time had passed.
+  const double waited = s.ttft >= 0 ? s.ttft : s.e2e;
+  s.ttft_missed = deadline.ttft > 0 && waited > deadline.ttft;
   s.tpot_missed = deadline.tpot > 0 && s.tpot > deadline.tpot;
   return s;
 }
