@@ -186,14 +186,19 @@ Plan make_plan(const MakeModelOptions& opt, int n_vocab) {
   const int64_t E = s.n_embd, Q = int64_t{s.n_head} * p.head_dim,
                 KV = int64_t{s.n_head_kv} * p.head_dim;
   const int64_t F = s.n_ff, V = s.n_vocab;
-  const TensorContext ctx{s.n_layer, s.n_layer, !s.tied_output};
+  MixModel mix;
+  mix.arch = s.arch == Arch::Llama ? "llama" : "qwen2";
+  mix.n_layer = s.n_layer;
+  mix.n_head = s.n_head;
+  mix.n_head_kv = s.n_head_kv;
+  mix.has_output = !s.tied_output;
   const float sd = s.init_std;
 
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean, float std) {
     TensorSource t;
     t.name = name;
     t.shape = std::move(shape);
-    t.type = tensor_type(opt.type, name, t.shape, ctx);
+    t.type = tensor_type_in(opt.type, mix, name, t.shape, opt.pure);
     t.rows = random_rows(tensor_key(opt.seed, name), t.shape[0], mean, std);
     p.tensors.push_back(std::move(t));
   };
@@ -244,12 +249,12 @@ void write_hparams(GgufWriter& w, const Plan& p, FileType type) {
   w.set_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv));
   w.set_f32(a + ".rope.freq_base", s.rope_base);
   w.set_f32(a + ".attention.layer_norm_rms_epsilon", s.rms_eps);
-  w.set_u32("general.file_type", static_cast<uint32_t>(type));
+  w.set_u32("general.file_type", gguf_file_type(type));
   if (s.arch == Arch::Llama) {
     w.set_u32(a + ".vocab_size", static_cast<uint32_t>(s.n_vocab));
     w.set_u32(a + ".rope.dimension_count", static_cast<uint32_t>(p.head_dim));
   }
-  if (is_quantized(type)) w.set_u32("general.quantization_version", 2);
+  if (file_type_quantized(type)) w.set_u32("general.quantization_version", 2);
 }
 
 // Vocabulary size of a --vocab file, and a check that it is one.
