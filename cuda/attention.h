@@ -20,6 +20,10 @@ struct AttnArgs {
   const int32_t* tables = nullptr;        // block tables, back to back
   int n_head = 0, n_head_kv = 0, head_dim = 0, block_size = 0;
   float* out = nullptr;              // (n_tokens, n_head, head_dim) f32
+  // Decode only: the output also in f16 and/or q8 (q8 needs head_dim % 32 == 0), for the
+  // next matrix product, saving a conversion pass. Null: not wanted.
+  __half* out_f16 = nullptr;
+  ActQ8 out_q8;
 };
 
 // head_dim must be a multiple of 8 and at most 256.

@@ -3,7 +3,7 @@
 // tile at a time, online softmax) and own head dimensions for the P·V accumulation.
 // A second kernel merges the splits' (max, sum, acc) partials.
 #include "cuda/attention.h"
-#include "cuda/common.cuh"
+#include "cuda/act.cuh"
 
 namespace llm::cuda {
 
@@ -22,6 +22,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float q_s[256];
   __shared__ float m_s[kWarps], l_s[kWarps];
   __shared__ float acc_s[kWarps][256];
@@ -128,12 +130,12 @@ __global__ void __launch_bounds__(kWarps * 32)
     L += wt[w] * l_s[w];
   }
   if (n_split == 1) {  // the whole range: write the result directly
-    float* o = a.out + (static_cast<int64_t>(row) * a.n_head + h) * D;
+    const ActOut o{a.out, a.out_f16, a.out_q8};
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
       float v = 0.0f;
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) v += wt[w] * acc_s[w][d];
-      o[d] = v / L;
+      act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / L);
     }
     return;
   }
@@ -154,6 +156,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 // One block per (head, row): out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m).
 __global__ void decode_merge_kernel(AttnArgs a, const int32_t* __restrict__ rows, const float* __restrict__ ws,
                                     int n_split) {
+  pdl_wait();
+  pdl_trigger();
   const int h = blockIdx.x, z = blockIdx.y, row = rows[z], D = a.head_dim;
   const float* p = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
   float M = -INFINITY;
@@ -163,14 +167,14 @@ __global__ void decode_merge_kernel(AttnArgs a, const int32_t* __restrict__ rows
     const float ms = p[s * (D + 2)];
     if (ms != -INFINITY) L += exp2f(ms - M) * p[s * (D + 2) + 1];
   }
-  float* o = a.out + (static_cast<int64_t>(row) * a.n_head + h) * D;
+  const ActOut o{a.out, a.out_f16, a.out_q8};
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
     for (int s = 0; s < n_split; ++s) {
       const float ms = p[s * (D + 2)];
       if (ms != -INFINITY) v += exp2f(ms - M) * p[s * (D + 2) + 2 + d];
     }
-    o[d] = v / L;
+    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / L);
   }
 }
 
@@ -182,18 +186,19 @@ void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_
   if (!attention_head_dim_supported(a.head_dim))
     throw Error("attention: head dimension " + std::to_string(a.head_dim) + " is not supported (multiple of 8, <= 256)");
   if (n_split < 1) n_split = 1;
+  if (a.out_q8.qs && a.head_dim % 32 != 0) throw Error("attention: q8 output needs a head dimension divisible by 32");
   const dim3 grid(static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
   const int dpl = a.head_dim <= 32 ? 1 : a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;
   switch (dpl) {
-    case 1: decode_split_kernel<1><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
-    case 2: decode_split_kernel<2><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
-    case 4: decode_split_kernel<4><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
-    default: decode_split_kernel<8><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
+    case 1: launch(decode_split_kernel<1>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
+    case 2: launch(decode_split_kernel<2>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
+    case 4: launch(decode_split_kernel<4>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
+    default: launch(decode_split_kernel<8>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
   }
   CUDA_CHECK_LAUNCH();
   if (n_split > 1) {
     const dim3 g2(static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
-    decode_merge_kernel<<<g2, a.head_dim < 32 ? 32 : (a.head_dim + 31) / 32 * 32, 0, stream>>>(a, rows, workspace, n_split);
+    launch(decode_merge_kernel, g2, a.head_dim < 32 ? 32 : (a.head_dim + 31) / 32 * 32, 0, stream, a, rows, workspace, n_split);
     CUDA_CHECK_LAUNCH();
   }
 }

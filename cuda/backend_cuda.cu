@@ -126,6 +126,7 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
 
 CudaBackend::~CudaBackend() {
   clear_graphs();
+  for (cudaEvent_t e : prof_events_) cudaEventDestroy(e);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -302,6 +303,34 @@ void CudaBackend::allocate_kv(const BackendOptions& opt) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   kv_blocks_ = static_cast<int>(blocks);
   kv_layer_elems_ = (blocks + 1) * block_size_ * static_cast<int64_t>(cfg_.kv_dim());
+}
+
+void CudaBackend::set_profiling(bool on) {
+  profiling_ = on;
+  prof_.clear();
+  if (on && prof_events_.empty()) {
+    prof_events_.resize(4096);
+    for (cudaEvent_t& e : prof_events_) CUDA_CHECK(cudaEventCreate(&e));
+  }
+}
+
+void CudaBackend::mark(const char* op) {
+  if (!profiling_ || prof_marks_.size() + 1 >= prof_events_.size()) return;
+  prof_marks_.push_back(op);
+  CUDA_CHECK(cudaEventRecord(prof_events_[prof_marks_.size()], stream_));
+}
+
+void CudaBackend::collect_profile() {
+  CUDA_CHECK(cudaEventSynchronize(prof_events_[prof_marks_.size()]));
+  for (size_t i = 0; i < prof_marks_.size(); ++i) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, prof_events_[i], prof_events_[i + 1]));
+    auto it = std::find_if(prof_.begin(), prof_.end(), [&](const OpTime& o) { return o.op == prof_marks_[i]; });
+    if (it == prof_.end()) it = prof_.insert(prof_.end(), OpTime{prof_marks_[i], 0.0, 0});
+    it->ms += ms;
+    it->calls += 1;
+  }
+  prof_marks_.clear();
 }
 
 void CudaBackend::ensure_input_capacity(size_t bytes) {
@@ -504,7 +533,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
 void CudaBackend::run(const Batch& b, float* logits) {
   const int n = b.n_tokens();
   // Pure decode (one row per sequence, logits for every row in order): replay a graph.
-  bool graph = use_graphs_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
+  bool graph = use_graphs_ && !profiling_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
   for (int i = 0; graph && i < n; ++i) graph = b.logit_rows[static_cast<size_t>(i)] == i;
   int nb = 1;
   while (nb < n) nb *= 2;
@@ -532,7 +561,9 @@ void CudaBackend::run(const Batch& b, float* logits) {
     }
     CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
   } else {
+    if (profiling_) CUDA_CHECK(cudaEventRecord(prof_events_[0], stream_));
     record(p);
+    if (profiling_) collect_profile();
   }
   const int nl = b.n_logits();
   if (nl > 0)
@@ -610,6 +641,7 @@ void CudaBackend::record(const Plan& p) {
   };
 
   embed(tok_embd_, p.tokens, n, h, stream_);
+  mark("embed");
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     __half* kc = kv_.as<__half>() + static_cast<int64_t>(2 * l) * kv_layer_elems_;
@@ -621,7 +653,9 @@ void CudaBackend::record(const Plan& p) {
       float* Y[3] = {qkv, qkv + Q, qkv + Q + KV};
       const ActOut xa = act_for(W, 3, p.matvec, E, false);
       rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
+      mark("rmsnorm");
       linear(W, Y, 3, Q + 2 * KV, false, input_of(xa, nullptr), p);
+      mark("qkv");
     }
     QkvStoreArgs s;
     s.q = qkv;
@@ -644,6 +678,7 @@ void CudaBackend::record(const Plan& p) {
     s.k_cache = kc;
     s.v_cache = vc;
     qkv_rope_store(s, stream_);
+    mark("rope+kv_store");
 
     AttnArgs a;
     a.q = q_rot_.as<float>();
@@ -658,15 +693,24 @@ void CudaBackend::record(const Plan& p) {
     a.head_dim = c.head_dim;
     a.block_size = block_size_;
     a.out = attn;
-    if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(), stream_);
-    if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
     {
       const DevMatrix* W[1] = {&L.wo};
-      float* Y[1] = {h};
       ActOut ao = act_for(W, 1, p.matvec, Q, false);
-      ao.f32 = nullptr;  // the f32 input is attn itself
-      convert_act(attn, n, Q, ao, stream_);
+      ao.f32 = nullptr;  // the f32 output is attn itself
+      // Decode-only steps get the other formats straight from the attention kernel.
+      const bool fused = p.n_tiles == 0 && c.head_dim % 32 == 0;
+      if (fused) {
+        a.out_f16 = ao.f16;
+        a.out_q8 = ao.q8;
+      }
+      if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(), stream_);
+      if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
+      mark("attention");
+      if (!fused) convert_act(attn, n, Q, ao, stream_);
+      if (!fused) mark("convert");
+      float* Y[1] = {h};
       linear(W, Y, 1, E, true, input_of(ao, attn), p);
+      mark("wo");
     }
 
     // Feed-forward block: h += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(h).
@@ -675,14 +719,18 @@ void CudaBackend::record(const Plan& p) {
       float* Y[2] = {gu, gu + F};
       const ActOut xa = act_for(W, 2, p.matvec, E, false);
       rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
+      mark("rmsnorm");
       linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
+      mark("gate+up");
     }
     {
       const DevMatrix* W[1] = {&L.w_down};
       float* Y[1] = {h};
       const ActOut ma = act_for(W, 1, p.matvec, F, false);
       swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
+      mark("swiglu");
       linear(W, Y, 1, E, true, input_of(ma, nullptr), p);
+      mark("down");
     }
   }
 
@@ -695,7 +743,9 @@ void CudaBackend::record(const Plan& p) {
     float* Y[1] = {logits_.as<float>()};
     const ActOut xa = act_for(W, 1, pl.matvec, E, false);
     rmsnorm(h, p.logit_rows, output_norm_, pl.n, E, c.rms_eps, xa, stream_);
+    mark("rmsnorm");
     linear(W, Y, 1, V, false, input_of(xa, nullptr), pl);
+    mark("output");
   }
 }
 

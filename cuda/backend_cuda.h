@@ -34,6 +34,16 @@ class CudaBackend final : public Backend {
   // Turns CUDA graphs for decode steps off (tests compare both ways).
   void set_graphs(bool on) { use_graphs_ = on; }
 
+  // Per-op timing: while on, steps run without graphs and with an event after every op;
+  // profile() returns the accumulated time of each op name since profiling was turned on.
+  struct OpTime {
+    std::string op;
+    double ms = 0;
+    int calls = 0;
+  };
+  void set_profiling(bool on);
+  std::vector<OpTime> profile() const { return prof_; }
+
  private:
   struct Layer {
     DevMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
@@ -121,6 +131,13 @@ class CudaBackend final : public Backend {
   };
   std::map<int, Graph> graphs_;
   void clear_graphs();
+
+  bool profiling_ = false;
+  std::vector<cudaEvent_t> prof_events_;
+  std::vector<std::string> prof_marks_;  // op that ends at each recorded event
+  std::vector<OpTime> prof_;
+  void mark(const char* op);
+  void collect_profile();
 };
 
 }  // namespace llm::cuda

@@ -6,6 +6,8 @@ namespace {
 
 // One block per row; threads walk the q, k and v elements of the row.
 __global__ void qkv_rope_store_kernel(QkvStoreArgs a) {
+  pdl_wait();
+  pdl_trigger();
   extern __shared__ float tab[];
   const int row = blockIdx.x, half = a.rope_dim / 2, D = a.head_dim;
   rope_table(a.positions[row], a.inv_freq, half, tab, tab + half);
@@ -38,7 +40,7 @@ __global__ void qkv_rope_store_kernel(QkvStoreArgs a) {
 void qkv_rope_store(const QkvStoreArgs& a, cudaStream_t stream) {
   if (a.n_rows <= 0) return;
   const size_t smem = sizeof(float) * static_cast<size_t>(a.rope_dim);
-  qkv_rope_store_kernel<<<a.n_rows, 256, smem, stream>>>(a);
+  launch(qkv_rope_store_kernel, a.n_rows, 256, smem, stream, a);
   CUDA_CHECK_LAUNCH();
 }
 

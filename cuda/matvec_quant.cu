@@ -63,13 +63,23 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
 
-  for (int64_t u0 = lane; u0 < nu; u0 += 32 * U) {
-    Unit w[U][R];
+  // Software pipeline: the next U units of every row load while the current ones are
+  // used. The first loads are weights only, so they go out before pdl_wait() and overlap
+  // the end of the previous kernel.
+  Unit w[U][R];
+  auto load = [&](Unit (&dst)[U][R], int64_t u0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (u0 + 32 * i < nu) w[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
+        if (u0 + 32 * i < nu) dst[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
+  };
+  load(w, lane);
+  pdl_wait();
+  pdl_trigger();
+  for (int64_t u0 = lane; u0 < nu; u0 += 32 * U) {
+    Unit next[U][R];
+    if (u0 + 32 * U < nu) load(next, u0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t u = u0 + 32 * i;
@@ -86,6 +96,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
         for (int r = 0; r < R; ++r) acc[r][c] += dot_unit<T>(w[i][r], u, xi, xds);
       }
     }
+#pragma unroll
+    for (int i = 0; i < U; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
   }
   finish<R, NC>(J.job[j], r0, n, acc);
 }
@@ -132,13 +146,20 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
 
-  for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
-    float w[U][R][8];
+  float w[U][R][8];
+  auto load = [&](float (&dst)[U][R][8], int64_t c0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (c0 + 32 * i < n8) load8<T>(rowp[r], c0 + 32 * i, w[i][r]);
+        if (c0 + 32 * i < n8) load8<T>(rowp[r], c0 + 32 * i, dst[i][r]);
+  };
+  load(w, lane);
+  pdl_wait();
+  pdl_trigger();
+  for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
+    float next[U][R][8];
+    if (c0 + 32 * U < n8) load(next, c0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t c8 = c0 + 32 * i;
@@ -159,6 +180,12 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
         }
       }
     }
+#pragma unroll
+    for (int i = 0; i < U; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) w[i][r][e] = next[i][r][e];
   }
   finish<R, NC>(J.job[j], r0, n, acc);
 }
@@ -170,6 +197,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   int j;
   int64_t r0;
+  pdl_wait();
+  pdl_trigger();
   if (!locate<1>(J, g, j, r0)) return;
   const DevMatrix& W = J.job[j].W;
   const uint8_t* row = W.qs + r0 * W.qs_stride;
@@ -195,11 +224,11 @@ void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cuda
   const unsigned blocks = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps));
   if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
     if (J.job[0].W.cols % 8 == 0 && J.job[0].W.qs_stride % 16 == 0)
-      matvec_f_kernel<T, kRows, NC, 2><<<blocks, kWarps * 32, 0, stream>>>(J, x_f32, n);
+      launch(matvec_f_kernel<T, kRows, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
     else
-      matvec_f_scalar_kernel<T, NC><<<static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps)), kWarps * 32, 0, stream>>>(J, x_f32, n);
+      launch(matvec_f_scalar_kernel<T, NC>, static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps)), kWarps * 32, 0, stream, J, x_f32, n);
   } else {
-    matvec_q_kernel<T, kRows, NC, 2><<<blocks, kWarps * 32, 0, stream>>>(J, x_q8, n);
+    launch(matvec_q_kernel<T, kRows, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
   }
   CUDA_CHECK_LAUNCH();
 }

@@ -8,6 +8,8 @@ namespace {
 // consecutive elements in every iteration (what act_store's q8 path needs).
 __global__ void rmsnorm_kernel(const float* __restrict__ x, const int32_t* __restrict__ gather,
                                const float* __restrict__ w, int n, float eps, ActOut out) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float red[32];
   const int row = blockIdx.x;
   const int64_t src = gather ? gather[row] : row;
@@ -26,7 +28,7 @@ void rmsnorm(const float* x, const int32_t* gather, const float* w, int n_rows, 
   if (n_rows <= 0) return;
   if (out.q8.qs && n % 32 != 0) throw Error("rmsnorm: q8 output needs a width divisible by 32");
   const int threads = n >= 4096 ? 512 : n >= 1024 ? 256 : 128;
-  rmsnorm_kernel<<<n_rows, threads, 0, stream>>>(x, gather, w, n, eps, out);
+  launch(rmsnorm_kernel, n_rows, threads, 0, stream, x, gather, w, n, eps, out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -6,7 +6,8 @@
 #
 # Environment: TYPES="q4_0 q4_k_m q8_0 f16" (models to bench; "" for none),
 #   SANITIZE=0|1, TESTS=0|1, REPS=3, BUILD_DIR=build-gpu, MODEL_DIR=/dev/shm/llm-models,
-#   BENCH_ARGS (extra arguments for llm bench).
+#   BENCH_ARGS (extra arguments for llm bench), PROFILE=1 (per-op decode profile of each
+#   model), AB_PDL=1 (also bench the first model with Programmatic Dependent Launch off).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
@@ -72,8 +73,14 @@ for ty in $TYPES; do
     echo "made $m in $(($(date +%s) - t0)) s ($(du -h "$m" | cut -f1))"
   fi
   stage "bench llama2-7b $ty"
-  "$BUILD_DIR/llm" bench -m "$m" -p 512 -n 128 -r "$REPS" --json ${BENCH_ARGS:-} | tee "$OUT/bench_$ty.json" &&
+  prof=""
+  [ "${PROFILE:-0}" = 1 ] && prof="--profile"
+  "$BUILD_DIR/llm" bench -m "$m" -p 512 -n 128 -r "$REPS" --json $prof ${BENCH_ARGS:-} | tee "$OUT/bench_$ty.json" &&
     bench_rows+=("$ty")
+  if [ "${AB_PDL:-0}" = 1 ] && [ "$ty" = "${TYPES%% *}" ]; then
+    stage "bench llama2-7b $ty with LLM_CUDA_PDL=0"
+    LLM_CUDA_PDL=0 "$BUILD_DIR/llm" bench -m "$m" -p 512 -n 128 -r "$REPS" --json | tee "$OUT/bench_${ty}_nopdl.json"
+  fi
 done
 
 stage "summary"

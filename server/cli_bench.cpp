@@ -20,6 +20,7 @@
 #include "server/cli.h"
 
 #ifdef LLM_HAVE_CUDA
+#include "cuda/backend_cuda.h"
 #include "cuda/device_info.h"
 #endif
 
@@ -106,6 +107,7 @@ int cmd_bench(int argc, char** argv) {
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
+  args.flag("--profile", "", "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
   if (!args.parse(argc, argv)) return 0;
   const std::string path = args.str("model");
   if (path.empty()) throw Error("bench: -m MODEL is required (see llm bench --help)");
@@ -205,6 +207,40 @@ int cmd_bench(int argc, char** argv) {
     r.flops_per_tok = cost.matmul_flops + cost.attn_flops_per_pos * avg_ctx;
     r.ceiling = copy_gbs * 1e9 / r.bytes_per_tok;
     results.push_back(r);
+  }
+
+  if (args.on("profile") && opt.device == DeviceKind::Cuda) {
+#ifdef LLM_HAVE_CUDA
+    auto* cb = dynamic_cast<cuda::CudaBackend*>(backend.get());
+    if (cb) {
+      // Weight bytes each matrix op reads per token, for its bandwidth.
+      std::map<std::string, double> op_bytes;
+      for (const LayerWeights& L : model->weights.layers) {
+        op_bytes["qkv"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
+        op_bytes["wo"] += static_cast<double>(L.wo.bytes);
+        op_bytes["gate+up"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
+        op_bytes["down"] += static_cast<double>(L.w_down.bytes);
+      }
+      op_bytes["output"] = static_cast<double>(model->weights.output.bytes);
+      const int steps = 32;
+      cb->set_profiling(true);
+      generate(steps);
+      const auto prof = cb->profile();
+      cb->set_profiling(false);
+      double total = 0;
+      for (const auto& o : prof) total += o.ms;
+      std::fprintf(stderr, "\nper-op time of a decode step (mean of %d steps, events between ops, no graph):\n", steps);
+      std::fprintf(stderr, "| %-14s | %6s | %10s | %6s | %9s |\n", "op", "calls", "us/token", "share", "GB/s");
+      for (const auto& o : prof) {
+        const double us = 1000.0 * o.ms / steps;
+        const auto it = op_bytes.find(o.op);
+        std::fprintf(stderr, "| %-14s | %6d | %10.1f | %5.1f%% | %9s |\n", o.op.c_str(), o.calls / steps, us,
+                     100.0 * o.ms / total,
+                     it == op_bytes.end() ? "" : std::to_string(static_cast<int>(it->second / (us * 1e-6) / 1e9)).c_str());
+      }
+      std::fprintf(stderr, "| %-14s | %6s | %10.1f |\n", "total", "", 1000.0 * total / steps);
+    }
+#endif
   }
 
   const std::string type = model_type(*model);

@@ -257,13 +257,16 @@ TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-fo
   };
   // Prefill runs f16 GEMMs; decode runs GEMVs with f32 (float weights) or int8 (quantized
   // weights) activations. Both read an f16 KV cache where the CPU keeps f32.
-  const Case cases[] = {{FileType::F16, 1e-2, 1e-2},
-                        {FileType::Q8_0, 1e-2, 5e-2},
-                        {FileType::Q4_0, 1e-2, 5e-2},
-                        {FileType::Q4_K_M, 1e-2, 5e-2}};
+  // Measured on an H100: prefill 5e-4..8e-4 for all four, decode 2.6e-4 (F16) and
+  // 1.3e-2..1.4e-2 (int8 activations).
+  const Case cases[] = {{FileType::F16, 5e-3, 3e-3},
+                        {FileType::Q8_0, 5e-3, 5e-2},
+                        {FileType::Q4_0, 5e-3, 5e-2},
+                        {FileType::Q4_K_M, 5e-3, 5e-2}};
   const int N = 128;
   for (const Case& c : cases) {
-    CAPTURE(file_type_name(c.ft));
+    const std::string ft_name = file_type_name(c.ft);
+    CAPTURE(ft_name);
     const std::string path = write_synthetic(c.ft, std::string("synth_") + file_type_name(c.ft) + ".gguf");
     auto model = Model::load(path);
     const int V = model->config.n_vocab;
@@ -285,7 +288,7 @@ TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-fo
     std::vector<float> pre(size_t(N) * V);
     gpu.forward(b, pre.data());
     const Agreement ap = compare_logits(pre, ref, V, 0.05);
-    MESSAGE(file_type_name(c.ft) << " prefill: worst relative error " << ap.worst << ", top-1 checked "
+    MESSAGE(ft_name << " prefill: worst relative error " << ap.worst << ", top-1 checked "
                                  << ap.top1_checked << " wrong " << ap.top1_wrong);
     CHECK(ap.worst < c.tol_prefill);
     CHECK(ap.top1_wrong == 0);
@@ -300,7 +303,7 @@ TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-fo
       std::copy(out.begin() + 2 * V, out.begin() + 3 * V, dec3.begin() + size_t(p) * V);
     }
     const Agreement ad = compare_logits(dec, ref, V, 0.05);
-    MESSAGE(file_type_name(c.ft) << " decode: worst relative error " << ad.worst << ", top-1 checked "
+    MESSAGE(ft_name << " decode: worst relative error " << ad.worst << ", top-1 checked "
                                  << ad.top1_checked << " wrong " << ad.top1_wrong);
     CHECK(ad.worst < c.tol_decode);
     CHECK(ad.top1_wrong == 0);
