@@ -1,7 +1,7 @@
 // Flash-decoding (split-K) attention for rows that each attend on their own: one block
 // per (split, head, row), 4 warps. In a warp, lanes own keys for the scores (one 32-key
 // tile at a time, online softmax) and own head dimensions for the P·V accumulation.
-// A second kernel merges the splits' (max, sum, acc) partials.
+// The last block of a (row, head) to finish merges the splits' (max, sum, acc) partials.
 #include "cuda/attention.h"
 #include "cuda/act.cuh"
 
@@ -21,7 +21,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // DPL: head dims per lane in P·V (1, 2, 4 or 8; head_dim % DPL == 0).
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
-    decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws) {
+    decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws, int* __restrict__ counters) {
   pdl_wait();
   pdl_trigger();
   __shared__ float q_s[256];
@@ -140,7 +140,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     return;
   }
   // Partial of this split: {M, L, acc[D]} (M = -inf, L = 0 for an empty split).
-  float* p = ws + ((static_cast<int64_t>(z) * a.n_head + h) * n_split + split) * (D + 2);
+  float* part = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
+  float* p = part + split * (D + 2);
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
 #pragma unroll
@@ -151,37 +152,40 @@ __global__ void __launch_bounds__(kWarps * 32)
     p[0] = M;
     p[1] = L;
   }
-}
-
-// One block per (head, row): out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m).
-__global__ void decode_merge_kernel(AttnArgs a, const int32_t* __restrict__ rows, const float* __restrict__ ws,
-                                    int n_split) {
-  pdl_wait();
-  pdl_trigger();
-  const int h = blockIdx.x, z = blockIdx.y, row = rows[z], D = a.head_dim;
-  const float* p = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < n_split; ++s) M = fmaxf(M, p[s * (D + 2)]);
-  float L = 0.0f;
+  // The last split to arrive merges (threadfence reduction): no second kernel.
+  int* counter = counters + static_cast<int64_t>(z) * a.n_head + h;
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_split - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m); partials of other blocks
+  // are read around L1 (__ldcg), which is not coherent.
+  float Mx = -INFINITY;
+  for (int s = 0; s < n_split; ++s) Mx = fmaxf(Mx, __ldcg(part + s * (D + 2)));
+  float Lx = 0.0f;
   for (int s = 0; s < n_split; ++s) {
-    const float ms = p[s * (D + 2)];
-    if (ms != -INFINITY) L += exp2f(ms - M) * p[s * (D + 2) + 1];
+    const float ms = __ldcg(part + s * (D + 2));
+    if (ms != -INFINITY) Lx += exp2f(ms - Mx) * __ldcg(part + s * (D + 2) + 1);
   }
   const ActOut o{a.out, a.out_f16, a.out_q8};
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
     for (int s = 0; s < n_split; ++s) {
-      const float ms = p[s * (D + 2)];
-      if (ms != -INFINITY) v += exp2f(ms - M) * p[s * (D + 2) + 2 + d];
+      const float ms = __ldcg(part + s * (D + 2));
+      if (ms != -INFINITY) v += exp2f(ms - Mx) * __ldcg(part + s * (D + 2) + 2 + d);
     }
-    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / L);
+    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / Lx);
   }
+  if (threadIdx.x == 0) *counter = 0;  // ready for the next launch
 }
 
 }  // namespace
 
 void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split, float* workspace,
-                      cudaStream_t stream) {
+                      int* counters, cudaStream_t stream) {
   if (n_rows <= 0) return;
   if (!attention_head_dim_supported(a.head_dim))
     throw Error("attention: head dimension " + std::to_string(a.head_dim) + " is not supported (multiple of 8, <= 256)");
@@ -190,17 +194,12 @@ void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_
   const dim3 grid(static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
   const int dpl = a.head_dim <= 32 ? 1 : a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;
   switch (dpl) {
-    case 1: launch(decode_split_kernel<1>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
-    case 2: launch(decode_split_kernel<2>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
-    case 4: launch(decode_split_kernel<4>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
-    default: launch(decode_split_kernel<8>, grid, kWarps * 32, 0, stream, a, rows, workspace); break;
+    case 1: launch(decode_split_kernel<1>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
+    case 2: launch(decode_split_kernel<2>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
+    case 4: launch(decode_split_kernel<4>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
+    default: launch(decode_split_kernel<8>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
   }
   CUDA_CHECK_LAUNCH();
-  if (n_split > 1) {
-    const dim3 g2(static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
-    launch(decode_merge_kernel, g2, a.head_dim < 32 ? 32 : (a.head_dim + 31) / 32 * 32, 0, stream, a, rows, workspace, n_split);
-    CUDA_CHECK_LAUNCH();
-  }
 }
 
 }  // namespace llm::cuda

@@ -263,6 +263,8 @@ void CudaBackend::allocate_scratch() {
   logits_ = DeviceBuffer(static_cast<size_t>(cap_logits_) * V * 4);
   split_ws_rows_ = kSplitWorkspaceRows;
   split_ws_ = DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
+  split_counters_ = DeviceBuffer(sizeof(int) * cap * static_cast<size_t>(cfg_.n_head));
+  CUDA_CHECK(cudaMemset(split_counters_.get(), 0, split_counters_.size()));
   // Dequantization scratch: the largest matrix that needs one, capped (big ones go in chunks).
   size_t need = 0;
   auto consider = [&](const DevMatrix& m) {
@@ -561,7 +563,10 @@ void CudaBackend::run(const Batch& b, float* logits) {
     }
     CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
   } else {
-    if (profiling_) CUDA_CHECK(cudaEventRecord(prof_events_[0], stream_));
+    if (profiling_) {
+      gpu_spin(stream_, 20000.0);  // queue the step behind 20 ms of work
+      CUDA_CHECK(cudaEventRecord(prof_events_[0], stream_));
+    }
     record(p);
     if (profiling_) collect_profile();
   }
@@ -703,7 +708,8 @@ void CudaBackend::record(const Plan& p) {
         a.out_f16 = ao.f16;
         a.out_q8 = ao.q8;
       }
-      if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(), stream_);
+      if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(),
+                                          split_counters_.as<int>(), stream_);
       if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
       mark("attention");
       if (!fused) convert_act(attn, n, Q, ao, stream_);

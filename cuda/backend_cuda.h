@@ -117,6 +117,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer logits_;   // (cap, n_vocab) f32
   DeviceBuffer split_ws_; // decode attention partials
   int split_ws_rows_ = 0; // n_decode * n_split the workspace holds
+  DeviceBuffer split_counters_;  // (cap, n_head) arrival counters of the splits
   DeviceBuffer dq_;       // f16 dequantization scratch
   size_t dq_elems_ = 0;
   DeviceBuffer cublas_ws_;

@@ -20,6 +20,21 @@ void check(cudaError_t e, const char* what) {
                 cudaGetErrorString(e));
 }
 
+namespace {
+__global__ void spin_kernel(unsigned long long ns) {
+  unsigned long long start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < ns);
+}
+}  // namespace
+
+void gpu_spin(cudaStream_t stream, double microseconds) {
+  spin_kernel<<<1, 1, 0, stream>>>(static_cast<unsigned long long>(microseconds * 1000.0));
+  CUDA_CHECK_LAUNCH();
+}
+
 bool pdl_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("LLM_CUDA_PDL");

@@ -112,6 +112,10 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) { return __dp4a(a, b, c
 
 __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Keeps the GPU busy for a while: work queued behind it then runs back to back, so that
+// events between kernels time the kernels rather than the host's launch rate.
+void gpu_spin(cudaStream_t stream, double microseconds);
+
 // Whether kernels are launched with Programmatic Dependent Launch: on for sm_90+, off
 // with LLM_CUDA_PDL=0 in the environment (a switch for measurements and debugging).
 bool pdl_enabled();

@@ -229,7 +229,7 @@ int cmd_bench(int argc, char** argv) {
       cb->set_profiling(false);
       double total = 0;
       for (const auto& o : prof) total += o.ms;
-      std::fprintf(stderr, "\nper-op time of a decode step (mean of %d steps, events between ops, no graph):\n", steps);
+      std::fprintf(stderr, "\nper-op GPU time of a decode step (mean of %d steps; ops queued back to back, no graph, no PDL overlap):\n", steps);
       std::fprintf(stderr, "| %-14s | %6s | %10s | %6s | %9s |\n", "op", "calls", "us/token", "share", "GB/s");
       for (const auto& o : prof) {
         const double us = 1000.0 * o.ms / steps;

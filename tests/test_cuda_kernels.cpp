@@ -484,8 +484,33 @@ TEST_CASE("cuda kernels: decode (split-K) and prefill attention match cpu::atten
       CAPTURE(split);
       out.poison();
       Dev<float> ws(cuda::attention_decode_workspace(n, H, D, split) / sizeof(float));
-      cuda::attention_decode(a, drows.p(), n, split, ws.p(), nullptr);
-      CHECK(rel_err(out.get(), ref) < 1e-4);
+      Dev<int> counters(static_cast<size_t>(n * H));
+      cuda::check(cudaMemset(counters.p(), 0, counters.n * sizeof(int)), "zero counters");
+      for (int rep = 0; rep < 2; ++rep) {  // the counters must be back at zero for a second launch
+        out.poison();
+        cuda::attention_decode(a, drows.p(), n, split, ws.p(), counters.p(), nullptr);
+        CHECK(rel_err(out.get(), ref) < 1e-4);
+      }
+      // The f16 and q8 copies of the output that the next matrix product reads.
+      if (D % 32 == 0) {
+        Dev<__half> of16(q.size());
+        Dev<int8_t> oqs(q.size());
+        Dev<float2> ods(q.size() / 32);
+        cuda::AttnArgs b2 = a;
+        b2.out_f16 = of16.p();
+        b2.out_q8 = {oqs.p(), ods.p()};
+        cuda::attention_decode(b2, drows.p(), n, split, ws.p(), counters.p(), nullptr);
+        const std::vector<__half> hv = of16.get();
+        const std::vector<int8_t> qv = oqs.get();
+        const std::vector<float2> dv = ods.get();
+        std::vector<float> hf(hv.size()), qf(qv.size());
+        for (size_t i = 0; i < hv.size(); ++i) {
+          hf[i] = __half2float(hv[i]);
+          qf[i] = dv[i / 32].x * qv[i];
+        }
+        CHECK(rel_err(hf, ref) < 1e-3);
+        CHECK(rel_err(qf, ref) < 1e-2);
+      }
     }
     // Every row through prefill tiles of <= 32 rows of one sequence.
     std::vector<int4> tiles;
