@@ -16,6 +16,7 @@ size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_sp
 namespace {
 
 constexpr int kWarps = 4;
+constexpr int kMaxSplit = 32;  // the merge keeps one weight per split in a warp
 constexpr float kLog2e = 1.4426950408889634f;
 
 // DPL: head dims per lane in P·V (1, 2, 4 or 8; head_dim % DPL == 0).
@@ -49,6 +50,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int i = 0; i < DPL; ++i) acc[i] = 0.0f;
 
+  constexpr int kChunks = DPL >= 4 ? 16 : 4 * DPL;  // 16-byte chunks of a key row per pass
+  const int chunks = D / 8;
   for (int t0 = start + warp * 32; t0 < end; t0 += kWarps * 32) {
     const int key = t0 + lane;
     const bool valid = key < end;
@@ -58,14 +61,21 @@ __global__ void __launch_bounds__(kWarps * 32)
       slot = static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
       const __half* kp = kbase + slot * kv_stride;
       float dot = 0.0f;
-      for (int d = 0; d < D; d += 8) {
-        const uint4 raw = ld16(kp + d);
-        const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+      for (int c0 = 0; c0 < chunks; c0 += kChunks) {
+        uint4 raw[kChunks];  // the whole key row (up to 128 dims) in flight at once
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = half2_bits_to_float2(w[i]);
-          dot = fmaf(q_s[d + 2 * i], f.x, dot);
-          dot = fmaf(q_s[d + 2 * i + 1], f.y, dot);
+        for (int c = 0; c < kChunks; ++c)
+          if (c0 + c < chunks) raw[c] = ld16(kp + 8 * (c0 + c));
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          if (c0 + c >= chunks) break;
+          const uint32_t w[4] = {raw[c].x, raw[c].y, raw[c].z, raw[c].w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = half2_bits_to_float2(w[i]);
+            dot = fmaf(q_s[8 * (c0 + c) + 2 * i], f.x, dot);
+            dot = fmaf(q_s[8 * (c0 + c) + 2 * i + 1], f.y, dot);
+          }
         }
       }
       s = dot;
@@ -78,33 +88,37 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < DPL; ++i) acc[i] *= corr;
     m = m_new;
     const int n_valid = min(32, end - t0);
-    for (int j = 0; j < n_valid; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, p, j);
-      const int64_t sj = __shfl_sync(0xffffffffu, slot, j);
-      if (owns_dims) {
-        const __half* vp = vbase + sj * kv_stride + lane * DPL;
-        if constexpr (DPL == 8) {
-          const uint4 raw = ld16(vp);
-          const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+    // P·V in groups of 8 keys: the 8 value loads go out before their FMAs.
+    for (int j0 = 0; j0 < n_valid; j0 += 8) {
+      float pj[8];
+      uint4 vr[8];
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const float2 f = half2_bits_to_float2(w[i]);
-            acc[2 * i] = fmaf(pj, f.x, acc[2 * i]);
-            acc[2 * i + 1] = fmaf(pj, f.y, acc[2 * i + 1]);
-          }
-        } else if constexpr (DPL == 4) {
-          const uint2 raw = ld8(vp);
-          const float2 f0 = half2_bits_to_float2(raw.x), f1 = half2_bits_to_float2(raw.y);
-          acc[0] = fmaf(pj, f0.x, acc[0]);
-          acc[1] = fmaf(pj, f0.y, acc[1]);
-          acc[2] = fmaf(pj, f1.x, acc[2]);
-          acc[3] = fmaf(pj, f1.y, acc[3]);
-        } else if constexpr (DPL == 2) {
-          const float2 f = half2_bits_to_float2(ld4(vp));
-          acc[0] = fmaf(pj, f.x, acc[0]);
-          acc[1] = fmaf(pj, f.y, acc[1]);
+      for (int g = 0; g < 8; ++g) {
+        const int j = j0 + g;
+        pj[g] = __shfl_sync(0xffffffffu, p, j & 31);
+        const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
+        vr[g] = make_uint4(0, 0, 0, 0);
+        if (owns_dims && j < n_valid) {
+          const __half* vp = vbase + sj * kv_stride + lane * DPL;
+          if constexpr (DPL == 8) vr[g] = ld16(vp);
+          else if constexpr (DPL == 4) { const uint2 t = ld8(vp); vr[g].x = t.x; vr[g].y = t.y; }
+          else if constexpr (DPL == 2) vr[g].x = ld4(vp);
+          else vr[g].x = *reinterpret_cast<const uint16_t*>(vp);
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < 8; ++g) {
+        if (j0 + g >= n_valid) pj[g] = 0.0f;
+        const uint32_t w[4] = {vr[g].x, vr[g].y, vr[g].z, vr[g].w};
+        if constexpr (DPL == 1) {
+          acc[0] = fmaf(pj[g], half_bits_to_float(static_cast<uint16_t>(w[0])), acc[0]);
         } else {
-          acc[0] = fmaf(pj, __half2float(vp[0]), acc[0]);
+#pragma unroll
+          for (int i = 0; i < DPL / 2; ++i) {
+            const float2 f = half2_bits_to_float2(w[i]);
+            acc[2 * i] = fmaf(pj[g], f.x, acc[2 * i]);
+            acc[2 * i + 1] = fmaf(pj[g], f.y, acc[2 * i + 1]);
+          }
         }
       }
     }
@@ -161,23 +175,27 @@ __global__ void __launch_bounds__(kWarps * 32)
   __syncthreads();
   if (!last) return;
   __threadfence();
-  // out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m); partials of other blocks
-  // are read around L1 (__ldcg), which is not coherent.
-  float Mx = -INFINITY;
-  for (int s = 0; s < n_split; ++s) Mx = fmaxf(Mx, __ldcg(part + s * (D + 2)));
-  float Lx = 0.0f;
-  for (int s = 0; s < n_split; ++s) {
-    const float ms = __ldcg(part + s * (D + 2));
-    if (ms != -INFINITY) Lx += exp2f(ms - Mx) * __ldcg(part + s * (D + 2) + 1);
+  // out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m). The partials of other
+  // blocks are read around L1 (__ldcg), which is not coherent; all of them at once.
+  __shared__ float wsplit[kMaxSplit];
+  __shared__ float inv_l;
+  if (threadIdx.x < 32) {
+    const int s = threadIdx.x;
+    const float ms = s < n_split ? __ldcg(part + s * (D + 2)) : -INFINITY;
+    const float ls = s < n_split ? __ldcg(part + s * (D + 2) + 1) : 0.0f;
+    const float mx = warp_max(ms);
+    const float w = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+    const float lsum = warp_sum(w * ls);
+    if (s < n_split) wsplit[s] = w;
+    if (s == 0) inv_l = 1.0f / lsum;
   }
+  __syncthreads();
   const ActOut o{a.out, a.out_f16, a.out_q8};
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
-    for (int s = 0; s < n_split; ++s) {
-      const float ms = __ldcg(part + s * (D + 2));
-      if (ms != -INFINITY) v += exp2f(ms - Mx) * __ldcg(part + s * (D + 2) + 2 + d);
-    }
-    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / Lx);
+#pragma unroll 4
+    for (int s = 0; s < n_split; ++s) v += wsplit[s] * __ldcg(part + s * (D + 2) + 2 + d);
+    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v * inv_l);
   }
   if (threadIdx.x == 0) *counter = 0;  // ready for the next launch
 }
@@ -190,6 +208,7 @@ void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_
   if (!attention_head_dim_supported(a.head_dim))
     throw Error("attention: head dimension " + std::to_string(a.head_dim) + " is not supported (multiple of 8, <= 256)");
   if (n_split < 1) n_split = 1;
+  if (n_split > kMaxSplit) n_split = kMaxSplit;
   if (a.out_q8.qs && a.head_dim % 32 != 0) throw Error("attention: q8 output needs a head dimension divisible by 32");
   const dim3 grid(static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
   const int dpl = a.head_dim <= 32 ? 1 : a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;

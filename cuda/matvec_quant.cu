@@ -2,6 +2,8 @@
 // units (32 elements; 8 for float weights) with its lanes, U units in flight per lane;
 // the weight loads are 16 bytes wide and bypass L1, the activations (read by every warp)
 // stay in L1. Partial sums meet in a warp reduction.
+#include <cstdlib>
+
 #include "cuda/matvec_quant.h"
 #include "cuda/qweight.cuh"
 
@@ -104,16 +106,31 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
   finish<R, NC>(J.job[j], r0, n, acc);
 }
 
-// Float weights, 8 elements per lane step (cols % 8 == 0).
+// Float weights, 8 elements per lane step (cols % 8 == 0), kept as raw words until used
+// (half the registers of floats for F16/BF16).
 template <DType T>
-__device__ __forceinline__ void load8(const uint8_t* row, int64_t c8, float (&w)[8]) {
+struct Raw8 {
+  uint4 a;
+  uint4 b;  // F32 only
+};
+template <DType T>
+__device__ __forceinline__ Raw8<T> load8(const uint8_t* row, int64_t c8) {
+  Raw8<T> r;
   if constexpr (T == DType::F32) {
-    const uint4 a = ld16_stream(row + c8 * 32), b = ld16_stream(row + c8 * 32 + 16);
-    w[0] = __uint_as_float(a.x); w[1] = __uint_as_float(a.y); w[2] = __uint_as_float(a.z); w[3] = __uint_as_float(a.w);
-    w[4] = __uint_as_float(b.x); w[5] = __uint_as_float(b.y); w[6] = __uint_as_float(b.z); w[7] = __uint_as_float(b.w);
+    r.a = ld16_stream(row + c8 * 32);
+    r.b = ld16_stream(row + c8 * 32 + 16);
   } else {
-    const uint4 a = ld16_stream(row + c8 * 16);
-    const uint32_t v[4] = {a.x, a.y, a.z, a.w};
+    r.a = ld16_stream(row + c8 * 16);
+  }
+  return r;
+}
+template <DType T>
+__device__ __forceinline__ void unpack8(const Raw8<T>& r, float (&w)[8]) {
+  if constexpr (T == DType::F32) {
+    w[0] = __uint_as_float(r.a.x); w[1] = __uint_as_float(r.a.y); w[2] = __uint_as_float(r.a.z); w[3] = __uint_as_float(r.a.w);
+    w[4] = __uint_as_float(r.b.x); w[5] = __uint_as_float(r.b.y); w[6] = __uint_as_float(r.b.z); w[7] = __uint_as_float(r.b.w);
+  } else {
+    const uint32_t v[4] = {r.a.x, r.a.y, r.a.z, r.a.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if constexpr (T == DType::F16) {
@@ -146,36 +163,43 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
 
-  float w[U][R][8];
-  auto load = [&](float (&dst)[U][R][8], int64_t c0) {
+  Raw8<T> w[U][R];
+  auto load = [&](Raw8<T> (&dst)[U][R], int64_t c0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (c0 + 32 * i < n8) load8<T>(rowp[r], c0 + 32 * i, dst[i][r]);
+        if (c0 + 32 * i < n8) dst[i][r] = load8<T>(rowp[r], c0 + 32 * i);
   };
   load(w, lane);
   pdl_wait();
   pdl_trigger();
   for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
-    float next[U][R][8];
+    Raw8<T> next[U][R];
     if (c0 + 32 * U < n8) load(next, c0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t c8 = c0 + 32 * i;
       if (c8 >= n8) break;
+      float4 xa[NC], xb[NC];
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         if (c >= n) break;
-        const float4 a = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8 + 4));
+        xa[c] = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8));
+        xb[c] = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8 + 4));
+      }
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
+      for (int r = 0; r < R; ++r) {
+        float wf[8];
+        unpack8<T>(w[i][r], wf);
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+          if (c >= n) break;
           float s = acc[r][c];
-          s = fmaf(w[i][r][0], a.x, s); s = fmaf(w[i][r][1], a.y, s);
-          s = fmaf(w[i][r][2], a.z, s); s = fmaf(w[i][r][3], a.w, s);
-          s = fmaf(w[i][r][4], b.x, s); s = fmaf(w[i][r][5], b.y, s);
-          s = fmaf(w[i][r][6], b.z, s); s = fmaf(w[i][r][7], b.w, s);
+          s = fmaf(wf[0], xa[c].x, s); s = fmaf(wf[1], xa[c].y, s);
+          s = fmaf(wf[2], xa[c].z, s); s = fmaf(wf[3], xa[c].w, s);
+          s = fmaf(wf[4], xb[c].x, s); s = fmaf(wf[5], xb[c].y, s);
+          s = fmaf(wf[6], xb[c].z, s); s = fmaf(wf[7], xb[c].w, s);
           acc[r][c] = s;
         }
       }
@@ -183,9 +207,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int e = 0; e < 8; ++e) w[i][r][e] = next[i][r][e];
+      for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
   }
   finish<R, NC>(J.job[j], r0, n, acc);
 }
@@ -217,20 +239,38 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
   finish<1, NC>(J.job[j], r0, n, acc);
 }
 
-constexpr int kRows = 2;  // rows per warp
+// Rows per warp: 4 for one or two activation columns (twice the weight bytes in flight
+// before the dependency wait, half the activation loads per weight), 2 beyond (registers).
+// LLM_CUDA_MV_ROWS=2 forces 2 (a measurement switch).
+int rows_per_warp(int nc) {
+  static const int forced = [] {
+    const char* e = std::getenv("LLM_CUDA_MV_ROWS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced == 2) return 2;
+  return nc <= 2 ? 4 : 2;
+}
 
-template <DType T, int NC>
-void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+template <DType T, int R, int NC>
+void launch_r(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps));
   if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
     if (J.job[0].W.cols % 8 == 0 && J.job[0].W.qs_stride % 16 == 0)
-      launch(matvec_f_kernel<T, kRows, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
+      launch(matvec_f_kernel<T, R, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
     else
-      launch(matvec_f_scalar_kernel<T, NC>, static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps)), kWarps * 32, 0, stream, J, x_f32, n);
+      launch(matvec_f_scalar_kernel<T, NC>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
   } else {
-    launch(matvec_q_kernel<T, kRows, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
+    launch(matvec_q_kernel<T, R, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
   }
   CUDA_CHECK_LAUNCH();
+}
+
+template <DType T, int NC>
+void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+  if constexpr (NC <= 2) {
+    if (rows_per_warp(NC) == 4) return launch_r<T, 4, NC>(J, x_f32, x_q8, n, stream);
+  }
+  launch_r<T, 2, NC>(J, x_f32, x_q8, n, stream);
 }
 
 template <DType T>
@@ -253,9 +293,9 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
     if (jobs[i].W.type != t || jobs[i].W.cols != cols) throw Error("matvec: fused matrices must share type and width");
   const bool fl = is_float_type(t);
   const bool scalar = fl && !(cols % 8 == 0 && jobs[0].W.qs_stride % 16 == 0);
-  const int rows_per_group = scalar ? 1 : kRows;
   for (int c0 = 0; c0 < n; c0 += kMatvecMaxCols) {
     const int nc = n - c0 < kMatvecMaxCols ? n - c0 : kMatvecMaxCols;
+    const int rows_per_group = scalar ? 1 : rows_per_warp(nc <= 1 ? 1 : nc <= 2 ? 2 : nc <= 4 ? 4 : 8);
     Jobs J{};
     J.n_jobs = n_jobs;
     J.group_start[0] = 0;

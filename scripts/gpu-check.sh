@@ -7,7 +7,8 @@
 # Environment: TYPES="q4_0 q4_k_m q8_0 f16" (models to bench; "" for none),
 #   SANITIZE=0|1, TESTS=0|1, REPS=3, BUILD_DIR=build-gpu, MODEL_DIR=/dev/shm/llm-models,
 #   BENCH_ARGS (extra arguments for llm bench), PROFILE=1 (per-op decode profile of each
-#   model), AB_PDL=1 (also bench the first model with Programmatic Dependent Launch off).
+#   model), AB="LLM_CUDA_PDL=0 LLM_CUDA_MV_ROWS=2" (also bench generation of every model
+#   with each of these environment settings, for A/B comparisons in one run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
@@ -77,10 +78,11 @@ for ty in $TYPES; do
   [ "${PROFILE:-0}" = 1 ] && prof="--profile"
   "$BUILD_DIR/llm" bench -m "$m" -p 512 -n 128 -r "$REPS" --json $prof ${BENCH_ARGS:-} | tee "$OUT/bench_$ty.json" &&
     bench_rows+=("$ty")
-  if [ "${AB_PDL:-0}" = 1 ] && [ "$ty" = "${TYPES%% *}" ]; then
-    stage "bench llama2-7b $ty with LLM_CUDA_PDL=0"
-    LLM_CUDA_PDL=0 "$BUILD_DIR/llm" bench -m "$m" -p 512 -n 128 -r "$REPS" --json | tee "$OUT/bench_${ty}_nopdl.json"
-  fi
+  for ab in ${AB:-}; do
+    stage "bench llama2-7b $ty (generation) with $ab"
+    env "$ab" "$BUILD_DIR/llm" bench -m "$m" -p 0 -n 128 -r "$REPS" --json | tee -a "$OUT/bench_ab.json"
+    summary+=("A/B $ty $ab: tg128 $(tail -1 "$OUT/bench_ab.json" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["results"][0]["tok_s"],1))') tok/s")
+  done
 done
 
 stage "summary"
