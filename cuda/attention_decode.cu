@@ -3,6 +3,8 @@
 // tile at a time, online softmax) and own head dimensions for the P·V accumulation.
 // The last block of a (row, head) to finish merges the splits' (max, sum, acc) partials.
 #include "cuda/attention.h"
+#include <type_traits>
+
 #include "cuda/act.cuh"
 
 namespace llm::cuda {
@@ -33,8 +35,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int D = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kvh = h / (a.n_head / a.n_head_kv);
   const int n_keys = a.positions[row] + 1;
-  // Splits cover whole 32-key tiles.
-  const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_split), 32) * 32);
+  // Only as many splits as give every warp a 32-key tile work (a graph is captured with
+  // the most splits any context needs; short contexts use fewer). Splits cover whole tiles.
+  const int n_eff = min(n_split, static_cast<int>(ceil_div(n_keys, kWarps * 32)));
+  if (split >= n_eff) return;
+  const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_eff), 32) * 32);
   const int start = split * chunk, end = min(n_keys, start + chunk);
   const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;  // softmax in base 2
   for (int d = threadIdx.x; d < D; d += blockDim.x) q_s[d] = a.q[(static_cast<int64_t>(row) * a.n_head + h) * D + d] * scale;
@@ -88,37 +93,50 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < DPL; ++i) acc[i] *= corr;
     m = m_new;
     const int n_valid = min(32, end - t0);
-    // P·V in groups of 8 keys: the 8 value loads go out before their FMAs.
-    for (int j0 = 0; j0 < n_valid; j0 += 8) {
-      float pj[8];
-      uint4 vr[8];
+    // P·V: the value loads of the whole tile (16 keys at a time for head_dim > 128) go out
+    // before their FMAs. Each lane owns DPL dims: 2 * DPL bytes per key.
+    constexpr int kGroup = DPL == 8 ? 16 : 32;
+    using VecT = typename std::conditional<DPL == 8, uint4, typename std::conditional<DPL == 4, uint2, uint32_t>::type>::type;
+    for (int j0 = 0; j0 < n_valid; j0 += kGroup) {
+      VecT vr[kGroup];
 #pragma unroll
-      for (int g = 0; g < 8; ++g) {
+      for (int g = 0; g < kGroup; ++g) {
         const int j = j0 + g;
-        pj[g] = __shfl_sync(0xffffffffu, p, j & 31);
         const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
-        vr[g] = make_uint4(0, 0, 0, 0);
+        vr[g] = VecT{};
         if (owns_dims && j < n_valid) {
           const __half* vp = vbase + sj * kv_stride + lane * DPL;
           if constexpr (DPL == 8) vr[g] = ld16(vp);
-          else if constexpr (DPL == 4) { const uint2 t = ld8(vp); vr[g].x = t.x; vr[g].y = t.y; }
-          else if constexpr (DPL == 2) vr[g].x = ld4(vp);
-          else vr[g].x = *reinterpret_cast<const uint16_t*>(vp);
+          else if constexpr (DPL == 4) vr[g] = ld8(vp);
+          else if constexpr (DPL == 2) vr[g] = ld4(vp);
+          else vr[g] = *reinterpret_cast<const uint16_t*>(vp);
         }
       }
 #pragma unroll
-      for (int g = 0; g < 8; ++g) {
-        if (j0 + g >= n_valid) pj[g] = 0.0f;
-        const uint32_t w[4] = {vr[g].x, vr[g].y, vr[g].z, vr[g].w};
-        if constexpr (DPL == 1) {
-          acc[0] = fmaf(pj[g], half_bits_to_float(static_cast<uint16_t>(w[0])), acc[0]);
-        } else {
+      for (int g = 0; g < kGroup; ++g) {
+        const int j = j0 + g;
+        float pj = __shfl_sync(0xffffffffu, p, j & 31);
+        if (j >= n_valid) pj = 0.0f;
+        if constexpr (DPL == 8) {
+          const uint32_t w[4] = {vr[g].x, vr[g].y, vr[g].z, vr[g].w};
 #pragma unroll
-          for (int i = 0; i < DPL / 2; ++i) {
+          for (int i = 0; i < 4; ++i) {
             const float2 f = half2_bits_to_float2(w[i]);
-            acc[2 * i] = fmaf(pj[g], f.x, acc[2 * i]);
-            acc[2 * i + 1] = fmaf(pj[g], f.y, acc[2 * i + 1]);
+            acc[2 * i] = fmaf(pj, f.x, acc[2 * i]);
+            acc[2 * i + 1] = fmaf(pj, f.y, acc[2 * i + 1]);
           }
+        } else if constexpr (DPL == 4) {
+          const float2 f0 = half2_bits_to_float2(vr[g].x), f1 = half2_bits_to_float2(vr[g].y);
+          acc[0] = fmaf(pj, f0.x, acc[0]);
+          acc[1] = fmaf(pj, f0.y, acc[1]);
+          acc[2] = fmaf(pj, f1.x, acc[2]);
+          acc[3] = fmaf(pj, f1.y, acc[3]);
+        } else if constexpr (DPL == 2) {
+          const float2 f = half2_bits_to_float2(vr[g]);
+          acc[0] = fmaf(pj, f.x, acc[0]);
+          acc[1] = fmaf(pj, f.y, acc[1]);
+        } else {
+          acc[0] = fmaf(pj, half_bits_to_float(static_cast<uint16_t>(vr[g])), acc[0]);
         }
       }
     }
@@ -143,7 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     wt[w] = m_s[w] == -INFINITY ? 0.0f : exp2f(m_s[w] - M);
     L += wt[w] * l_s[w];
   }
-  if (n_split == 1) {  // the whole range: write the result directly
+  if (n_eff == 1) {  // the whole range: write the result directly
     const ActOut o{a.out, a.out_f16, a.out_q8};
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
       float v = 0.0f;
@@ -171,7 +189,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   __shared__ bool last;
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_split - 1;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_eff - 1;
   __syncthreads();
   if (!last) return;
   __threadfence();
@@ -181,12 +199,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   __shared__ float inv_l;
   if (threadIdx.x < 32) {
     const int s = threadIdx.x;
-    const float ms = s < n_split ? __ldcg(part + s * (D + 2)) : -INFINITY;
-    const float ls = s < n_split ? __ldcg(part + s * (D + 2) + 1) : 0.0f;
+    const float ms = s < n_eff ? __ldcg(part + s * (D + 2)) : -INFINITY;
+    const float ls = s < n_eff ? __ldcg(part + s * (D + 2) + 1) : 0.0f;
     const float mx = warp_max(ms);
     const float w = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
     const float lsum = warp_sum(w * ls);
-    if (s < n_split) wsplit[s] = w;
+    if (s < n_eff) wsplit[s] = w;
     if (s == 0) inv_l = 1.0f / lsum;
   }
   __syncthreads();
@@ -194,7 +212,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
 #pragma unroll 4
-    for (int s = 0; s < n_split; ++s) v += wsplit[s] * __ldcg(part + s * (D + 2) + 2 + d);
+    for (int s = 0; s < n_eff; ++s) v += wsplit[s] * __ldcg(part + s * (D + 2) + 2 + d);
     act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v * inv_l);
   }
   if (threadIdx.x == 0) *counter = 0;  // ready for the next launch

@@ -594,24 +594,28 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, 
   return o;
 }
 
+void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n) {
+  // Consecutive matrices of one type and width share a launch.
+  for (int i = 0; i < n_jobs;) {
+    int m = 1;
+    while (i + m < n_jobs && m < 3 && jobs[i + m].W.type == jobs[i].W.type && jobs[i + m].W.cols == jobs[i].W.cols) ++m;
+    matvec(jobs + i, m, in.f32, in.q8, n, stream_);
+    i += m;
+  }
+}
+
 void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
                          const Input& in, const Plan& p) {
   const int n = p.n;
   if (p.matvec) {
-    // Consecutive matrices of one type and width share a launch.
-    for (int i = 0; i < n_jobs;) {
-      MatvecJob jobs[3];
-      int m = 0;
-      while (i + m < n_jobs && (m == 0 || (W[i + m]->type == W[i]->type && W[i + m]->cols == W[i]->cols))) {
-        jobs[m].W = *W[i + m];
-        jobs[m].y = y[i + m];
-        jobs[m].ldy = ldy;
-        jobs[m].accumulate = accumulate;
-        ++m;
-      }
-      matvec(jobs, m, in.f32, in.q8, n, stream_);
-      i += m;
+    MatvecJob jobs[3];
+    for (int i = 0; i < n_jobs; ++i) {
+      jobs[i].W = *W[i];
+      jobs[i].y = y[i];
+      jobs[i].ldy = ldy;
+      jobs[i].accumulate = accumulate;
     }
+    matvec_jobs(jobs, n_jobs, in, n);
     return;
   }
   for (int i = 0; i < n_jobs; ++i) {
@@ -653,37 +657,61 @@ void CudaBackend::record(const Plan& p) {
     __half* vc = kv_.as<__half>() + static_cast<int64_t>(2 * l + 1) * kv_layer_elems_;
 
     // Attention block: h += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(h).
-    {
-      const DevMatrix* W[3] = {&L.wq, &L.wk, &L.wv};
+    const DevMatrix* Wqkv[3] = {&L.wq, &L.wk, &L.wv};
+    const ActOut xa = act_for(Wqkv, 3, p.matvec, E, false);
+    rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
+    mark("rmsnorm");
+    // Decode: bias, RoPE and the K/V store happen in the matvec's epilogue (rows 2i, 2i+1
+    // of a head meet in one warp; llama's Norm pairing only).
+    const bool fused_rope = p.matvec && c.rope_type == RopeType::Norm && matvec_pairs_rows(L.wq) &&
+                            matvec_pairs_rows(L.wk) && matvec_pairs_rows(L.wv);
+    if (fused_rope) {
+      MatvecJob jobs[3];
+      const Epilogue ep[3] = {Epilogue::RopeToY, Epilogue::RopeToCache, Epilogue::ToCache};
+      const float* bias[3] = {L.bq, L.bk, L.bv};
+      __half* cache[3] = {nullptr, kc, vc};
+      for (int i = 0; i < 3; ++i) {
+        jobs[i].W = *Wqkv[i];
+        jobs[i].epilogue = ep[i];
+        jobs[i].rope.bias = bias[i];
+        jobs[i].rope.positions = p.positions;
+        jobs[i].rope.slots = p.slots;
+        jobs[i].rope.inv_freq = inv_freq_.as<float>();
+        jobs[i].rope.head_dim = c.head_dim;
+        jobs[i].rope.rope_dim = c.rope_dim;
+        jobs[i].rope.cache = cache[i];
+      }
+      jobs[0].y = q_rot_.as<float>();
+      jobs[0].ldy = Q;
+      matvec_jobs(jobs, 3, input_of(xa, nullptr), n);
+      mark("qkv+rope+kv_store");
+    } else {
       float* Y[3] = {qkv, qkv + Q, qkv + Q + KV};
-      const ActOut xa = act_for(W, 3, p.matvec, E, false);
-      rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
-      mark("rmsnorm");
-      linear(W, Y, 3, Q + 2 * KV, false, input_of(xa, nullptr), p);
+      linear(Wqkv, Y, 3, Q + 2 * KV, false, input_of(xa, nullptr), p);
       mark("qkv");
+      QkvStoreArgs s;
+      s.q = qkv;
+      s.k = qkv + Q;
+      s.v = qkv + Q + KV;
+      s.ld = Q + 2 * KV;
+      s.bq = L.bq;
+      s.bk = L.bk;
+      s.bv = L.bv;
+      s.positions = p.positions;
+      s.slots = p.slots;
+      s.n_rows = n;
+      s.n_head = c.n_head;
+      s.n_head_kv = c.n_head_kv;
+      s.head_dim = c.head_dim;
+      s.rope_dim = c.rope_dim;
+      s.rope_type = c.rope_type;
+      s.inv_freq = inv_freq_.as<float>();
+      s.q_out = q_rot_.as<float>();
+      s.k_cache = kc;
+      s.v_cache = vc;
+      qkv_rope_store(s, stream_);
+      mark("rope+kv_store");
     }
-    QkvStoreArgs s;
-    s.q = qkv;
-    s.k = qkv + Q;
-    s.v = qkv + Q + KV;
-    s.ld = Q + 2 * KV;
-    s.bq = L.bq;
-    s.bk = L.bk;
-    s.bv = L.bv;
-    s.positions = p.positions;
-    s.slots = p.slots;
-    s.n_rows = n;
-    s.n_head = c.n_head;
-    s.n_head_kv = c.n_head_kv;
-    s.head_dim = c.head_dim;
-    s.rope_dim = c.rope_dim;
-    s.rope_type = c.rope_type;
-    s.inv_freq = inv_freq_.as<float>();
-    s.q_out = q_rot_.as<float>();
-    s.k_cache = kc;
-    s.v_cache = vc;
-    qkv_rope_store(s, stream_);
-    mark("rope+kv_store");
 
     AttnArgs a;
     a.q = q_rot_.as<float>();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda/cuda_types.h"
+#include "cuda/matvec_quant.h"
 #include "engine/backend.h"
 
 namespace llm::cuda {
@@ -76,6 +77,7 @@ class CudaBackend final : public Backend {
   Plan plan_step(const Batch& b, bool graph_mode, int n_padded);
   void ensure_input_capacity(size_t bytes);
   void record(const Plan& p);
+  void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate, const Input& in,
               const Plan& p);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32);

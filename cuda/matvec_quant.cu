@@ -32,6 +32,7 @@ __device__ __forceinline__ bool locate(const Jobs& J, int64_t g, int& j, int64_t
 template <int R, int NC>
 __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, float (&acc)[R][NC]) {
   const int lane = threadIdx.x & 31;
+  // After the xor-reduction every lane holds every sum.
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -42,8 +43,30 @@ __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, 
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       if (lane != r * NC + c || c >= n || r0 + r >= job.W.rows) continue;
-      float* y = job.y + c * job.ldy + r0 + r;
-      *y = job.accumulate ? *y + acc[r][c] : acc[r][c];
+      if (job.epilogue == Epilogue::None) {
+        float* y = job.y + c * job.ldy + r0 + r;
+        *y = job.accumulate ? *y + acc[r][c] : acc[r][c];
+        continue;
+      }
+      if constexpr (R == 2) {
+        const RopeStore& e = job.rope;
+        // rows r0 (even) and r0 + 1: a rotation pair when within the rotated dims
+        float v0 = acc[0][c], v1 = acc[1][c];
+        if (e.bias) {
+          v0 += e.bias[r0];
+          v1 += e.bias[r0 + 1];
+        }
+        float out = r == 0 ? v0 : v1;
+        const int d = static_cast<int>(r0 % e.head_dim);
+        if (job.epilogue != Epilogue::ToCache && d < e.rope_dim) {
+          double sd, cd;
+          sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd, &cd);
+          const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
+          out = r == 0 ? v0 * cs - v1 * sn : v0 * sn + v1 * cs;
+        }
+        if (job.epilogue == Epilogue::RopeToY) job.y[c * job.ldy + r0 + r] = out;
+        else e.cache[static_cast<int64_t>(e.slots[c]) * job.W.rows + r0 + r] = __float2half_rn(out);
+      }
     }
 }
 
@@ -239,38 +262,39 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
   finish<1, NC>(J.job[j], r0, n, acc);
 }
 
-// Rows per warp: 4 for one or two activation columns (twice the weight bytes in flight
-// before the dependency wait, half the activation loads per weight), 2 beyond (registers).
-// LLM_CUDA_MV_ROWS=2 forces 2 (a measurement switch).
-int rows_per_warp(int nc) {
-  static const int forced = [] {
-    const char* e = std::getenv("LLM_CUDA_MV_ROWS");
-    return e ? std::atoi(e) : 0;
+constexpr int kRows = 2;  // rows per warp (4 measured slower on an H100: fewer warps in flight)
+
+// Units in flight per lane and row: 4 for the small units, 2 for the k-quants (their
+// super-block meta costs registers). LLM_CUDA_MV_UNITS=2 forces 2 (a measurement switch).
+bool force_two_units() {
+  static const bool forced = [] {
+    const char* e = std::getenv("LLM_CUDA_MV_UNITS");
+    return e && std::atoi(e) == 2;
   }();
-  if (forced == 2) return 2;
-  return nc <= 2 ? 4 : 2;
+  return forced;
 }
 
-template <DType T, int R, int NC>
-void launch_r(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+template <DType T, int NC, int U>
+void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps));
   if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
     if (J.job[0].W.cols % 8 == 0 && J.job[0].W.qs_stride % 16 == 0)
-      launch(matvec_f_kernel<T, R, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
+      launch(matvec_f_kernel<T, kRows, NC, U>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
     else
       launch(matvec_f_scalar_kernel<T, NC>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
   } else {
-    launch(matvec_q_kernel<T, R, NC, 2>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
+    launch(matvec_q_kernel<T, kRows, NC, U>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
   }
   CUDA_CHECK_LAUNCH();
 }
 
 template <DType T, int NC>
 void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
-  if constexpr (NC <= 2) {
-    if (rows_per_warp(NC) == 4) return launch_r<T, 4, NC>(J, x_f32, x_q8, n, stream);
+  constexpr bool kquant = T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
+  if constexpr (!kquant && NC <= 2) {
+    if (!force_two_units()) return launch_u<T, NC, 4>(J, x_f32, x_q8, n, stream);
   }
-  launch_r<T, 2, NC>(J, x_f32, x_q8, n, stream);
+  launch_u<T, NC, 2>(J, x_f32, x_q8, n, stream);
 }
 
 template <DType T>
@@ -282,6 +306,10 @@ void launch_type(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cu
 }
 
 }  // namespace
+
+bool matvec_pairs_rows(const DevMatrix& W) {
+  return !is_float_type(W.type) || (W.cols % 8 == 0 && W.qs_stride % 16 == 0);
+}
 
 void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
             cudaStream_t stream) {
@@ -295,13 +323,18 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
   const bool scalar = fl && !(cols % 8 == 0 && jobs[0].W.qs_stride % 16 == 0);
   for (int c0 = 0; c0 < n; c0 += kMatvecMaxCols) {
     const int nc = n - c0 < kMatvecMaxCols ? n - c0 : kMatvecMaxCols;
-    const int rows_per_group = scalar ? 1 : rows_per_warp(nc <= 1 ? 1 : nc <= 2 ? 2 : nc <= 4 ? 4 : 8);
+    const int rows_per_group = scalar ? 1 : kRows;
     Jobs J{};
     J.n_jobs = n_jobs;
     J.group_start[0] = 0;
     for (int i = 0; i < n_jobs; ++i) {
       J.job[i] = jobs[i];
-      J.job[i].y += c0 * jobs[i].ldy;
+      if (J.job[i].y) J.job[i].y += c0 * jobs[i].ldy;
+      if (jobs[i].epilogue != Epilogue::None) {
+        if (scalar) throw Error("matvec: the RoPE epilogue needs paired rows");
+        J.job[i].rope.positions += c0;
+        J.job[i].rope.slots += c0;
+      }
       J.group_start[i + 1] = J.group_start[i] + ceil_div(jobs[i].W.rows, rows_per_group);
     }
     const float* xf = x_f32 ? x_f32 + c0 * cols : nullptr;

@@ -87,6 +87,14 @@ struct TestAct {
     if (k % 32 == 0) o.q8 = q8();
     cuda::convert_act(f32.p(), n, static_cast<int>(k), o, nullptr);
   }
+  // The values the integer dot products actually see: d * q of every q8 block.
+  std::vector<float> q8_values() const {
+    const std::vector<int8_t> q = qs.get();
+    const std::vector<float2> d = ds.get();
+    std::vector<float> v(f32.n);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = d[i / 32].x * q[i];
+    return v;
+  }
 };
 
 double matvec_tolerance(DType t) { return is_float(t) ? 2e-5 : 1.5e-2; }
@@ -145,9 +153,26 @@ TEST_CASE("cuda kernels: matvec matches cpu::matmul for every type and 1..13 col
       job.y = y.p();
       job.ldy = rows;
       cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr);
-      const double err = rel_err(y.get(), ref);
+      const std::vector<float> got = y.get();
+      const double err = rel_err(got, ref);
       CAPTURE(err);
       CHECK(err < matvec_tolerance(t));
+      if (!is_float(t)) {
+        // Against the activations as quantized: only float rounding remains.
+        const std::vector<float> xq = a.q8_values();
+        std::vector<float> ref_q(ref.size());
+        cpu::matmul(w.ref, xq.data(), ref_q.data(), n, 2);
+        const double err_q = rel_err(got, ref_q);
+        CAPTURE(err_q);
+        CHECK(err_q < 1e-5);
+      }
+      // Column 0 alone gives the same bits as within the batch (all NC variants agree).
+      Dev<float> y1(static_cast<size_t>(rows));
+      cuda::MatvecJob one = job;
+      one.y = y1.p();
+      cuda::matvec(&one, 1, a.f32.p(), a.q8(), 1, nullptr);
+      const std::vector<float> g1 = y1.get();
+      CHECK(std::equal(g1.begin(), g1.end(), got.begin()));
 
       // Accumulating into y (the residual connection).
       const std::vector<float> y0 = randn(ref.size(), seed++);
@@ -206,6 +231,62 @@ TEST_CASE("cuda kernels: matvec fuses matrices of one launch and handles any flo
       job.ldy = 45;
       cuda::matvec(&job, 1, xf.p(), cuda::ActQ8{}, n, nullptr);
       CHECK(rel_err(y.get(), ref) < 2e-5);
+    }
+  }
+}
+
+TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and stores k, v") {
+  for (DType t : {DType::Q4_0, DType::Q6_K, DType::F16}) {
+    for (int rope_dim : {64, 32}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(rope_dim);
+      const int64_t cols = cols_for(t);
+      const int H = 4, Hkv = 2, D = 64, Q = H * D, KV = Hkv * D, n = 3, n_slots = 40;
+      TestWeight wq(t, Q, cols, 1), wk(t, KV, cols, 2), wv(t, KV, cols, 3);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), 4);
+      const std::vector<float> bq = randn(Q, 5), bk = randn(KV, 6), bv = randn(KV, 7);
+      const std::vector<int32_t> pos = {0, 9, 3000}, slots = {5, 17, 39};
+      std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
+      for (int i = 0; i < rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
+      TestAct act(x, n, cols);
+      Dev<float> dbq(bq), dbk(bk), dbv(bv), dinv(inv), qout(static_cast<size_t>(n * Q));
+      Dev<int32_t> dpos(pos), dslots(slots);
+      Dev<__half> kc(static_cast<size_t>(n_slots * KV)), vc(static_cast<size_t>(n_slots * KV));
+      cuda::MatvecJob jobs[3];
+      const TestWeight* ws[3] = {&wq, &wk, &wv};
+      const cuda::Epilogue ep[3] = {cuda::Epilogue::RopeToY, cuda::Epilogue::RopeToCache, cuda::Epilogue::ToCache};
+      const float* bias[3] = {dbq.p(), dbk.p(), dbv.p()};
+      __half* cache[3] = {nullptr, kc.p(), vc.p()};
+      for (int i = 0; i < 3; ++i) {
+        jobs[i].W = ws[i]->W;
+        jobs[i].epilogue = ep[i];
+        jobs[i].rope = {bias[i], dpos.p(), dslots.p(), dinv.p(), D, rope_dim, cache[i]};
+      }
+      jobs[0].y = qout.p();
+      jobs[0].ldy = Q;
+      cuda::matvec(jobs, 1, act.f32.p(), act.q8(), n, nullptr);      // q alone
+      cuda::matvec(jobs + 1, 2, act.f32.p(), act.q8(), n, nullptr);  // k and v in one launch
+      // Reference: the projections of the activations as the kernel sees them.
+      const std::vector<float> xv = is_float(t) ? x : act.q8_values();
+      std::vector<float> q(static_cast<size_t>(n * Q)), k(static_cast<size_t>(n * KV)), v(static_cast<size_t>(n * KV));
+      cpu::matmul(wq.ref, xv.data(), q.data(), n, 2);
+      cpu::matmul(wk.ref, xv.data(), k.data(), n, 2);
+      cpu::matmul(wv.ref, xv.data(), v.data(), n, 2);
+      cpu::add_bias(q.data(), bq.data(), n, Q);
+      cpu::add_bias(k.data(), bk.data(), n, KV);
+      cpu::add_bias(v.data(), bv.data(), n, KV);
+      cpu::rope(q.data(), pos.data(), n, H, D, rope_dim, RopeType::Norm, inv.data());
+      cpu::rope(k.data(), pos.data(), n, Hkv, D, rope_dim, RopeType::Norm, inv.data());
+      CHECK(rel_err(qout.get(), q) < 1e-4);
+      const std::vector<__half> kh = kc.get(), vh = vc.get();
+      std::vector<float> kg, vg;
+      for (int r = 0; r < n; ++r)
+        for (int e = 0; e < KV; ++e) {
+          kg.push_back(__half2float(kh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+          vg.push_back(__half2float(vh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+        }
+      CHECK(rel_err(kg, k) < 1e-3);
+      CHECK(rel_err(vg, v) < 1e-3);
     }
   }
 }
@@ -415,7 +496,7 @@ AttnCase make_attn_case(int block_size, int n_blocks, uint32_t seed) {
   size_t next = 0;
   // (first position, rows): a prompt from 0, a lone decode row deep in the context, a few
   // rows (decode path), a chunk continuing an earlier context (prefill tiles).
-  const int seqs[][2] = {{0, 70}, {300, 1}, {40, 3}, {100, 37}};
+  const int seqs[][2] = {{0, 70}, {300, 1}, {40, 3}, {100, 37}, {400, 1}};
   for (const auto& s : seqs) {
     const int first = s[0], n = s[1];
     const int nb = (first + n + block_size - 1) / block_size;
