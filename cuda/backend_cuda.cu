@@ -595,12 +595,13 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, 
 }
 
 void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n) {
-  // Consecutive matrices of one type and width share a launch.
-  for (int i = 0; i < n_jobs;) {
-    int m = 1;
-    while (i + m < n_jobs && m < 3 && jobs[i + m].W.type == jobs[i].W.type && jobs[i + m].W.cols == jobs[i].W.cols) ++m;
-    matvec(jobs + i, m, in.f32, in.q8, n, stream_);
-    i += m;
+  // Consecutive matrices of one type and width share a launch (at most 3).
+  MatvecJob* const end = jobs + n_jobs;
+  for (MatvecJob* first = jobs; first < end;) {
+    MatvecJob* last = first + 1;
+    while (last < end && last - first < 3 && last->W.type == first->W.type && last->W.cols == first->W.cols) ++last;
+    matvec(first, static_cast<int>(last - first), in.f32, in.q8, n, stream_);
+    first = last;
   }
 }
 
