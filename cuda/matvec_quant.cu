@@ -264,16 +264,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
 
 constexpr int kRows = 2;  // rows per warp (4 measured slower on an H100: fewer warps in flight)
 
-// Units in flight per lane and row: 4 for the small units, 2 for the k-quants (their
-// super-block meta costs registers). LLM_CUDA_MV_UNITS=2 forces 2 (a measurement switch).
-bool force_two_units() {
-  static const bool forced = [] {
-    const char* e = std::getenv("LLM_CUDA_MV_UNITS");
-    return e && std::atoi(e) == 2;
-  }();
-  return forced;
-}
-
 template <DType T, int NC, int U>
 void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps));
@@ -288,12 +278,10 @@ void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaS
   CUDA_CHECK_LAUNCH();
 }
 
+// Two units per lane and row in flight (plus two prefetched): 4 measured slower on an
+// H100 (registers, fewer warps resident).
 template <DType T, int NC>
 void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
-  constexpr bool kquant = T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
-  if constexpr (!kquant && NC <= 2) {
-    if (!force_two_units()) return launch_u<T, NC, 4>(J, x_f32, x_q8, n, stream);
-  }
   launch_u<T, NC, 2>(J, x_f32, x_q8, n, stream);
 }
 
