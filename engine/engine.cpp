@@ -189,6 +189,7 @@ bool Engine::step() {
     publish_metrics();
     return false;
   }
+  const double t_start = now();
   ScheduleOutput out = sched_.schedule();
   for (RequestId id : out.cannot_fit)
     finish(id, FinishReason::Error, "the request does not fit the KV cache", nullptr);
@@ -196,10 +197,12 @@ bool Engine::step() {
   if (!out.empty()) {
     const int n_sample = out.n_sample();
     try {
-      for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
       out.fill_batch(batch_, pool_.block_size());
       logits_.resize(static_cast<size_t>(n_sample) * n_vocab_);
+      const double t_fwd = now();
+      for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
       backend_.forward(batch_, logits_.data());
+      totals_.forward_s += now() - t_fwd;
     } catch (const std::exception& ex) {
       // The step's K/V is unknown: end what it computed, keep the rest going.
       for (const ScheduledSeq& s : out.seqs)
@@ -209,8 +212,16 @@ bool Engine::step() {
       return sched_.has_work();
     }
     sched_.update(out);
-
     sample_all(out);
+
+    const double dt = now() - t_start;
+    totals_.step_s += dt;
+    totals_.batched_tokens += out.n_tokens;
+    if (out.n_tokens == static_cast<int>(out.seqs.size())) {  // one token each: pure decode
+      ++totals_.decode_steps;
+      totals_.decode_tokens += out.n_tokens;
+      totals_.decode_s += dt;
+    }
   }
   publish_metrics();
   return sched_.has_work();

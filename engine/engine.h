@@ -98,6 +98,15 @@ struct EngineMetrics {
   double ttft_sum = 0, tpot_sum = 0, e2e_sum = 0;  // seconds, over finished requests that have one
   int64_t ttft_count = 0, tpot_count = 0, e2e_count = 0;
 
+  // Where the time goes, for benchmarks (llama-batched-bench's S_TG is
+  // decode_tokens / decode_s at a fixed number of sequences).
+  int64_t batched_tokens = 0;  // tokens computed by forward steps
+  double step_s = 0;           // whole steps: schedule, forward, sampling, events
+  double forward_s = 0;        // block copies and Backend::forward
+  int64_t decode_steps = 0;    // steps in which every sequence computed one token
+  int64_t decode_tokens = 0;
+  double decode_s = 0;
+
   double prefix_hit_rate() const {
     return prefix_query_tokens ? double(prefix_hit_tokens) / double(prefix_query_tokens) : 0.0;
   }
