@@ -36,6 +36,10 @@ int ScheduleOutput::n_sample() const {
 
 void ScheduleOutput::fill_batch(Batch& batch, int block_size) const {
   batch.clear();
+  // Size the block-table width once, so add_sequence never re-lays the rows.
+  for (const ScheduledSeq& s : seqs)
+    batch.max_blocks = std::max(batch.max_blocks, static_cast<int>(s.seq->table.blocks.size()));
+  batch.block_tables.reserve(seqs.size() * static_cast<size_t>(batch.max_blocks));
   for (const ScheduledSeq& s : seqs) {
     const Sequence& q = *s.seq;
     batch.add_sequence(q.tokens.data() + q.num_computed, s.n_tokens, q.num_computed, q.table.blocks,
