@@ -182,8 +182,11 @@ void Engine::finish(RequestId id, FinishReason reason, const std::string& error,
 }
 
 bool Engine::step() {
-  assert(!(running() && std::this_thread::get_id() != loop_.get_id()) &&
-         "step() while the loop runs");
+  assert(!running() && "step() while the loop runs");
+  return step_once();
+}
+
+bool Engine::step_once() {
   drain_inbox();
   if (!sched_.has_work()) {
     publish_metrics();
@@ -302,7 +305,7 @@ void Engine::loop() {
       cv_.wait(lk, [&] { return stop_ || busy || !inbox_.empty() || !cancels_.empty(); });
       if (stop_) return;
     }
-    busy = step();
+    busy = step_once();
   }
 }
 
@@ -312,6 +315,7 @@ void Engine::start() {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = false;
   }
+  loop_running_ = true;
   loop_ = std::thread([this] { loop(); });
 }
 
@@ -323,6 +327,7 @@ void Engine::stop() {
   }
   cv_.notify_all();
   loop_.join();
+  loop_running_ = false;
 }
 
 std::vector<GenerationResult> Engine::generate_all(const std::vector<Request>& requests) {

@@ -13,6 +13,7 @@
 // and generate_all() when the loop is not running. Callbacks run on the stepping thread,
 // must return quickly and must not throw; they may call submit() and cancel(), not step().
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -140,10 +141,11 @@ class Engine {
   // (unless it finishes first). Returns false for an unknown or finished id. Thread-safe.
   bool cancel(RequestId id);
 
-  // The step loop on the engine's own thread.
+  // The step loop on the engine's own thread. Call start() and stop() from one
+  // controlling thread (the one that owns the engine).
   void start();
   void stop();  // returns after the current step; requests stay queued
-  bool running() const { return loop_.joinable(); }
+  bool running() const { return loop_running_.load(); }
 
   // One step on the calling thread (the loop must not be running). Returns whether
   // requests remain.
@@ -170,6 +172,7 @@ class Engine {
   };
 
   double now() const;
+  bool step_once();
   void drain_inbox();
   void finish(RequestId id, FinishReason reason, const std::string& error, TokenEvent* ev);
   void emit(const TokenEvent& ev);
@@ -200,7 +203,8 @@ class Engine {
   RequestId next_id_ = 1;
   EngineMetrics snapshot_;
   bool stop_ = false;
-  std::thread loop_;
+  std::thread loop_;  // touched by start() and stop() only
+  std::atomic<bool> loop_running_{false};
 };
 
 }  // namespace llm
