@@ -107,6 +107,10 @@ void Scheduler::make_room_for_urgent(int budget, ScheduleOutput& out) {
   while (!waiting_.empty() && !running_.empty()) {
     const Sequence& w = *waiting_.front();
     if (!before(w, *running_.back())) return;
+    // Under the deadline policy only a first token (TTFT) preempts: TPOT dues move
+    // forward with every token on both sides, so they would trade places every step,
+    // each time recomputing the other.
+    if (cfg_.policy == SchedulePolicy::Deadline && w.num_generated() > 0) return;
     if (static_cast<int>(running_.size()) < cfg_.max_num_seqs) {
       PrefixHit hit;
       const int start = cached_start(w, hit);
