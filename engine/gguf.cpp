@@ -558,9 +558,37 @@ void GgufWriter::write_tensor_data(const void* data, size_t bytes) {
   ++next_;
 }
 
+void GgufWriter::write_tensor_part(const void* data, size_t bytes) {
+  assert(f_ && next_ < infos_.size());
+  assert(part_ + bytes <= infos_[next_].bytes);
+  if (bytes && std::fwrite(data, 1, bytes, f_) != bytes)
+    throw Error(path_ + ": write failed: " + std::strerror(errno));
+  part_ += bytes;
+  if (part_ < infos_[next_].bytes) return;
+  const size_t total = part_;
+  part_ = 0;
+  size_t pad = (total + kAlign - 1) / kAlign * kAlign - total;
+  static const uint8_t zeros[kAlign] = {};
+  if (pad && std::fwrite(zeros, 1, pad, f_) != pad) throw Error(path_ + ": write failed: " + std::strerror(errno));
+  written_ += total + pad;
+  ++next_;
+}
+
+void GgufWriter::skip_tensor_data() {
+  assert(f_ && next_ < infos_.size() && part_ == 0);
+  const uint64_t padded = (infos_[next_].bytes + kAlign - 1) / kAlign * kAlign;
+  if (fseeko(f_, static_cast<off_t>(padded), SEEK_CUR) != 0)
+    throw Error(path_ + ": seek failed: " + std::strerror(errno));
+  written_ += padded;
+  ++next_;
+}
+
 void GgufWriter::finish() {
   assert(next_ == infos_.size() && "every tensor's data must be written");
   if (f_) {
+    // A trailing skipped tensor leaves the file short: extend it to its full size.
+    if (std::fflush(f_) != 0 || ftruncate(fileno(f_), ftello(f_)) != 0)
+      throw Error(path_ + ": write failed: " + std::strerror(errno));
     int rc = std::fclose(f_);
     f_ = nullptr;
     if (rc != 0) throw Error(path_ + ": write failed: " + std::strerror(errno));

@@ -141,6 +141,12 @@ class GgufWriter {
   void begin(const std::string& path);
   // Data of the next tensor (in add order); bytes must equal its size.
   void write_tensor_data(const void* data, size_t bytes);
+  // The next tensor's data in consecutive pieces, so that a tensor larger than memory
+  // can be streamed; the tensor is complete once its size has been written.
+  void write_tensor_part(const void* data, size_t bytes);
+  // Leaves the next tensor's data as a hole that reads as zeros (a sparse file): for
+  // tests that need the header and tensor table of a multi-GB model, not its values.
+  void skip_tensor_data();
   void finish();
 
   size_t tensor_count() const { return infos_.size(); }
@@ -160,6 +166,7 @@ class GgufWriter {
   uint64_t data_size_ = 0;
   size_t next_ = 0;
   uint64_t written_ = 0;
+  size_t part_ = 0;  // bytes of the next tensor already written by write_tensor_part
   std::FILE* f_ = nullptr;
   std::string path_;
   static constexpr size_t kAlign = 32;
