@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/file_type.h"
 #include "engine/model.h"
+#include "quant/mix.h"
 
 namespace llm {
 
@@ -24,6 +24,7 @@ struct ModelShape {
   bool qkv_bias;        // Qwen2's attn_{q,k,v}.bias
   float llama3_factor;  // Llama 3.1-style RoPE scaling (rope_freqs.weight); 0 = none
   float init_std;       // std of the matrices' weights
+  float embd_std;       // std of token_embd (also the output matrix when tied)
 
   int64_t n_params() const;  // weights, counting a tied output once
 };
@@ -36,6 +37,20 @@ const ModelShape& find_shape(std::string_view name);
 // formula with low_freq_factor 1, high_freq_factor 4, original context 8192.
 std::vector<float> llama3_rope_factors(float factor, float rope_base, int rope_dim);
 
+// The file types make-model and quantize write (quant/mix.h), in a fixed order, and
+// their names for --help ("f32|f16|...|q6_k").
+std::vector<FileType> all_file_types();
+std::string file_type_list();
+// Whether a file of this type holds block-quantized tensors (general.quantization_version).
+bool file_type_quantized(FileType ft);
+
+// The type tensor `name` of ggml shape `shape` gets in a file of type ft: 1-D tensors
+// (norms, biases, rope factors) f32, matrices by quant/mix.h's llama.cpp rule. `pure`
+// gives every matrix the file type's default type instead (llama-quantize --pure), where
+// its rows divide into blocks: one matrix type throughout, for kernel benchmarks.
+DType tensor_type_in(FileType ft, const MixModel& m, const std::string& name,
+                     const std::vector<int64_t>& shape, bool pure);
+
 struct MakeModelOptions {
   std::string shape = "tiny";
   FileType type = FileType::F16;
@@ -43,6 +58,7 @@ struct MakeModelOptions {
   uint64_t seed = 1;
   int n_layers = 0;       // 0 = the shape's own; else fewer layers (quick tests)
   int n_threads = 0;      // 0 = hardware threads
+  bool pure = false;      // every matrix in the file type's default type (tensor_type_in)
   bool data = true;       // false: matrices left as zero holes (sparse file), 1-D tensors written
   bool progress = false;  // per-tensor lines and a summary on stderr
 };
@@ -58,11 +74,12 @@ uint64_t model_file_bytes(const MakeModelOptions& opt);
 struct QuantizeOptions {
   FileType type = FileType::Q4_K_M;
   int n_threads = 0;
+  bool pure = false;
   bool progress = false;
 };
 
-// Converts every weight matrix of an f32/f16/bf16 model to `type` (per-tensor choice in
-// engine/file_type.h); 1-D tensors become f32. Copies all metadata, updating
+// Converts every weight matrix of an f32/f16/bf16 model to `type` (per-tensor choice:
+// tensor_type_in); 1-D tensors become f32. Copies all metadata, updating
 // general.file_type and general.quantization_version. Throws llm::Error for quantized
 // input, an unwritable output, or out_path naming the input.
 void quantize_model(const std::string& in_path, const std::string& out_path,

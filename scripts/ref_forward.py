@@ -3,7 +3,7 @@
 
 Written from the formats' descriptions, not from llm's C++: its own GGUF parser
 (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md), numpy dequantization of
-F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q4_K Q5_K Q6_K (block layouts of ggml-common.h), and
+F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K (block layouts of ggml-common.h), and
 the Llama architecture (RMSNorm, RoPE, grouped-query causal attention, SwiGLU) with
 Qwen2's differences (NeoX RoPE pairing, Q/K/V biases). Needs only numpy.
 
@@ -29,7 +29,7 @@ _STRUCT = {"<u1": "<B", "<i1": "<b", "<u2": "<H", "<i2": "<h", "<u4": "<I", "<i4
 
 # Tensor types: id -> (name, elements per block, bytes per block).
 TYPES = {0: ("f32", 1, 4), 1: ("f16", 1, 2), 30: ("bf16", 1, 2), 8: ("q8_0", 32, 34),
-         2: ("q4_0", 32, 18), 3: ("q4_1", 32, 20), 6: ("q5_0", 32, 22),
+         2: ("q4_0", 32, 18), 3: ("q4_1", 32, 20), 6: ("q5_0", 32, 22), 7: ("q5_1", 32, 24),
          12: ("q4_K", 256, 144), 13: ("q5_K", 256, 176), 14: ("q6_K", 256, 210)}
 
 
@@ -111,7 +111,7 @@ class Gguf:
 
 def _f16(b, cols):
     """Little-endian f16 fields at byte columns `cols` of the (n_blocks, bytes) array b."""
-    return b[:, cols].copy().view("<f2").astype(np.float64)
+    return b[:, cols].copy().view("<f2")[:, 0].astype(np.float64)
 
 
 def _k_scales(sc):
@@ -156,13 +156,20 @@ def dequantize(ttype, raw, n):
             return (d[:, None] * (q - 8)).reshape(-1)
         m = _f16(b, [2, 3])
         return (d[:, None] * q + m[:, None]).reshape(-1)
-    if name == "q5_0":  # d, qh (u32: bit j = fifth bit of element j), 16 bytes of nibbles
+    if name in ("q5_0", "q5_1"):
+        # q5_0: d, qh, 16 bytes; q5_1: d, m, qh, 16 bytes. qh is a u32 whose bit j is the
+        # fifth bit of element j; the low 4 bits are laid out as in q4_0.
         d = _f16(b, [0, 1])
-        qh = b[:, 2:6].copy().view("<u4").astype(np.int64)[:, 0]
-        qs = b[:, 6:22].astype(np.int64)
+        h0 = bbytes - 20
+        qh = b[:, h0:h0 + 4].copy().view("<u4").astype(np.int64)[:, 0]
+        qs = b[:, h0 + 4:].astype(np.int64)
         lo = np.concatenate([qs & 0xF, qs >> 4], axis=1)
         hi = (qh[:, None] >> np.arange(32)[None, :]) & 1
-        return (d[:, None] * ((lo | (hi << 4)) - 16)).reshape(-1)
+        q = lo | (hi << 4)
+        if name == "q5_0":
+            return (d[:, None] * (q - 16)).reshape(-1)
+        m = _f16(b, [2, 3])
+        return (d[:, None] * q + m[:, None]).reshape(-1)
     if name in ("q4_K", "q5_K"):
         # d, dmin (f16), 12 bytes of scales/mins, [q5_K: 32 bytes of high bits], 128 bytes
         # of nibbles. Four 64-element groups: group g takes the low nibbles (sub-block 2g)

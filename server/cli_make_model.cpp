@@ -36,7 +36,9 @@ int cmd_make_model(int argc, char** argv) {
       "Performance does not depend on weight values, so these stand in for real models in\n"
       "benchmarks; the tiny shapes are for tests.");
   args.flag("--shape", "NAME", "model shape (see --list)", "tiny");
-  args.flag("--type", "TYPE", file_type_list(), "f16");
+  args.flag("--type", "TYPE",
+            file_type_list() + "\n(q4_k = q4_k_m, q5_k = q5_k_m, as llama-quantize)", "f16");
+  args.flag("--pure", "", "every matrix in the type's own block format: no q6_K output or _M mix");
   args.flag("--vocab", "FILE", "copy the tokenizer from this GGUF and size the embedding by it",
             "a synthetic SPM vocabulary of the shape's size");
   args.flag("--seed", "N", "weight seed", "1");
@@ -61,6 +63,7 @@ int cmd_make_model(int argc, char** argv) {
   if (!ft)
     throw Error("llm make-model: unknown --type '" + type + "' (one of " + file_type_list() + ")");
   o.type = *ft;
+  o.pure = args.on("pure");
   o.vocab_path = args.str("vocab");
   const int64_t seed = args.i64("seed", 1);
   if (seed < 0) throw Error("llm make-model: --seed must be non-negative");

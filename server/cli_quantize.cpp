@@ -30,6 +30,7 @@ int cmd_quantize(int argc, char** argv) {
     throw Error("llm quantize: --threads must be between 1 and 1024");
   o.n_threads = static_cast<int>(threads);
   o.progress = !args.on("quiet");
+  o.pure = args.on("pure");
   quantize_model(pos[0], pos[1], o);
   return 0;
 }

@@ -222,6 +222,34 @@ TEST_CASE("engine: greedy logprobs are the top entry; stops end with the right r
   CHECK(be.violations == 0);
 }
 
+TEST_CASE("engine: step accounting adds up") {
+  FakeBackend be(64, 64, 4);
+  EngineConfig cfg;
+  cfg.prefix_caching = false;
+  Engine e(be, cfg);
+  const std::vector<GenerationResult> r = e.generate_all(
+      {greedy({1, 2, 3, 4, 5, 6, 7}, 9), greedy({8, 9}, 4), greedy({10, 11, 12}, 6)});
+  const EngineMetrics m = e.metrics();
+  // Every prompt token and every generated token but the last of each is computed once.
+  CHECK(m.batched_tokens == (7 + 2 + 3) + (9 + 4 + 6) - 3);
+  CHECK(m.generated_tokens == 9 + 4 + 6);
+  CHECK(m.prefix_hit_tokens == 0);
+  CHECK(m.prefix_query_tokens == 7 + 2 + 3);
+  // All three prefill in step 1; then 3, 3, 3, 2, 2, 1, 1, 1 decodes.
+  CHECK(m.steps == 9);
+  CHECK(m.decode_steps == 8);
+  CHECK(m.decode_tokens == 16);
+  CHECK(m.forward_s <= m.step_s);
+  CHECK(m.decode_s <= m.step_s);
+  CHECK(m.ttft_count == 3);
+  CHECK(m.tpot_count == 3);
+  CHECK(m.e2e_count == 3);
+  CHECK(r[0].stats.n_prompt == 7);
+  CHECK(r[0].stats.n_generated == 9);
+  CHECK(r[0].stats.ttft >= 0);
+  CHECK(r[0].stats.e2e >= r[0].stats.ttft);
+}
+
 TEST_CASE("engine: requests that cannot run are refused at submit") {
   FakeBackend be(32, 8, 4);  // 32 slots
   EngineConfig cfg;
