@@ -127,6 +127,14 @@ bool Engine::cancel(RequestId id) {
   return true;
 }
 
+void Engine::cancel_all() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancels_.insert(cancels_.end(), live_.begin(), live_.end());
+  }
+  cv_.notify_all();
+}
+
 void Engine::drain_inbox() {
   std::vector<Pending> inbox;
   std::vector<RequestId> cancels;

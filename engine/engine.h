@@ -140,6 +140,8 @@ class Engine {
   // Cancels an unfinished request: it gets a final event with FinishReason::Cancelled
   // (unless it finishes first). Returns false for an unknown or finished id. Thread-safe.
   bool cancel(RequestId id);
+  // Cancels every unfinished request (server shutdown). Thread-safe.
+  void cancel_all();
 
   // The step loop on the engine's own thread. Call start() and stop() from one
   // controlling thread (the one that owns the engine).
