@@ -112,7 +112,7 @@ class RemoteChat final : public ChatBackend {
   RemoteChat(std::string url, std::string api_key, std::string model)
       : url_(std::move(url)), key_(std::move(api_key)), model_(std::move(model)) {
     split_url(url_, origin_, base_);
-    if (model_.empty()) model_ = first_model();
+    look_up_model();
   }
 
   std::string describe() const override { return url_ + " (model " + model_ + ")"; }
@@ -275,7 +275,10 @@ class RemoteChat final : public ChatBackend {
   }
 
  private:
-  std::string first_model() {
+  // GET /v1/models: the model to ask for when none was named, and its context length
+  // when the server tells it (vLLM's "max_model_len"). A server without the endpoint is
+  // fine when the model is named.
+  void look_up_model() {
     httplib::Client cli(origin_);
     cli.set_connection_timeout(10);
     cli.set_read_timeout(60);
@@ -285,16 +288,25 @@ class RemoteChat final : public ChatBackend {
     if (!res)
       throw Error("llm chat: cannot reach " + url_ + " (" + httplib::to_string(res.error()) +
                   "); is `llm serve` running there?");
-    if (res->status != 200)
-      throw Error("llm chat: GET " + base_ + "/models answered " + std::to_string(res->status) +
-                  ": " + error_message(res->body, nullptr) +
-                  (res->status == 401 ? " (give the key with --api-key)" : ""));
+    if (res->status == 401)
+      throw Error("llm chat: " + url_ + " wants an API key: " + error_message(res->body, nullptr) +
+                  " (give it with --api-key)");
+    json list;
     try {
-      const json j = json::parse(res->body);
-      return j.at("data").at(0).at("id").get<std::string>();
+      if (res->status == 200) list = json::parse(res->body).at("data");
     } catch (const json::exception&) {
-      throw Error("llm chat: " + url_ + " lists no models; give one with --model NAME");
     }
+    if (model_.empty()) {
+      if (!list.is_array() || list.empty() || !list[0].contains("id") || !list[0]["id"].is_string())
+        throw Error("llm chat: " + url_ + " lists no models (GET " + base_ + "/models answered " +
+                    std::to_string(res->status) + "); name one with --model NAME");
+      model_ = list[0]["id"].get<std::string>();
+    }
+    if (!list.is_array()) return;
+    for (const json& m : list)
+      if (m.is_object() && m.value("id", "") == model_ && m.contains("max_model_len") &&
+          m["max_model_len"].is_number_integer())
+        context_max_ = m["max_model_len"].get<int>();
   }
 
   std::string url_, key_, model_;

@@ -8,6 +8,7 @@
 // Interactive sessions run inside tmux (send-keys, capture-pane) on a private server
 // socket; without tmux those cases skip with a message (CI: apt-get install tmux).
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,6 +18,10 @@
 #include <thread>
 
 #include "test_util.h"
+
+#ifdef LLM_HAVE_HTTPLIB
+#include <httplib.h>
+#endif
 
 using namespace llm;
 using json = nlohmann::json;
@@ -158,6 +163,47 @@ class Tmux {
 
 std::string chat_cmd(const std::string& model, const std::string& extra) {
   return test::llm_binary() + " chat -m " + model + kFlags + " " + extra;
+}
+
+// `llm serve` on a free loopback port, in the background for one test case.
+class Server {
+ public:
+  Server(const std::string& model, const std::string& extra) {
+    static int n = 0;
+    log_ = test::temp_path("serve" + std::to_string(n++) + ".log");
+    auto r =
+        test::run_command(test::llm_binary() + " serve -m " + model +
+                          " --device cpu -t 2 --host 127.0.0.1 --port 0 --shutdown-timeout 1 " +
+                          extra + " > /dev/null 2> " + log_ + " < /dev/null & echo $!");
+    REQUIRE(r.exit_code == 0);
+    pid_ = std::stoi(r.out);
+    const std::string key = "listening on http://127.0.0.1:";
+    for (int i = 0; i < 600 && port_ == 0; ++i) {
+      const std::string log = test::read_text(log_);
+      const size_t at = log.find(key);
+      if (at != std::string::npos) port_ = std::atoi(log.c_str() + at + key.size());
+      if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (port_ == 0) MESSAGE("llm serve did not start:\n" << test::read_text(log_));
+    REQUIRE(port_ > 0);
+  }
+  ~Server() {
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 200 && kill(pid_, 0) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (kill(pid_, 0) == 0) kill(pid_, SIGKILL);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  std::string log_;
+  int pid_ = 0;
+  int port_ = 0;
+};
+
+bool have_serve() {
+  return test::run_command(test::llm_binary() + " serve --help > /dev/null").exit_code == 0;
 }
 
 }  // namespace
@@ -458,3 +504,89 @@ TEST_CASE("llm chat: bad input is a one-line error") {
   CHECK(r.err.find("transcript") != std::string::npos);
   CHECK(r.out.size() > 1);
 }
+
+TEST_CASE("llm chat --url: a running llm serve gives the same greedy answers as local mode") {
+  const std::string m = test::shared_file("models/stories260K.gguf");
+  if (m.empty()) LLM_SKIP("../shared/models/stories260K.gguf absent");
+  if (!have_serve()) LLM_SKIP("llm serve is unavailable in this build (no cpp-httplib)");
+  const std::string tf = template_file();
+  Server srv(m, "--chat-template " + tf);
+  const std::string in =
+      write_file("url.txt", "Once upon a time\nWhat did the cat do?\nAnd then?\n");
+  const std::string common = " --temp 0 -n 30 --system 'Tell a story.'";
+  auto local = test::run_command(chat_cmd(m, common + " --chat-template " + tf) + " < " + in);
+  auto remote =
+      test::run_command(test::llm_binary() + " chat --url " + srv.url() + common + " < " + in);
+  REQUIRE(local.exit_code == 0);
+  CHECK(remote.exit_code == 0);
+  CHECK(remote.out == local.out);
+  CHECK(remote.out.find('\x1b') == std::string::npos);
+  // The first answer is also the independent expectation.
+  const std::string a1 =
+      expected_answer(m, "system: Tell a story.\nuser: Once upon a time\nassistant:", 30);
+  CHECK(remote.out.compare(0, a1.size() + 1, a1 + "\n") == 0);
+
+  // A model the server does not serve, and a server that is not there: one-line errors.
+  auto r = test::run_command("echo hi | " + test::llm_binary() + " chat --url " + srv.url() +
+                             " --model nonexistent --temp 0");
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("nonexistent") != std::string::npos);
+  r = test::run_command("echo hi | " + test::llm_binary() + " chat --url http://127.0.0.1:1");
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("cannot reach") != std::string::npos);
+
+  // A server with an API key: refused without it, the same answer with it.
+  Server locked(m, "--api-key sesame --chat-template " + tf);
+  r = test::run_command("echo 'Once upon a time' | " + test::llm_binary() + " chat --url " +
+                        locked.url() + " --temp 0 -n 30 --system 'Tell a story.'");
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("--api-key") != std::string::npos);
+  r = test::run_command("echo 'Once upon a time' | " + test::llm_binary() + " chat --url " +
+                        locked.url() + " --api-key sesame --temp 0 -n 30 --system 'Tell a story.'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == a1 + "\n");
+}
+
+#ifdef LLM_HAVE_HTTPLIB
+TEST_CASE("llm chat --url, interactive: Ctrl-C closes the stream and the server cancels") {
+  const std::string m = test::shared_file("models/stories260K.gguf");
+  if (m.empty()) LLM_SKIP("../shared/models/stories260K.gguf absent");
+  if (!have_serve()) LLM_SKIP("llm serve is unavailable in this build");
+  if (!have_tmux()) LLM_SKIP("tmux is not installed (apt-get install tmux)");
+  Server srv(m, "-c 32768 --kv-tokens 32768 --chat-template chatml");
+  httplib::Client http("127.0.0.1", srv.port());
+  const auto running = [&] {
+    auto res = http.Get("/metrics");
+    REQUIRE(res);
+    const std::string key = "\nllm_requests_running ";
+    const size_t at = res->body.find(key);
+    REQUIRE(at != std::string::npos);
+    return std::atoi(res->body.c_str() + at + key.size());
+  };
+  const std::string save = test::temp_path("url-interrupted.json");
+  Tmux t(test::llm_binary() + " chat --url " + srv.url() + " --temp 0 -n 30000 --ignore-eos");
+  t.wait_prompt(1);
+  t.line("Hello");
+  REQUIRE(t.wait([](const std::string& s) {
+    const size_t at = s.find("> Hello\n");
+    return at != std::string::npos && s.find_first_not_of(" \n", at + 8) != std::string::npos;
+  }));
+  CHECK(running() == 1);
+  t.keys("C-c");
+  t.wait_prompt(2);
+  bool cancelled = false;
+  for (int i = 0; i < 100 && !cancelled; ++i) {
+    cancelled = running() == 0;
+    if (!cancelled) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(cancelled);
+  t.line("/save " + save);
+  t.wait_prompt(3);
+  t.keys("C-d");
+  t.wait_text("EXIT=0");
+  const json tr = read_json(save);
+  REQUIRE(tr["messages"].size() == 2);
+  CHECK(tr["messages"][1]["interrupted"] == true);
+  CHECK(!tr["messages"][1]["content"].get<std::string>().empty());
+}
+#endif
