@@ -615,6 +615,7 @@ TEST_CASE("gguf: ModelConfig rejects out-of-range hyperparameters with an llm::E
   CHECK(config_error({kv}, [&](GgufWriter& w) { w.set_i32_array(kv, {1, 1}); }).empty());
   // Regression: a per-layer head_count_kv of 0 divided by zero (SIGFPE) in from_gguf.
   CHECK(contains(config_error({kv}, [&](GgufWriter& w) { w.set_i32_array(kv, {0, 0}); }), kv));
+  CHECK(contains(config_error({kv}, [&](GgufWriter& w) { w.set_i32_array(kv, {0}); }), kv));
   CHECK(contains(config_error({kv}, [&](GgufWriter& w) { w.set_i32_array(kv, {-2, -2}); }), kv));
   CHECK(contains(config_error({kv}, [&](GgufWriter& w) { w.set_i32_array(kv, {}); }), kv));
   CHECK(contains(config_error({kv}, [&](GgufWriter& w) { w.set_i32_array(kv, {1, 2}); }), kv));
