@@ -184,7 +184,10 @@ class Server {
       if (at != std::string::npos) port_ = std::atoi(log.c_str() + at + key.size());
       if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (port_ == 0) MESSAGE("llm serve did not start:\n" << test::read_text(log_));
+    if (port_ == 0) {
+      MESSAGE("llm serve did not start:\n" << test::read_text(log_));
+      kill(pid_, SIGKILL);  // the destructor does not run for a failed constructor
+    }
     REQUIRE(port_ > 0);
   }
   ~Server() {
