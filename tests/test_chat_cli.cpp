@@ -28,7 +28,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const char* kFlags = " --device cpu -t 2 --temp 0";
+const char* kFlags = " --device cpu -t 1 --temp 0";
 
 // role: content lines, then "assistant:" for the answer.
 const char* kTemplate =
@@ -173,7 +173,7 @@ class Server {
     log_ = test::temp_path("serve" + std::to_string(n++) + ".log");
     auto r =
         test::run_command(test::llm_binary() + " serve -m " + model +
-                          " --device cpu -t 2 --host 127.0.0.1 --port 0 --shutdown-timeout 1 " +
+                          " --device cpu -t 1 --host 127.0.0.1 --port 0 --shutdown-timeout 1 " +
                           extra + " > /dev/null 2> " + log_ + " < /dev/null & echo $!");
     REQUIRE(r.exit_code == 0);
     pid_ = std::stoi(r.out);
