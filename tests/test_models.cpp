@@ -428,7 +428,7 @@ TEST_CASE("cli: make-model and quantize") {
   auto quant = test::run_command(llm + " quantize " + f16 + " " + q + " Q4_K_M -t 2");
   REQUIRE(quant.exit_code == 0);
   CHECK(quant.err.find("blk.1.ffn_down.weight") != std::string::npos);
-  CHECK(quant.err.find("f16  -> q6_K") != std::string::npos);
+  CHECK(quant.err.find("f16  \u2192 q6_K") != std::string::npos);
   CHECK(quant.err.find("bits/weight") != std::string::npos);
   auto m = Model::load(q);
   CHECK(m->config.n_layer == 2);
