@@ -17,6 +17,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"serve", llm::cmd_serve, "serve the OpenAI API, a web chat and metrics over HTTP"},
     {"run", llm::cmd_run, "generate text from a prompt, streamed to stdout"},
     {"info", llm::cmd_info, "show a model's architecture, hyperparameters and tensor types"},
     {"tokenize", llm::cmd_tokenize, "print the token ids of a text"},

@@ -68,6 +68,24 @@ const char* const kDeepseek3Main =
     ":;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
     "?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
 
+const char* const kQwen35 =
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]"
+    "+|"
+    "\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char* const kMiniCpm5 =
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}+| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+// Llama 3's regex with whitespace runs cut into power-of-two lengths.
+const char* const kJais2 =
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s{512}(?!\\S)|\\s{256}(?!\\S)|"
+    "\\s{128}(?!\\S)|\\s{64}(?!\\S)|\\s{32}(?!\\S)|\\s{16}(?!\\S)|\\s{8}(?!\\S)|\\s{4}(?!\\S)|"
+    "\\s{1,2}(?!\\S)|\\s{1}";
+const char* const kSpark25Main =
+    "[!\"#$%&'()*+,\\-./"
+    ":;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
+    "?[\\p{P}\\p{S}]+|[\r\n]|\\s+(?!\\S)|\\s+";
+
 struct Family {
   const char* family;
   std::vector<const char*> names;
@@ -98,7 +116,11 @@ const std::vector<Family>& families() {
        {"deepseek-coder"},
        {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", kDeepseekCjk, "\\p{N}"},
        false},
-      {"deepseek-v3", {"deepseek-v3"}, {"\\p{N}{1,3}", kDeepseek3Cjk, kDeepseek3Main}, false},
+      {"deepseek-v3",
+       {"deepseek-v3", "hunyuan-dense", "joyai-llm", "hy_v4"},
+       {"\\p{N}{1,3}", kDeepseek3Cjk, kDeepseek3Main},
+       false},
+      {"spark2_5", {"spark2_5"}, {"\\p{N}{1,3}", kDeepseek3Cjk, kSpark25Main, "\\p{N}"}, false},
       {"falcon", {"falcon"}, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", kGpt2, "[0-9][0-9][0-9]"}},
       {"gpt-2",
        {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
@@ -114,6 +136,10 @@ const std::vector<Family>& families() {
        {kQwen2},
        false},
       {"qwen2-clean", {"stablelm2", "megrez"}, {kQwen2}},
+      {"qwen35", {"qwen35"}, {kQwen35}, false},
+      {"laguna", {"laguna"}, {"[^\\n]+|[\\n]+", kQwen2}, false},
+      {"minicpm5", {"minicpm5"}, {"\\p{N}{1,3}", kMiniCpm5}, true, true},
+      {"jais-2", {"jais-2"}, {kJais2}},
       {"poro", {"poro-chat"}, {kPoro}, false},
       {"bloom", {"bloom", "gpt3-finnish"}, {kPoro}},
       {"viking", {"viking"}, {kPoro, "\\p{N}"}, false},

@@ -487,19 +487,43 @@ size_t SplitRegex::match_at(const CodepointText& text, size_t begin, size_t end,
   return m.result > pos ? m.result : npos;
 }
 
+size_t SplitRegex::alternatives() const {
+  return groups_[root_].alts.size();
+}
+
+size_t SplitRegex::match_at(const CodepointText& text, size_t begin, size_t end, size_t pos,
+                            std::vector<size_t>& skip) const {
+  const std::vector<Seq>& alts = groups_[root_].alts;
+  RegexMatcher m{*this, text, begin, end};
+  for (size_t a = 0; a < alts.size(); ++a) {
+    if (pos < skip[a]) continue;
+    if (m.seq(alts[a], 0, pos, nullptr)) return m.result > pos ? m.result : npos;
+    // An alternative "C+ rest" (greedy, unbounded) that failed here fails at every later
+    // start inside the same run of C: it would try the rest at a subset of the same ends.
+    const Seq& s = alts[a];
+    if (!s.empty() && s[0].kind == Node::Kind::Class && !s[0].lazy && s[0].max == Node::kInf) {
+      size_t e = pos;
+      while (e < end && m.in_class(s[0].index, e)) ++e;
+      skip[a] = e;
+    }
+  }
+  return npos;
+}
+
 std::vector<size_t> regex_split(const CodepointText& text, const std::vector<SplitRegex>& regexes) {
   std::vector<size_t> pieces;  // lengths
   if (text.size() == 0) return pieces;
   pieces.push_back(text.size());
-  std::vector<size_t> next;
+  std::vector<size_t> next, skip;
   for (const SplitRegex& re : regexes) {
     next.clear();
     size_t start = 0;
     for (size_t len : pieces) {
       const size_t b = start, e = start + len;
       size_t gap = b;
+      skip.assign(re.alternatives(), 0);
       for (size_t pos = b; pos < e;) {
-        size_t m = re.match_at(text, b, e, pos);
+        size_t m = re.match_at(text, b, e, pos, skip);
         if (m == SplitRegex::npos) {
           ++pos;
           continue;

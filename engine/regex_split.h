@@ -38,6 +38,13 @@ class SplitRegex {
   // (lookahead and $ see `end` as the end of the text), or npos when none matches.
   // Zero-length matches count as no match.
   size_t match_at(const CodepointText& text, size_t begin, size_t end, size_t pos) const;
+  // The same for a left-to-right scan of one piece: `skip` (one entry per top-level
+  // alternative, zeroed at the start of the piece) remembers where alternatives that
+  // begin with an unbounded greedy class are known to fail. Without it a pattern like
+  // \s+$ would rescan a long run of spaces from every position in it (quadratic).
+  size_t match_at(const CodepointText& text, size_t begin, size_t end, size_t pos,
+                  std::vector<size_t>& skip) const;
+  size_t alternatives() const;
 
   const std::string& pattern() const { return pattern_; }
 

@@ -104,27 +104,40 @@ int utf8_valid_prefix(std::string_view s, size_t pos) {
   return n;
 }
 
-static bool byte_is_printable(uint8_t b) {
+namespace {
+
+constexpr bool byte_is_printable(int b) {
   return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
 }
 
+struct ByteAlphabet {
+  uint16_t to_cp[256];     // byte -> code point
+  int16_t to_byte[0x144];  // code point (< U+0144) -> byte, or -1
+};
+
+// The printable bytes stand for themselves; the others are numbered from U+0100.
+constexpr ByteAlphabet make_byte_alphabet() {
+  ByteAlphabet a{};
+  for (int cp = 0; cp < 0x144; ++cp) a.to_byte[cp] = -1;
+  int n = 0;
+  for (int b = 0; b < 256; ++b) {
+    int cp = byte_is_printable(b) ? b : 0x100 + n++;
+    a.to_cp[b] = static_cast<uint16_t>(cp);
+    a.to_byte[cp] = static_cast<int16_t>(b);
+  }
+  return a;
+}
+
+constexpr ByteAlphabet kByteAlphabet = make_byte_alphabet();
+
+}  // namespace
+
 uint32_t byte_to_unicode(uint8_t b) {
-  if (byte_is_printable(b)) return b;
-  // The non-printable bytes are numbered in order from U+0100.
-  uint32_t n = 0;
-  for (uint32_t c = 0; c < b; ++c) n += !byte_is_printable(static_cast<uint8_t>(c));
-  return 0x100 + n;
+  return kByteAlphabet.to_cp[b];
 }
 
 int unicode_to_byte(uint32_t cp) {
-  if (cp < 0x100) return byte_is_printable(static_cast<uint8_t>(cp)) ? static_cast<int>(cp) : -1;
-  if (cp >= 0x100 + 68) return -1;
-  uint32_t n = cp - 0x100;
-  for (int c = 0; c < 256; ++c) {
-    if (byte_is_printable(static_cast<uint8_t>(c))) continue;
-    if (n-- == 0) return c;
-  }
-  return -1;
+  return cp < 0x144 ? kByteAlphabet.to_byte[cp] : -1;
 }
 
 }  // namespace llm

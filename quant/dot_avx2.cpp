@@ -221,42 +221,51 @@ LLM_AVX2 inline float dot_k_nibbles(const Block* b, const float* x, int64_t nb) 
   return hsum(acc);
 }
 
-// Q6_K: see decode_block(BlockQ6_K) for the layout; each 8-lane group shares one scale.
+// Q6_K: see decode_block(BlockQ6_K) for the layout. Each 16-element sub-block has one
+// scale: sum(q*x) over its two 8-lane groups first, then one FMA by d*scale. Four
+// accumulators keep the FMA chains short.
 LLM_AVX2 float dot_q6_k(const BlockQ6_K* b, const float* x, int64_t nb) {
   const __m256i lo_mask = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3);
   const __m256i off = _mm256_set1_epi32(32);
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
   for (int64_t i = 0; i < nb; ++i) {
     const float d = h2f(b[i].d);
     for (int h = 0; h < 2; ++h, x += 128) {
       const uint8_t* ql = b[i].ql + 64 * h;
       const uint8_t* qh = b[i].qh + 32 * h;
       const int8_t* sc = b[i].scales + 8 * h;
-      for (int g = 0; g < 4; ++g) {
-        const int l = 8 * g, is = g / 2;
-        const __m256i qa = u8x8(ql + l), qb = u8x8(ql + 32 + l), hh = u8x8(qh + l);
-        const __m256i h0 = _mm256_slli_epi32(_mm256_and_si256(hh, three), 4);
-        const __m256i h1 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 2), three), 4);
-        const __m256i h2 = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 4), three), 4);
-        const __m256i h3 = _mm256_slli_epi32(_mm256_srli_epi32(hh, 6), 4);
-        const __m256i q1 =
-            _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(qa, lo_mask), h0), off);
-        const __m256i q2 =
-            _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(qb, lo_mask), h1), off);
-        const __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(qa, 4), h2), off);
-        const __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(qb, 4), h3), off);
-        const __m256 s1 = _mm256_set1_ps(d * static_cast<float>(sc[is + 0]));
-        const __m256 s2 = _mm256_set1_ps(d * static_cast<float>(sc[is + 2]));
-        const __m256 s3 = _mm256_set1_ps(d * static_cast<float>(sc[is + 4]));
-        const __m256 s4 = _mm256_set1_ps(d * static_cast<float>(sc[is + 6]));
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(to_f(q1), s1), _mm256_loadu_ps(x + l), acc);
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(to_f(q2), s2), _mm256_loadu_ps(x + l + 32), acc);
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(to_f(q3), s3), _mm256_loadu_ps(x + l + 64), acc);
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(to_f(q4), s4), _mm256_loadu_ps(x + l + 96), acc);
+      for (int is = 0; is < 2; ++is) {  // lanes l = 16 is .. 16 is + 15
+        __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
+        for (int g = 0; g < 2; ++g) {
+          const int l = 16 * is + 8 * g;
+          const __m256i qa = u8x8(ql + l), qb = u8x8(ql + 32 + l), hh = u8x8(qh + l);
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(qa, lo_mask),
+                              _mm256_slli_epi32(_mm256_and_si256(hh, three), 4)),
+              _mm256_or_si256(
+                  _mm256_and_si256(qb, lo_mask),
+                  _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 2), three), 4)),
+              _mm256_or_si256(
+                  _mm256_srli_epi32(qa, 4),
+                  _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 4), three), 4)),
+              _mm256_or_si256(_mm256_srli_epi32(qb, 4),
+                              _mm256_slli_epi32(_mm256_srli_epi32(hh, 6), 4)),
+          };
+          for (int k = 0; k < 4; ++k) {  // element l + 32k
+            const __m256 qf = to_f(_mm256_sub_epi32(q[k], off));
+            s[k] = _mm256_fmadd_ps(qf, _mm256_loadu_ps(x + l + 32 * k), s[k]);
+          }
+        }
+        for (int k = 0; k < 4; ++k) {
+          const __m256 scale = _mm256_set1_ps(d * static_cast<float>(sc[is + 2 * k]));
+          acc[k] = _mm256_fmadd_ps(scale, s[k], acc[k]);
+        }
       }
     }
   }
-  return hsum(acc);
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
 }  // namespace

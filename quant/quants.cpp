@@ -164,8 +164,7 @@ bool quant_supported(DType t) {
   }
 }
 
-void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
-  assert(n % traits(t).block_elems == 0);
+static void dequantize_row_scalar(DType t, const void* src, float* dst, int64_t n) {
   switch (t) {
     case DType::F32:
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
@@ -239,20 +238,33 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   }
 }
 
-bool dot_path_available(DotPath p) {
-  return p != DotPath::Avx2 || avx2_available();
+bool kernel_path_available(KernelPath p) {
+  return p != KernelPath::Avx2 || avx2_available();
 }
 
-float vec_dot(DotPath p, DType t, const void* row, const float* x, int64_t n) {
+void dequantize_row(KernelPath p, DType t, const void* src, float* dst, int64_t n) {
+  assert(n % traits(t).block_elems == 0);
+  assert(quant_supported(t));
+  assert(kernel_path_available(p));
+  const bool simd = p == KernelPath::Avx2 || (p == KernelPath::Auto && avx2_available());
+  if (simd && detail::dequantize_row_avx2(t, src, dst, n)) return;
+  dequantize_row_scalar(t, src, dst, n);
+}
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  dequantize_row(KernelPath::Auto, t, src, dst, n);
+}
+
+float vec_dot(KernelPath p, DType t, const void* row, const float* x, int64_t n) {
   assert(n % traits(t).block_elems == 0);
   assert(quant_supported(t));
   switch (p) {
-    case DotPath::Scalar:
+    case KernelPath::Scalar:
       return detail::vec_dot_scalar(t, row, x, n);
-    case DotPath::Avx2:
+    case KernelPath::Avx2:
       assert(avx2_available());
       return detail::vec_dot_avx2(t, row, x, n);
-    case DotPath::Auto:
+    case KernelPath::Auto:
       break;
   }
   return avx2_available() ? detail::vec_dot_avx2(t, row, x, n)
@@ -260,7 +272,7 @@ float vec_dot(DotPath p, DType t, const void* row, const float* x, int64_t n) {
 }
 
 float vec_dot(DType t, const void* row, const float* x, int64_t n) {
-  return vec_dot(DotPath::Auto, t, row, x, n);
+  return vec_dot(KernelPath::Auto, t, row, x, n);
 }
 
 }  // namespace llm

@@ -159,5 +159,8 @@ void quantize_q6_k(const float* x, BlockQ6_K* y, int64_t nb);
 // Both return sum_i w[i] * x[i] for a row of type t; n is a multiple of the block size.
 float vec_dot_scalar(DType t, const void* row, const float* x, int64_t n);
 float vec_dot_avx2(DType t, const void* row, const float* x, int64_t n);
+// AVX2 dequantize_row (dequant_avx2.cpp), bit-identical to the scalar decoders; returns
+// false for types it leaves to the scalar loop.
+bool dequantize_row_avx2(DType t, const void* src, float* dst, int64_t n);
 
 }  // namespace llm::detail

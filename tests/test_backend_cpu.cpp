@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <vector>
 
 #include "engine/backend_cpu.h"
+#include "engine/dequant_avx2.h"
 #include "engine/error.h"
 #include "engine/ops_cpu.h"
 #include "quant/quants.h"
@@ -134,31 +136,67 @@ TEST_CASE("cpu ops: rope follows the formula for both pair layouts") {
   }
 }
 
-TEST_CASE("cpu ops: matmul matches float64 for every plain-float weight type") {
-  const int64_t rows = 37, cols = 172;  // odd shapes: tiles and SIMD tails
+namespace {
+
+// matmul of a (rows, cols) weight of type t against float64 sums of its dequantized
+// values, and bit-identical whether activation row 3 comes alone or in the batch.
+void check_matmul(DType t, int64_t rows, int64_t cols) {
+  CAPTURE(dtype_name(t));
+  CAPTURE(cols);
   const int n_rows = 5;
-  auto wv = random_vec(rows * cols, 8), x = random_vec(n_rows * cols, 9);
-  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
-    CAPTURE(dtype_name(t));
-    TestMatrix W(t, wv, rows, cols);
-    std::vector<float> deq(static_cast<size_t>(rows * cols));
-    for (int64_t r = 0; r < rows; ++r) dequantize_row(t, W.ref.row(r), deq.data() + r * cols, cols);
-    std::vector<double> ref(static_cast<size_t>(n_rows * rows));
-    for (int i = 0; i < n_rows; ++i)
-      for (int64_t r = 0; r < rows; ++r) {
-        double s = 0;
-        for (int64_t j = 0; j < cols; ++j) s += double(deq[r * cols + j]) * x[i * cols + j];
-        ref[i * rows + r] = s;
-      }
-    for (int threads : {1, 3}) {
-      std::vector<float> y(ref.size());
-      cpu::matmul(W.ref, x.data(), y.data(), n_rows, threads);
-      check_close(y.data(), ref.data(), y.size(), 1e-5, 1e-5);
-      // Batch invariance: row i alone gives bit-identical results.
-      std::vector<float> y1(static_cast<size_t>(rows));
-      cpu::matmul(W.ref, x.data() + 3 * cols, y1.data(), 1, threads);
-      CHECK(std::equal(y1.begin(), y1.end(), y.begin() + 3 * rows));
+  auto wv = random_vec(static_cast<size_t>(rows * cols), 8),
+       x = random_vec(static_cast<size_t>(n_rows * cols), 9);
+  TestMatrix W(t, wv, rows, cols);
+  std::vector<float> deq(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) dequantize_row(t, W.ref.row(r), deq.data() + r * cols, cols);
+  std::vector<double> ref(static_cast<size_t>(n_rows * rows));
+  for (int i = 0; i < n_rows; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      double s = 0;
+      for (int64_t j = 0; j < cols; ++j) s += double(deq[r * cols + j]) * x[i * cols + j];
+      ref[i * rows + r] = s;
     }
+  for (int threads : {1, 3}) {
+    std::vector<float> y(ref.size());
+    cpu::matmul(W.ref, x.data(), y.data(), n_rows, threads);
+    check_close(y.data(), ref.data(), y.size(), 1e-5, 1e-5);
+    std::vector<float> y1(static_cast<size_t>(rows));
+    cpu::matmul(W.ref, x.data() + 3 * cols, y1.data(), 1, threads);
+    CHECK(std::equal(y1.begin(), y1.end(), y.begin() + 3 * rows));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cpu ops: matmul matches float64 for every weight type") {
+  // Odd shapes: partial tiles and SIMD tails.
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) check_matmul(t, 37, 172);
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1,
+                  DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    if (!quant_supported(t)) continue;
+    check_matmul(t, 37, 512);
+  }
+}
+
+TEST_CASE("cpu ops: the AVX2 dequantizers are bit-identical to the reference") {
+  const int64_t n = 1024;
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K,
+                  DType::Q5_K, DType::Q6_K}) {
+    CAPTURE(dtype_name(t));
+    if (!cpu::has_dequantize_avx2(t)) {
+      MESSAGE("no AVX2 dequantizer on this CPU for " << dtype_name(t));
+      continue;
+    }
+    // Blocks of very different magnitudes and signs, so scales and mins vary.
+    auto v = random_vec(n, 21, -1, 1);
+    for (int64_t i = 0; i < n; ++i)
+      v[i] = v[i] * std::pow(10.0f, float((i / 32) % 7) - 3) + ((i / 64) % 3 == 0 ? 0.5f : 0);
+    std::vector<uint8_t> q(row_bytes(t, n));
+    quantize_row(t, v.data(), q.data(), n);
+    std::vector<float> ref(n), got(n);
+    dequantize_row(t, q.data(), ref.data(), n);
+    cpu::dequantize_row_avx2(t, q.data(), got.data(), n);
+    CHECK(std::memcmp(ref.data(), got.data(), n * sizeof(float)) == 0);
   }
 }
 

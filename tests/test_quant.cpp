@@ -11,6 +11,7 @@
 
 #include "quant/formats.h"
 #include "quant/quants.h"
+#include "test_util.h"
 
 using namespace llm;
 
@@ -351,7 +352,7 @@ TEST_CASE("quant: F16 / BF16 conversions, edge cases") {
 }
 
 TEST_CASE("quant: vec_dot equals dot(dequantize_row, x) on both paths") {
-  const bool have_avx2 = dot_path_available(DotPath::Avx2);
+  const bool have_avx2 = kernel_path_available(KernelPath::Avx2);
   if (!have_avx2) MESSAGE("AVX2 path unavailable on this CPU; checking the scalar path only");
   for (DType t : kAllTypes) {
     CAPTURE(dtype_name(t));
@@ -365,9 +366,9 @@ TEST_CASE("quant: vec_dot equals dot(dequantize_row, x) on both paths") {
       double mag = 0;  // sum |w x|: the scale of float rounding in the sum
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(deq[i] * x[i]);
       const double tol = 1e-5 * mag + 1e-6;
-      CHECK(std::fabs(vec_dot(DotPath::Scalar, t, row.data(), x.data(), n) - ref) <= tol);
+      CHECK(std::fabs(vec_dot(KernelPath::Scalar, t, row.data(), x.data(), n) - ref) <= tol);
       if (have_avx2) {
-        CHECK(std::fabs(vec_dot(DotPath::Avx2, t, row.data(), x.data(), n) - ref) <= tol);
+        CHECK(std::fabs(vec_dot(KernelPath::Avx2, t, row.data(), x.data(), n) - ref) <= tol);
       }
       CHECK(std::fabs(vec_dot(t, row.data(), x.data(), n) - ref) <= tol);
     }
@@ -382,9 +383,9 @@ TEST_CASE("quant: vec_dot equals dot(dequantize_row, x) on both paths") {
       quantize_row(t, w.data(), row.data(), n);
       const auto deq = dequant(t, row.data(), n);
       const double ref = dot_double(deq, x.data());
-      CHECK(std::fabs(vec_dot(DotPath::Scalar, t, row.data(), x.data(), n) - ref) <= 1e-4 * n);
+      CHECK(std::fabs(vec_dot(KernelPath::Scalar, t, row.data(), x.data(), n) - ref) <= 1e-4 * n);
       if (have_avx2) {
-        CHECK(std::fabs(vec_dot(DotPath::Avx2, t, row.data(), x.data(), n) - ref) <= 1e-4 * n);
+        CHECK(std::fabs(vec_dot(KernelPath::Avx2, t, row.data(), x.data(), n) - ref) <= 1e-4 * n);
       }
     }
   }
@@ -457,8 +458,12 @@ TEST_CASE("quant: byte-identical to ggml's reference quantizers and dequantizers
       CHECK(fnv1a(q.data(), q.size()) == e.quantized[kind]);
     }
     const auto r = ref_random_row(e.t, n, 77);
-    const auto y = dequant(e.t, r.data(), n);
-    CHECK(fnv1a(y.data(), y.size() * 4) == e.dequantized);
+    for (KernelPath p : {KernelPath::Scalar, KernelPath::Avx2}) {
+      if (!kernel_path_available(p)) continue;
+      std::vector<float> y(static_cast<size_t>(n));
+      dequantize_row(p, e.t, r.data(), y.data(), n);
+      CHECK(fnv1a(y.data(), y.size() * 4) == e.dequantized);
+    }
   }
 }
 
@@ -583,5 +588,20 @@ TEST_CASE("quant: quantize -> dequantize round trip error") {
     double e2 = 0;
     for (int64_t i = 0; i < n; ++i) e2 += (c[i] - yc[i]) * static_cast<double>(c[i] - yc[i]);
     CHECK(std::sqrt(e2) / n < 0.002);
+  }
+}
+
+TEST_CASE("quant: dequantize_row paths are bit-identical") {
+  if (!kernel_path_available(KernelPath::Avx2)) LLM_SKIP("no AVX2 on this CPU");
+  for (DType t : kAllTypes) {
+    CAPTURE(dtype_name(t));
+    for (uint32_t seed = 1; seed <= 4; ++seed) {
+      const int64_t n = 256 * 8;
+      const auto r = ref_random_row(t, n, seed);  // every bit pattern of quants and scales
+      std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+      dequantize_row(KernelPath::Scalar, t, r.data(), a.data(), n);
+      dequantize_row(KernelPath::Avx2, t, r.data(), b.data(), n);
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+    }
   }
 }

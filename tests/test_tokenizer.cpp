@@ -155,6 +155,9 @@ TEST_CASE("tokenizer: metadata and special tokens") {
   CHECK(spm.encode("Hello</s>Hello", false, true) == std::vector<int32_t>{15043, 2, 15043});
   CHECK(spm.encode("Hello</s>Hello", false, false) != std::vector<int32_t>{15043, 2, 15043});
   CHECK(spm.decode({1, 15043, 3186}) == "Hello world");
+  // Invalid UTF-8: SPM spells the stray byte with its byte token.
+  CHECK(spm.encode("\xFF", false, false) == std::vector<int32_t>{29871, spm.token_id("<0xFF>")});
+  CHECK(spm.decode(spm.encode("a\xFF", false, false)) == "a\xFF");
   CHECK_THROWS_AS(spm.token_text(32000), Error);
 
   GgufFile f_l3 = GgufFile::open(p_l3);
@@ -201,6 +204,8 @@ TEST_CASE("tokenizer: metadata and special tokens") {
   CHECK(g2.bos() == 50256);
   CHECK(g2.is_eog(50256));
   CHECK(g2.token_to_piece(g2.token_id("\xC4\xA0the")) == " the");  // "Ġthe"
+  // Byte-level BPE reads invalid UTF-8 as U+FFFD, one per bad byte (as llama.cpp).
+  CHECK(g2.encode("x\xFF\xC3", false, false) == g2.encode("x\uFFFD\uFFFD", false, false));
 
   // Phi-3: special tokens eat the whitespace after them (rstrip), except <s>.
   GgufFile f_phi = GgufFile::open(p_phi);
@@ -388,6 +393,25 @@ TEST_CASE("tokenizer: encoding 100 KB is fast") {
   }
 }
 
+TEST_CASE("pre-tokenizer: long runs split in linear time") {
+  // Long runs that a backtracking splitter could rescan from every position (\s+$ of
+  // DeepSeek before a character no pattern takes), for every family.
+  std::string runs = "x" + std::string(20000, ' ') + "\U0001F999" + std::string(20000, '\n') +
+                     std::string(20000, 'a') + std::string(20000, '7') + std::string(20000, '!');
+  CodepointText ct(utf8_to_codepoints(runs));
+  for (const std::string& name : pretokenizer_names()) {
+    std::vector<SplitRegex> res;
+    for (const std::string& r : pretokenizer_spec(name).regexes) res.emplace_back(r);
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<size_t> pieces = regex_split(ct, res);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK_MESSAGE(s < 0.5, name << ": " << s << " s");
+    size_t total = 0;
+    for (size_t len : pieces) total += len;
+    CHECK(total == ct.size());
+  }
+}
+
 // ------------------------------------------------------------ pre-tokenizers ---
 
 namespace {
@@ -490,6 +514,10 @@ std::vector<std::string> pretok_texts() {
   std::mt19937 rng(1234);
   std::vector<std::string> out;
   for (const std::string& p : parts) out.push_back(p);
+  for (size_t n : {5, 17, 40, 130, 600}) {  // whitespace runs for the cascading patterns
+    out.push_back(std::string(n, ' ') + "x");
+    out.push_back("a" + std::string(n, ' ') + "\n" + std::string(n % 7, '\t') + "b  ");
+  }
   for (int k = 0; k < 300; ++k) {
     std::string s;
     int n = 2 + static_cast<int>(rng() % 6);

@@ -1,0 +1,40 @@
+// Causal attention over the paged f16 KV cache of one layer (launchers of
+// attention_decode.cu and attention_prefill.cu).
+//
+// Each row attends to positions 0..positions[row] of its sequence s; position p lives in
+// slot tables[table_start[s] + p / block_size] * block_size + p % block_size (the block
+// tables of all sequences back to back, so a captured graph needs no fixed width). Query head h
+// reads KV head h / (n_head / n_head_kv). Scale 1/sqrt(head_dim).
+#pragma once
+#include "cuda/cuda_types.h"
+
+namespace llm::cuda {
+
+struct AttnArgs {
+  const float* q = nullptr;          // (n_tokens, n_head, head_dim) f32, RoPE applied
+  const __half* k_cache = nullptr;   // (n_slots, n_head_kv, head_dim)
+  const __half* v_cache = nullptr;   // (n_slots, n_head_kv, head_dim)
+  const int32_t* positions = nullptr;     // (n_tokens)
+  const int32_t* row_seq = nullptr;       // (n_tokens) sequence of each row
+  const int32_t* table_start = nullptr;   // (n_seqs) first entry of each sequence's table
+  const int32_t* tables = nullptr;        // block tables, back to back
+  int n_head = 0, n_head_kv = 0, head_dim = 0, block_size = 0;
+  float* out = nullptr;              // (n_tokens, n_head, head_dim) f32
+};
+
+// head_dim must be a multiple of 8 and at most 256.
+bool attention_head_dim_supported(int head_dim);
+
+// Flash-decoding: the key range of each (row, head) is cut into n_split parts computed by
+// separate blocks, then merged. rows: (n_rows) device list of the rows to compute.
+// workspace: attention_decode_workspace(n_rows, n_head, head_dim, n_split) bytes.
+size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_split);
+void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split, float* workspace,
+                      cudaStream_t stream);
+
+// Prefill: tiles of up to kPrefillTileRows consecutive rows of one sequence share each
+// K/V tile loaded into shared memory. tiles: (n_tiles) device int4 {row0, n_rows, seq, 0}.
+constexpr int kPrefillTileRows = 32;
+void attention_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStream_t stream);
+
+}  // namespace llm::cuda

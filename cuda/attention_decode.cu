@@ -1,0 +1,201 @@
+// Flash-decoding (split-K) attention for rows that each attend on their own: one block
+// per (split, head, row), 4 warps. In a warp, lanes own keys for the scores (one 32-key
+// tile at a time, online softmax) and own head dimensions for the P·V accumulation.
+// A second kernel merges the splits' (max, sum, acc) partials.
+#include "cuda/attention.h"
+#include "cuda/common.cuh"
+
+namespace llm::cuda {
+
+bool attention_head_dim_supported(int head_dim) { return head_dim > 0 && head_dim % 8 == 0 && head_dim <= 256; }
+
+size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_split) {
+  return sizeof(float) * static_cast<size_t>(n_rows) * n_head * n_split * (head_dim + 2);
+}
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// DPL: head dims per lane in P·V (1, 2, 4 or 8; head_dim % DPL == 0).
+template <int DPL>
+__global__ void __launch_bounds__(kWarps * 32)
+    decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws) {
+  __shared__ float q_s[256];
+  __shared__ float m_s[kWarps], l_s[kWarps];
+  __shared__ float acc_s[kWarps][256];
+  const int split = blockIdx.x, n_split = gridDim.x, h = blockIdx.y, z = blockIdx.z;
+  const int row = rows[z];
+  const int D = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kvh = h / (a.n_head / a.n_head_kv);
+  const int n_keys = a.positions[row] + 1;
+  // Splits cover whole 32-key tiles.
+  const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_split), 32) * 32);
+  const int start = split * chunk, end = min(n_keys, start + chunk);
+  const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;  // softmax in base 2
+  for (int d = threadIdx.x; d < D; d += blockDim.x) q_s[d] = a.q[(static_cast<int64_t>(row) * a.n_head + h) * D + d] * scale;
+  __syncthreads();
+
+  const int32_t* table = a.tables + a.table_start[a.row_seq[row]];
+  const int64_t kv_stride = static_cast<int64_t>(a.n_head_kv) * D;  // halves per slot
+  const __half* kbase = a.k_cache + static_cast<int64_t>(kvh) * D;
+  const __half* vbase = a.v_cache + static_cast<int64_t>(kvh) * D;
+  const bool owns_dims = lane * DPL < D;
+
+  float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) acc[i] = 0.0f;
+
+  for (int t0 = start + warp * 32; t0 < end; t0 += kWarps * 32) {
+    const int key = t0 + lane;
+    const bool valid = key < end;
+    int64_t slot = 0;
+    float s = -INFINITY;
+    if (valid) {
+      slot = static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
+      const __half* kp = kbase + slot * kv_stride;
+      float dot = 0.0f;
+      for (int d = 0; d < D; d += 8) {
+        const uint4 raw = ld16(kp + d);
+        const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = half2_bits_to_float2(w[i]);
+          dot = fmaf(q_s[d + 2 * i], f.x, dot);
+          dot = fmaf(q_s[d + 2 * i + 1], f.y, dot);
+        }
+      }
+      s = dot;
+    }
+    const float m_new = fmaxf(m, warp_max(s));  // finite: key t0 is valid
+    const float p = valid ? exp2f(s - m_new) : 0.0f;
+    const float corr = exp2f(m - m_new);
+    l = l * corr + warp_sum(p);
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) acc[i] *= corr;
+    m = m_new;
+    const int n_valid = min(32, end - t0);
+    for (int j = 0; j < n_valid; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, p, j);
+      const int64_t sj = __shfl_sync(0xffffffffu, slot, j);
+      if (owns_dims) {
+        const __half* vp = vbase + sj * kv_stride + lane * DPL;
+        if constexpr (DPL == 8) {
+          const uint4 raw = ld16(vp);
+          const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = half2_bits_to_float2(w[i]);
+            acc[2 * i] = fmaf(pj, f.x, acc[2 * i]);
+            acc[2 * i + 1] = fmaf(pj, f.y, acc[2 * i + 1]);
+          }
+        } else if constexpr (DPL == 4) {
+          const uint2 raw = ld8(vp);
+          const float2 f0 = half2_bits_to_float2(raw.x), f1 = half2_bits_to_float2(raw.y);
+          acc[0] = fmaf(pj, f0.x, acc[0]);
+          acc[1] = fmaf(pj, f0.y, acc[1]);
+          acc[2] = fmaf(pj, f1.x, acc[2]);
+          acc[3] = fmaf(pj, f1.y, acc[3]);
+        } else if constexpr (DPL == 2) {
+          const float2 f = half2_bits_to_float2(ld4(vp));
+          acc[0] = fmaf(pj, f.x, acc[0]);
+          acc[1] = fmaf(pj, f.y, acc[1]);
+        } else {
+          acc[0] = fmaf(pj, __half2float(vp[0]), acc[0]);
+        }
+      }
+    }
+  }
+
+  // Merge the warps of the block.
+  if (lane == 0) {
+    m_s[warp] = m;
+    l_s[warp] = l;
+  }
+  if (owns_dims) {
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) acc_s[warp][lane * DPL + i] = acc[i];
+  }
+  __syncthreads();
+  float M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, m_s[w]);
+  float wt[kWarps], L = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    wt[w] = m_s[w] == -INFINITY ? 0.0f : exp2f(m_s[w] - M);
+    L += wt[w] * l_s[w];
+  }
+  if (n_split == 1) {  // the whole range: write the result directly
+    float* o = a.out + (static_cast<int64_t>(row) * a.n_head + h) * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+      float v = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) v += wt[w] * acc_s[w][d];
+      o[d] = v / L;
+    }
+    return;
+  }
+  // Partial of this split: {M, L, acc[D]} (M = -inf, L = 0 for an empty split).
+  float* p = ws + ((static_cast<int64_t>(z) * a.n_head + h) * n_split + split) * (D + 2);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) v += wt[w] * acc_s[w][d];
+    p[2 + d] = v;
+  }
+  if (threadIdx.x == 0) {
+    p[0] = M;
+    p[1] = L;
+  }
+}
+
+// One block per (head, row): out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m).
+__global__ void decode_merge_kernel(AttnArgs a, const int32_t* __restrict__ rows, const float* __restrict__ ws,
+                                    int n_split) {
+  const int h = blockIdx.x, z = blockIdx.y, row = rows[z], D = a.head_dim;
+  const float* p = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < n_split; ++s) M = fmaxf(M, p[s * (D + 2)]);
+  float L = 0.0f;
+  for (int s = 0; s < n_split; ++s) {
+    const float ms = p[s * (D + 2)];
+    if (ms != -INFINITY) L += exp2f(ms - M) * p[s * (D + 2) + 1];
+  }
+  float* o = a.out + (static_cast<int64_t>(row) * a.n_head + h) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float v = 0.0f;
+    for (int s = 0; s < n_split; ++s) {
+      const float ms = p[s * (D + 2)];
+      if (ms != -INFINITY) v += exp2f(ms - M) * p[s * (D + 2) + 2 + d];
+    }
+    o[d] = v / L;
+  }
+}
+
+}  // namespace
+
+void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split, float* workspace,
+                      cudaStream_t stream) {
+  if (n_rows <= 0) return;
+  if (!attention_head_dim_supported(a.head_dim))
+    throw Error("attention: head dimension " + std::to_string(a.head_dim) + " is not supported (multiple of 8, <= 256)");
+  if (n_split < 1) n_split = 1;
+  const dim3 grid(static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
+  const int dpl = a.head_dim <= 32 ? 1 : a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;
+  switch (dpl) {
+    case 1: decode_split_kernel<1><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
+    case 2: decode_split_kernel<2><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
+    case 4: decode_split_kernel<4><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
+    default: decode_split_kernel<8><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
+  }
+  CUDA_CHECK_LAUNCH();
+  if (n_split > 1) {
+    const dim3 g2(static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
+    decode_merge_kernel<<<g2, a.head_dim < 32 ? 32 : (a.head_dim + 31) / 32 * 32, 0, stream>>>(a, rows, workspace, n_split);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace llm::cuda

@@ -1,0 +1,719 @@
+#include "cuda/backend_cuda.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+
+#include "cuda/activation.h"
+#include "cuda/attention.h"
+#include "cuda/common.cuh"
+#include "cuda/embed.h"
+#include "cuda/kv_store.h"
+#include "cuda/matmul.h"
+#include "cuda/matvec_quant.h"
+#include "cuda/qweight.h"
+#include "cuda/quantize.h"
+#include "cuda/rmsnorm.h"
+
+namespace llm::cuda {
+namespace {
+
+constexpr int kMatvecCutoff = 16;      // up to this many rows: GEMV, above: dequantize + GEMM
+constexpr int kPrefillMinRows = 4;     // a sequence with this many rows uses prefill tiles
+constexpr int kMaxGraphBatch = 256;    // decode batches up to this size replay graphs
+constexpr int kMaxSplit = 16;
+constexpr int kSplitWorkspaceRows = 2048;  // n_decode * n_split the partials buffer holds
+constexpr size_t kStagingBytes = 64ull << 20;
+constexpr size_t kDequantMaxElems = 64ull << 20;
+constexpr size_t kCublasWorkspace = 32ull << 20;
+
+std::string gib(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+// Offsets of the step inputs in the packed transfer buffer. The block tables come last,
+// so for a given bucket every other offset is fixed (what a replayed graph reads).
+struct InLayout {
+  size_t tokens, positions, slots, row_seq, logit_rows, decode_rows, table_start, tiles, tables, total;
+};
+InLayout in_layout(int n, int n_seqs, int n_logits, int n_decode, int n_tiles, int n_table) {
+  size_t o = 0;
+  auto take = [&](size_t bytes) {
+    const size_t r = o;
+    o = (o + bytes + 15) / 16 * 16;
+    return r;
+  };
+  InLayout L;
+  L.tokens = take(4 * static_cast<size_t>(n));
+  L.positions = take(4 * static_cast<size_t>(n));
+  L.slots = take(4 * static_cast<size_t>(n));
+  L.row_seq = take(4 * static_cast<size_t>(n));
+  L.logit_rows = take(4 * static_cast<size_t>(n_logits));
+  L.decode_rows = take(4 * static_cast<size_t>(n_decode));
+  L.table_start = take(4 * static_cast<size_t>(n_seqs));
+  L.tiles = take(16 * static_cast<size_t>(n_tiles));
+  L.tables = take(4 * static_cast<size_t>(n_table));
+  L.total = o;
+  return L;
+}
+
+}  // namespace
+
+struct CudaBackend::Input {
+  const float* f32 = nullptr;
+  const __half* f16 = nullptr;
+  ActQ8 q8;
+};
+
+CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
+    : model_(model), cfg_(model.config), block_size_(opt.block_size) {
+  if (opt.block_size <= 0) throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
+  if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    throw Error("no CUDA device is available (use --device cpu)");
+  }
+  if (opt.gpu < 0 || opt.gpu >= count)
+    throw Error("--gpu " + std::to_string(opt.gpu) + " is out of range: " + std::to_string(count) + " CUDA device(s)");
+  device_ = opt.gpu;
+  CUDA_CHECK(cudaSetDevice(device_));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+  n_sm_ = prop.multiProcessorCount;
+  name_ = "cuda:" + std::to_string(device_) + " " + prop.name;
+  if (!attention_head_dim_supported(cfg_.head_dim))
+    throw Error("the CUDA backend needs a head dimension that is a multiple of 8 and at most 256, model has " +
+                std::to_string(cfg_.head_dim));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  cublas_check(cublasCreate(&cublas_), "cublasCreate");
+
+  // Everything but the KV pool must fit; say how much when it does not.
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  size_t wbytes = 0;
+  for (const GgufTensor& t : model.file.tensors()) {
+    if (t.shape.size() >= 2 && type_supported(t.type))
+      wbytes += device_matrix_bytes(t.type, t.rows(), t.shape[0]);
+    else
+      wbytes += align256(t.bytes);
+  }
+  cap_tokens_ = 2048;
+  kmax_ = std::max({cfg_.n_embd, cfg_.q_dim(), cfg_.n_ff});
+  const int64_t per_token_scratch = 4 * (cfg_.n_embd + kmax_ + cfg_.q_dim() * 2 + cfg_.q_dim() + 2 * cfg_.kv_dim() +
+                                         2 * cfg_.n_ff) +
+                                    2 * kmax_ + kmax_ + kmax_ / 4;
+  const size_t scratch = static_cast<size_t>(per_token_scratch) * cap_tokens_ + kDequantMaxElems * 2 +
+                         kCublasWorkspace + (256ull << 20);
+  const size_t kv_per_token = static_cast<size_t>(cfg_.n_layer) * 2 * cfg_.kv_dim() * 2;
+  const size_t min_kv = kv_per_token * static_cast<size_t>(std::min(cfg_.n_ctx_train, 512));
+  if (wbytes + scratch + min_kv > free_b)
+    throw Error("model needs " + gib(static_cast<double>(wbytes + scratch + min_kv)) + " on " + name_ + " (weights " +
+                gib(static_cast<double>(wbytes)) + ", buffers " + gib(static_cast<double>(scratch)) +
+                ", KV for 512 tokens " + gib(static_cast<double>(min_kv)) + "), " + gib(static_cast<double>(free_b)) +
+                " free");
+
+  verbose_ = opt.verbose;
+  upload_weights(model);
+  allocate_scratch();
+  allocate_kv(opt);
+}
+
+CudaBackend::~CudaBackend() {
+  clear_graphs();
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::clear_graphs() {
+  for (auto& [k, g] : graphs_)
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+  graphs_.clear();
+}
+
+// mmap -> pinned staging (two buffers, alternating) -> raw device chunk -> repack kernel
+// into the final layout, with progress on stderr.
+void CudaBackend::upload_weights(const Model& model) {
+  const ModelWeights& w = model.weights;
+  struct Item {
+    const TensorRef* ref;
+    DevMatrix* mat;        // matrices
+    const float** vec;     // f32 vectors
+  };
+  std::vector<Item> items;
+  layers_.resize(w.layers.size());
+  items.push_back({&w.tok_embd, &tok_embd_, nullptr});
+  if (!cfg_.tied_output) items.push_back({&w.output, &output_, nullptr});
+  items.push_back({&w.output_norm, nullptr, &output_norm_});
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    Layer& D = layers_[l];
+    items.push_back({&L.attn_norm, nullptr, &D.attn_norm});
+    items.push_back({&L.wq, &D.wq, nullptr});
+    items.push_back({&L.wk, &D.wk, nullptr});
+    items.push_back({&L.wv, &D.wv, nullptr});
+    if (L.bq) items.push_back({&L.bq, nullptr, &D.bq});
+    if (L.bk) items.push_back({&L.bk, nullptr, &D.bk});
+    if (L.bv) items.push_back({&L.bv, nullptr, &D.bv});
+    items.push_back({&L.wo, &D.wo, nullptr});
+    items.push_back({&L.ffn_norm, nullptr, &D.ffn_norm});
+    items.push_back({&L.w_gate, &D.w_gate, nullptr});
+    items.push_back({&L.w_up, &D.w_up, nullptr});
+    items.push_back({&L.w_down, &D.w_down, nullptr});
+  }
+  size_t total = 0, raw_total = 0;
+  for (const Item& it : items) {
+    const TensorRef& t = *it.ref;
+    if (it.mat) {
+      if (!type_supported(t.type))
+        throw Error(std::string("the CUDA backend does not support tensor type ") + dtype_name(t.type));
+      total += device_matrix_bytes(t.type, t.rows, t.cols);
+    } else {
+      total += align256(t.bytes);
+    }
+    raw_total += t.bytes;
+  }
+  weights_ = DeviceBuffer(total);
+  uint8_t* cur = weights_.as<uint8_t>();
+
+  PinnedBuffer pinned[2] = {PinnedBuffer(kStagingBytes), PinnedBuffer(kStagingBytes)};
+  DeviceBuffer raw[2] = {DeviceBuffer(kStagingBytes), DeviceBuffer(kStagingBytes)};
+  cudaEvent_t done[2];
+  CUDA_CHECK(cudaEventCreateWithFlags(&done[0], cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventCreateWithFlags(&done[1], cudaEventDisableTiming));
+  const bool verbose = verbose_;
+  int slot = 0, last_pct = -1;
+  size_t sent = 0;
+  auto progress = [&](bool end) {
+    const int pct = raw_total ? static_cast<int>(100.0 * static_cast<double>(sent) / static_cast<double>(raw_total)) : 100;
+    if (!verbose || (pct == last_pct && !end)) return;
+    last_pct = pct;
+    std::fprintf(stderr, "\rloading weights to %s: %3d%% (%s / %s)%s", name_.c_str(), pct,
+                 gib(static_cast<double>(sent)).c_str(), gib(static_cast<double>(raw_total)).c_str(), end ? "\n" : "");
+    std::fflush(stderr);
+  };
+  try {
+    for (const Item& it : items) {
+      const TensorRef& t = *it.ref;
+      if (!it.mat) {  // f32 vector: straight copy
+        CUDA_CHECK(cudaMemcpy(cur, t.data, t.bytes, cudaMemcpyHostToDevice));
+        *it.vec = reinterpret_cast<const float*>(cur);
+        cur += align256(t.bytes);
+        sent += t.bytes;
+        continue;
+      }
+      *it.mat = make_dev_matrix(t.type, t.rows, t.cols, cur);
+      cur += device_matrix_bytes(t.type, t.rows, t.cols);
+      const size_t rb = t.row_bytes();
+      const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(kStagingBytes / rb));
+      if (rb > kStagingBytes) throw Error("a weight row larger than the staging buffer");
+      for (int64_t r0 = 0; r0 < t.rows; r0 += chunk_rows) {
+        const int64_t nr = std::min(chunk_rows, t.rows - r0);
+        const size_t bytes = rb * static_cast<size_t>(nr);
+        CUDA_CHECK(cudaEventSynchronize(done[slot]));  // this staging pair is free again
+        std::memcpy(pinned[slot].get(), t.row(r0), bytes);
+        CUDA_CHECK(cudaMemcpyAsync(raw[slot].get(), pinned[slot].get(), bytes, cudaMemcpyHostToDevice, stream_));
+        repack_rows(*it.mat, raw[slot].get(), r0, nr, stream_);
+        CUDA_CHECK(cudaEventRecord(done[slot], stream_));
+        slot ^= 1;
+        sent += bytes;
+        progress(false);
+      }
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  } catch (...) {
+    cudaStreamSynchronize(stream_);
+    cudaEventDestroy(done[0]);
+    cudaEventDestroy(done[1]);
+    throw;
+  }
+  cudaEventDestroy(done[0]);
+  cudaEventDestroy(done[1]);
+  progress(true);
+  if (cfg_.tied_output) output_ = tok_embd_;
+
+  std::vector<float> inv(static_cast<size_t>(cfg_.rope_dim / 2));
+  for (int i = 0; i < cfg_.rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = rope_inv_freq(cfg_, w, i);
+  inv_freq_ = DeviceBuffer(sizeof(float) * inv.size());
+  CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), sizeof(float) * inv.size(), cudaMemcpyHostToDevice));
+}
+
+void CudaBackend::allocate_scratch() {
+  const size_t cap = static_cast<size_t>(cap_tokens_);
+  const size_t E = static_cast<size_t>(cfg_.n_embd), Q = static_cast<size_t>(cfg_.q_dim()),
+               KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff),
+               K = static_cast<size_t>(kmax_), V = static_cast<size_t>(cfg_.n_vocab);
+  h_ = DeviceBuffer(cap * E * 4);
+  act_f32_ = DeviceBuffer(cap * K * 4);
+  act_f16_ = DeviceBuffer(cap * K * 2);
+  act_qs_ = DeviceBuffer(cap * K);
+  act_ds_ = DeviceBuffer(cap * (K / 32 + 1) * 8);
+  qkv_ = DeviceBuffer(cap * (Q + 2 * KV) * 4);
+  q_rot_ = DeviceBuffer(cap * Q * 4);
+  attn_ = DeviceBuffer(cap * Q * 4);
+  gu_ = DeviceBuffer(cap * 2 * F * 4);
+  // Logit rows per step: up to 256 MiB of logits (more are computed in row ranges).
+  cap_logits_ = static_cast<int>(std::clamp<size_t>((256ull << 20) / (V * 4), 16, cap));
+  logits_ = DeviceBuffer(static_cast<size_t>(cap_logits_) * V * 4);
+  split_ws_rows_ = kSplitWorkspaceRows;
+  split_ws_ = DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
+  // Dequantization scratch: the largest matrix that needs one, capped (big ones go in chunks).
+  size_t need = 0;
+  auto consider = [&](const DevMatrix& m) {
+    if (m.type != DType::F16 && m.type != DType::F32) need = std::max(need, static_cast<size_t>(m.rows * m.cols));
+  };
+  consider(tok_embd_);
+  consider(output_);
+  for (const Layer& L : layers_)
+    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) consider(*m);
+  dq_elems_ = std::min(need, kDequantMaxElems);
+  dq_ = DeviceBuffer(std::max<size_t>(dq_elems_, 1) * 2);
+  cublas_ws_ = DeviceBuffer(kCublasWorkspace);
+  cublas_check(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace), "cublasSetWorkspace");
+  ensure_input_capacity(1 << 20);
+}
+
+void CudaBackend::allocate_kv(const BackendOptions& opt) {
+  const size_t per_token = static_cast<size_t>(cfg_.n_layer) * 2 * cfg_.kv_dim() * 2;
+  int64_t tokens = opt.kv_tokens;
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  if (tokens == 0) {
+    const double frac = opt.kv_memory_fraction > 0 && opt.kv_memory_fraction <= 1 ? opt.kv_memory_fraction : 0.9;
+    tokens = static_cast<int64_t>(static_cast<double>(free_b) * frac / static_cast<double>(per_token));
+  }
+  int64_t blocks = tokens / block_size_;
+  blocks = std::min<int64_t>(blocks, (INT_MAX / 2) / block_size_ - 1);
+  if (blocks < 1)
+    throw Error("no room for the KV cache on " + name_ + ": one block of " + std::to_string(block_size_) +
+                " tokens needs " + gib(static_cast<double>(per_token * block_size_)) + ", " +
+                gib(static_cast<double>(free_b)) + " free");
+  const size_t bytes = per_token * static_cast<size_t>((blocks + 1) * block_size_);  // +1: padding sink
+  if (bytes > free_b)
+    throw Error("KV cache of " + std::to_string(blocks * block_size_) + " tokens needs " +
+                gib(static_cast<double>(bytes)) + ", " + gib(static_cast<double>(free_b)) + " free on " + name_);
+  kv_ = DeviceBuffer(bytes);
+  CUDA_CHECK(cudaMemsetAsync(kv_.get(), 0, bytes, stream_));  // padding rows read the sink block
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  kv_blocks_ = static_cast<int>(blocks);
+  kv_layer_elems_ = (blocks + 1) * block_size_ * static_cast<int64_t>(cfg_.kv_dim());
+}
+
+void CudaBackend::ensure_input_capacity(size_t bytes) {
+  if (bytes <= in_host_.size()) return;
+  size_t cap = std::max<size_t>(bytes, 2 * in_host_.size());
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  clear_graphs();  // graphs read the old device buffer
+  in_host_ = PinnedBuffer(cap);
+  in_dev_ = DeviceBuffer(cap);
+}
+
+void CudaBackend::copy_kv_block(int src, int dst) {
+  if (src < 0 || src >= kv_blocks_ || dst < 0 || dst >= kv_blocks_)
+    throw Error("copy_kv_block: block out of range (pool has " + std::to_string(kv_blocks_) + " blocks)");
+  if (src == dst) return;
+  const size_t n = static_cast<size_t>(block_size_) * cfg_.kv_dim();  // halves per block
+  __half* base = kv_.as<__half>();
+  for (int l = 0; l < 2 * cfg_.n_layer; ++l) {
+    __half* layer = base + static_cast<size_t>(l) * kv_layer_elems_;
+    CUDA_CHECK(cudaMemcpyAsync(layer + dst * n, layer + src * n, n * 2, cudaMemcpyDeviceToDevice, stream_));
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::validate(const Batch& b) const {
+  const int n = b.n_tokens();
+  if (n <= 0) throw Error("forward: empty batch");
+  if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
+    throw Error("forward: tokens, positions and slots differ in length");
+  if (b.n_seqs() <= 0 || b.seq_start.front() != 0 || b.seq_start.back() != n)
+    throw Error("forward: seq_start must run from 0 to n_tokens");
+  if (b.max_blocks <= 0 || b.block_tables.size() != static_cast<size_t>(b.n_seqs()) * b.max_blocks)
+    throw Error("forward: block_tables must hold n_seqs x max_blocks entries");
+  const int64_t n_slots = static_cast<int64_t>(kv_blocks_) * block_size_;
+  for (int s = 0; s < b.n_seqs(); ++s) {
+    const int r0 = b.seq_start[static_cast<size_t>(s)], r1 = b.seq_start[static_cast<size_t>(s) + 1];
+    if (r1 <= r0) throw Error("forward: sequence " + std::to_string(s) + " has no rows");
+    int max_pos = -1, prev = -1;
+    for (int r = r0; r < r1; ++r) {
+      const int32_t tok = b.tokens[static_cast<size_t>(r)], pos = b.positions[static_cast<size_t>(r)];
+      const int32_t slot = b.slots[static_cast<size_t>(r)];
+      if (tok < 0 || tok >= cfg_.n_vocab)
+        throw Error("forward: token id " + std::to_string(tok) + " is outside the vocabulary of " +
+                    std::to_string(cfg_.n_vocab));
+      if (pos < 0) throw Error("forward: negative position");
+      if (pos <= prev) throw Error("forward: positions of a sequence must increase");
+      if (slot < 0 || slot >= n_slots)
+        throw Error("forward: KV slot " + std::to_string(slot) + " is outside the pool of " + std::to_string(n_slots));
+      prev = pos;
+      max_pos = std::max(max_pos, pos);
+    }
+    const int last_block = max_pos / block_size_;
+    if (last_block >= b.max_blocks)
+      throw Error("forward: position " + std::to_string(max_pos) + " lies past sequence " + std::to_string(s) +
+                  "'s block table");
+    const int32_t* table = b.block_table(s);
+    for (int i = 0; i <= last_block; ++i)
+      if (table[i] < 0 || table[i] >= kv_blocks_)
+        throw Error("forward: block " + std::to_string(table[i]) + " in sequence " + std::to_string(s) +
+                    "'s table is outside the pool of " + std::to_string(kv_blocks_) + " blocks");
+  }
+  for (int32_t r : b.logit_rows)
+    if (r < 0 || r >= n) throw Error("forward: logit row " + std::to_string(r) + " is not a row of the batch");
+}
+
+void CudaBackend::forward(const Batch& batch, float* logits) {
+  validate(batch);
+  CUDA_CHECK(cudaSetDevice(device_));
+  const int n = batch.n_tokens();
+  if (n <= cap_tokens_ && batch.n_logits() <= cap_logits_) {
+    run(batch, logits);
+    return;
+  }
+  // Too many rows (or logit rows) for the buffers: run consecutive row ranges one after
+  // another. A later range reads the K/V an earlier one wrote, so the result is the same.
+  const size_t V = static_cast<size_t>(cfg_.n_vocab);
+  std::vector<int> seq_of(static_cast<size_t>(n)), logits_at(static_cast<size_t>(n), 0);
+  for (int s = 0; s < batch.n_seqs(); ++s)
+    for (int r = batch.seq_start[static_cast<size_t>(s)]; r < batch.seq_start[static_cast<size_t>(s) + 1]; ++r)
+      seq_of[static_cast<size_t>(r)] = s;
+  for (int32_t r : batch.logit_rows) ++logits_at[static_cast<size_t>(r)];
+  std::vector<float> part;
+  for (int r0 = 0, r1 = 0; r0 < n; r0 = r1) {
+    int nl = 0;
+    r1 = r0;
+    while (r1 < n && r1 - r0 < cap_tokens_ && nl + logits_at[static_cast<size_t>(r1)] <= cap_logits_)
+      nl += logits_at[static_cast<size_t>(r1++)];
+    if (r1 == r0) throw Error("forward: one row asks for more logits than the buffers hold");
+    Batch sub;
+    sub.max_blocks = batch.max_blocks;
+    sub.seq_start.assign(1, 0);
+    for (int r = r0; r < r1; ++r) {
+      const int s = seq_of[static_cast<size_t>(r)];
+      if (r == r0 || s != seq_of[static_cast<size_t>(r) - 1]) {
+        if (r != r0) sub.seq_start.push_back(r - r0);
+        sub.block_tables.insert(sub.block_tables.end(), batch.block_table(s), batch.block_table(s) + batch.max_blocks);
+      }
+      sub.tokens.push_back(batch.tokens[static_cast<size_t>(r)]);
+      sub.positions.push_back(batch.positions[static_cast<size_t>(r)]);
+      sub.slots.push_back(batch.slots[static_cast<size_t>(r)]);
+    }
+    sub.seq_start.push_back(r1 - r0);
+    std::vector<int> out_index;
+    for (int i = 0; i < batch.n_logits(); ++i) {
+      const int r = batch.logit_rows[static_cast<size_t>(i)];
+      if (r >= r0 && r < r1) {
+        sub.logit_rows.push_back(r - r0);
+        out_index.push_back(i);
+      }
+    }
+    part.resize(out_index.size() * V);
+    run(sub, part.data());
+    for (size_t i = 0; i < out_index.size(); ++i)
+      std::memcpy(logits + static_cast<size_t>(out_index[i]) * V, part.data() + i * V, V * 4);
+  }
+}
+
+CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_padded) {
+  const int n_real = b.n_tokens();
+  Plan p;
+  p.n = graph_mode ? n_padded : n_real;
+  p.n_seqs = graph_mode ? n_padded : b.n_seqs();
+  p.n_logits = graph_mode ? n_padded : b.n_logits();
+  p.matvec = p.n <= kMatvecCutoff;
+
+  // Host side of the inputs.
+  std::vector<int32_t> row_seq(static_cast<size_t>(p.n)), table_start(static_cast<size_t>(p.n_seqs)), tables;
+  std::vector<int32_t> decode_rows;
+  std::vector<int4> tiles;
+  int64_t max_keys = 0;
+  for (int s = 0; s < b.n_seqs(); ++s) {
+    const int r0 = b.seq_start[static_cast<size_t>(s)], r1 = b.seq_start[static_cast<size_t>(s) + 1];
+    const int last = b.positions[static_cast<size_t>(r1) - 1];
+    table_start[static_cast<size_t>(s)] = static_cast<int32_t>(tables.size());
+    const int32_t* t = b.block_table(s);
+    tables.insert(tables.end(), t, t + last / block_size_ + 1);
+    for (int r = r0; r < r1; ++r) row_seq[static_cast<size_t>(r)] = s;
+    if (!graph_mode && r1 - r0 >= kPrefillMinRows) {
+      for (int q = r0; q < r1; q += kPrefillTileRows)
+        tiles.push_back(make_int4(q, std::min(kPrefillTileRows, r1 - q), s, 0));
+    } else {
+      for (int r = r0; r < r1; ++r) decode_rows.push_back(r);
+      max_keys = std::max<int64_t>(max_keys, last + 1);
+    }
+  }
+  for (int s = b.n_seqs(); s < p.n_seqs; ++s) {  // padding sequences: one row at the sink block
+    table_start[static_cast<size_t>(s)] = static_cast<int32_t>(tables.size());
+    tables.push_back(kv_blocks_);
+    row_seq[static_cast<size_t>(s)] = s;
+    decode_rows.push_back(s);
+  }
+  if (graph_mode) max_keys = INT_MAX;  // a graph serves every context length
+  p.n_decode = static_cast<int>(decode_rows.size());
+  p.n_tiles = static_cast<int>(tiles.size());
+  if (p.n_decode > 0) {
+    int64_t s = ceil_div(2 * n_sm_, static_cast<int64_t>(p.n_decode) * cfg_.n_head);
+    s = std::min<int64_t>({s, kMaxSplit, ceil_div(max_keys, 128), split_ws_rows_ / p.n_decode});
+    p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
+  }
+
+  const InLayout L = in_layout(p.n, p.n_seqs, p.n_logits, p.n_decode, p.n_tiles, static_cast<int>(tables.size()));
+  ensure_input_capacity(L.total);
+  uint8_t* h = in_host_.as<uint8_t>();
+  auto put = [&](size_t off, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(h + off, src, bytes);
+  };
+  put(L.tokens, b.tokens.data(), 4 * static_cast<size_t>(n_real));
+  put(L.positions, b.positions.data(), 4 * static_cast<size_t>(n_real));
+  put(L.slots, b.slots.data(), 4 * static_cast<size_t>(n_real));
+  for (int r = n_real; r < p.n; ++r) {  // padding rows: token 0 at position 0 of the sink block
+    reinterpret_cast<int32_t*>(h + L.tokens)[r] = 0;
+    reinterpret_cast<int32_t*>(h + L.positions)[r] = 0;
+    reinterpret_cast<int32_t*>(h + L.slots)[r] = kv_blocks_ * block_size_;
+  }
+  put(L.row_seq, row_seq.data(), 4 * row_seq.size());
+  if (graph_mode) {
+    for (int r = 0; r < p.n; ++r) reinterpret_cast<int32_t*>(h + L.logit_rows)[r] = r;
+  } else {
+    put(L.logit_rows, b.logit_rows.data(), 4 * b.logit_rows.size());
+  }
+  put(L.decode_rows, decode_rows.data(), 4 * decode_rows.size());
+  put(L.table_start, table_start.data(), 4 * table_start.size());
+  put(L.tiles, tiles.data(), 16 * tiles.size());
+  put(L.tables, tables.data(), 4 * tables.size());
+  CUDA_CHECK(cudaMemcpyAsync(in_dev_.get(), in_host_.get(), L.total, cudaMemcpyHostToDevice, stream_));
+
+  const uint8_t* d = in_dev_.as<uint8_t>();
+  p.tokens = reinterpret_cast<const int32_t*>(d + L.tokens);
+  p.positions = reinterpret_cast<const int32_t*>(d + L.positions);
+  p.slots = reinterpret_cast<const int32_t*>(d + L.slots);
+  p.row_seq = reinterpret_cast<const int32_t*>(d + L.row_seq);
+  p.logit_rows = reinterpret_cast<const int32_t*>(d + L.logit_rows);
+  p.decode_rows = reinterpret_cast<const int32_t*>(d + L.decode_rows);
+  p.table_start = reinterpret_cast<const int32_t*>(d + L.table_start);
+  p.tiles = reinterpret_cast<const int4*>(d + L.tiles);
+  p.tables = reinterpret_cast<const int32_t*>(d + L.tables);
+  return p;
+}
+
+void CudaBackend::run(const Batch& b, float* logits) {
+  const int n = b.n_tokens();
+  // Pure decode (one row per sequence, logits for every row in order): replay a graph.
+  bool graph = use_graphs_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
+  for (int i = 0; graph && i < n; ++i) graph = b.logit_rows[static_cast<size_t>(i)] == i;
+  int nb = 1;
+  while (nb < n) nb *= 2;
+  if (graph && nb > cap_tokens_) graph = false;
+
+  const Plan p = plan_step(b, graph, nb);
+  if (graph) {
+    auto it = graphs_.find(nb);
+    if (it == graphs_.end()) {
+      cudaGraph_t g = nullptr;
+      CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        record(p);
+      } catch (...) {
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        throw;
+      }
+      CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+      Graph G;
+      const cudaError_t e = cudaGraphInstantiate(&G.exec, g, 0);
+      cudaGraphDestroy(g);
+      CUDA_CHECK(e);
+      it = graphs_.emplace(nb, G).first;
+    }
+    CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
+  } else {
+    record(p);
+  }
+  const int nl = b.n_logits();
+  if (nl > 0)
+    CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(), sizeof(float) * static_cast<size_t>(nl) * cfg_.n_vocab,
+                               cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32) {
+  ActOut o;
+  bool f32 = want_f32, f16 = false, q8 = false;
+  for (int i = 0; i < n_jobs; ++i) {
+    const DType t = W[i]->type;
+    if (matvec) (is_float_type(t) ? f32 : q8) = true;
+    else (t == DType::F32 ? f32 : f16) = true;
+  }
+  if (f32) o.f32 = act_f32_.as<float>();
+  if (f16) o.f16 = act_f16_.as<__half>();
+  if (q8 && k % 32 == 0) {
+    o.q8.qs = act_qs_.as<int8_t>();
+    o.q8.ds = act_ds_.as<float2>();
+  }
+  return o;
+}
+
+void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
+                         const Input& in, const Plan& p) {
+  const int n = p.n;
+  if (p.matvec) {
+    // Consecutive matrices of one type and width share a launch.
+    for (int i = 0; i < n_jobs;) {
+      MatvecJob jobs[3];
+      int m = 0;
+      while (i + m < n_jobs && (m == 0 || (W[i + m]->type == W[i]->type && W[i + m]->cols == W[i]->cols))) {
+        jobs[m].W = *W[i + m];
+        jobs[m].y = y[i + m];
+        jobs[m].ldy = ldy;
+        jobs[m].accumulate = accumulate;
+        ++m;
+      }
+      matvec(jobs, m, in.f32, in.q8, n, stream_);
+      i += m;
+    }
+    return;
+  }
+  for (int i = 0; i < n_jobs; ++i) {
+    MatmulArgs a;
+    a.W = W[i];
+    a.x_f16 = in.f16;
+    a.x_f32 = in.f32;
+    a.n = n;
+    a.y = y[i];
+    a.ldy = ldy;
+    a.accumulate = accumulate;
+    a.scratch = dq_.as<__half>();
+    a.scratch_elems = dq_elems_;
+    matmul(cublas_, a, stream_);
+  }
+}
+
+void CudaBackend::record(const Plan& p) {
+  const ModelConfig& c = cfg_;
+  const int E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.n_vocab;
+  const int n = p.n;
+  float* h = h_.as<float>();
+  float* qkv = qkv_.as<float>();
+  float* gu = gu_.as<float>();
+  float* attn = attn_.as<float>();
+  auto input_of = [](const ActOut& a, const float* f32) {
+    Input in;
+    in.f32 = f32 ? f32 : a.f32;
+    in.f16 = a.f16;
+    in.q8 = a.q8;
+    return in;
+  };
+
+  embed(tok_embd_, p.tokens, n, h, stream_);
+  for (int l = 0; l < c.n_layer; ++l) {
+    const Layer& L = layers_[static_cast<size_t>(l)];
+    __half* kc = kv_.as<__half>() + static_cast<int64_t>(2 * l) * kv_layer_elems_;
+    __half* vc = kv_.as<__half>() + static_cast<int64_t>(2 * l + 1) * kv_layer_elems_;
+
+    // Attention block: h += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(h).
+    {
+      const DevMatrix* W[3] = {&L.wq, &L.wk, &L.wv};
+      float* Y[3] = {qkv, qkv + Q, qkv + Q + KV};
+      const ActOut xa = act_for(W, 3, p.matvec, E, false);
+      rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
+      linear(W, Y, 3, Q + 2 * KV, false, input_of(xa, nullptr), p);
+    }
+    QkvStoreArgs s;
+    s.q = qkv;
+    s.k = qkv + Q;
+    s.v = qkv + Q + KV;
+    s.ld = Q + 2 * KV;
+    s.bq = L.bq;
+    s.bk = L.bk;
+    s.bv = L.bv;
+    s.positions = p.positions;
+    s.slots = p.slots;
+    s.n_rows = n;
+    s.n_head = c.n_head;
+    s.n_head_kv = c.n_head_kv;
+    s.head_dim = c.head_dim;
+    s.rope_dim = c.rope_dim;
+    s.rope_type = c.rope_type;
+    s.inv_freq = inv_freq_.as<float>();
+    s.q_out = q_rot_.as<float>();
+    s.k_cache = kc;
+    s.v_cache = vc;
+    qkv_rope_store(s, stream_);
+
+    AttnArgs a;
+    a.q = q_rot_.as<float>();
+    a.k_cache = kc;
+    a.v_cache = vc;
+    a.positions = p.positions;
+    a.row_seq = p.row_seq;
+    a.table_start = p.table_start;
+    a.tables = p.tables;
+    a.n_head = c.n_head;
+    a.n_head_kv = c.n_head_kv;
+    a.head_dim = c.head_dim;
+    a.block_size = block_size_;
+    a.out = attn;
+    if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(), stream_);
+    if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
+    {
+      const DevMatrix* W[1] = {&L.wo};
+      float* Y[1] = {h};
+      ActOut ao = act_for(W, 1, p.matvec, Q, false);
+      ao.f32 = nullptr;  // the f32 input is attn itself
+      convert_act(attn, n, Q, ao, stream_);
+      linear(W, Y, 1, E, true, input_of(ao, attn), p);
+    }
+
+    // Feed-forward block: h += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(h).
+    {
+      const DevMatrix* W[2] = {&L.w_gate, &L.w_up};
+      float* Y[2] = {gu, gu + F};
+      const ActOut xa = act_for(W, 2, p.matvec, E, false);
+      rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
+      linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
+    }
+    {
+      const DevMatrix* W[1] = {&L.w_down};
+      float* Y[1] = {h};
+      const ActOut ma = act_for(W, 1, p.matvec, F, false);
+      swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
+      linear(W, Y, 1, E, true, input_of(ma, nullptr), p);
+    }
+  }
+
+  // Only the rows whose logits are wanted go through the final norm and the output matrix.
+  if (p.n_logits > 0) {
+    Plan pl = p;
+    pl.n = p.n_logits;
+    pl.matvec = pl.n <= kMatvecCutoff;
+    const DevMatrix* W[1] = {&output_};
+    float* Y[1] = {logits_.as<float>()};
+    const ActOut xa = act_for(W, 1, pl.matvec, E, false);
+    rmsnorm(h, p.logit_rows, output_norm_, pl.n, E, c.rms_eps, xa, stream_);
+    linear(W, Y, 1, V, false, input_of(xa, nullptr), pl);
+  }
+}
+
+}  // namespace llm::cuda
+
+namespace llm {
+
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& opt) {
+  return std::make_unique<cuda::CudaBackend>(model, opt);
+}
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace llm

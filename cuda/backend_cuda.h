@@ -1,0 +1,126 @@
+// The CUDA backend: weights repacked on the device, a paged f16 KV pool sized from free
+// memory, and the forward pass sequenced as kernels on one stream (the only place that
+// orders kernels). Pure decode steps replay a CUDA graph per batch-size bucket.
+#pragma once
+#include <cublas_v2.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_types.h"
+#include "engine/backend.h"
+
+namespace llm::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const Model& model, const BackendOptions& opt);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string name() const override { return name_; }
+  const ModelConfig& config() const override { return cfg_; }
+  void forward(const Batch& batch, float* logits) override;
+  int block_size() const override { return block_size_; }
+  int kv_blocks() const override { return kv_blocks_; }
+  void copy_kv_block(int src, int dst) override;
+
+  // Bytes of weights on the device and of the KV pool.
+  size_t weight_bytes() const { return weights_.size(); }
+  size_t kv_bytes() const { return kv_.size(); }
+  // Turns CUDA graphs for decode steps off (tests compare both ways).
+  void set_graphs(bool on) { use_graphs_ = on; }
+
+ private:
+  struct Layer {
+    DevMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    const float* attn_norm = nullptr;  // (n_embd)
+    const float* ffn_norm = nullptr;   // (n_embd)
+    const float* bq = nullptr;         // (q_dim) or null
+    const float* bk = nullptr;         // (kv_dim) or null
+    const float* bv = nullptr;         // (kv_dim) or null
+  };
+  // One step's device inputs and launch decisions (see plan_step).
+  struct Plan {
+    int n = 0;         // rows computed (padded to the bucket in graph mode)
+    int n_seqs = 0;
+    int n_logits = 0;
+    int n_decode = 0;  // rows for the decode attention kernel
+    int n_split = 1;
+    int n_tiles = 0;   // prefill attention tiles
+    bool matvec = true;  // GEMV path (few rows) or GEMM
+    const int32_t *tokens = nullptr, *positions = nullptr, *slots = nullptr, *row_seq = nullptr;
+    const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr, *tables = nullptr;
+    const int4* tiles = nullptr;
+  };
+  struct Input;  // where a linear layer reads its activations
+
+  void upload_weights(const Model& model);
+  void allocate_scratch();
+  void allocate_kv(const BackendOptions& opt);
+  void validate(const Batch& b) const;
+  void run(const Batch& b, float* logits);  // n_tokens <= cap_tokens_
+  Plan plan_step(const Batch& b, bool graph_mode, int n_padded);
+  void ensure_input_capacity(size_t bytes);
+  void record(const Plan& p);
+  void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate, const Input& in,
+              const Plan& p);
+  ActOut act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32);
+
+  const Model& model_;
+  ModelConfig cfg_;
+  std::string name_;
+  int device_ = 0;
+  int n_sm_ = 0;
+  int block_size_ = 16;
+  int kv_blocks_ = 0;  // usable blocks; block kv_blocks_ is the padding rows' sink
+  bool use_graphs_ = true;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+
+  DeviceBuffer weights_;
+  std::vector<Layer> layers_;
+  DevMatrix tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  DeviceBuffer inv_freq_;  // (rope_dim / 2)
+
+  DeviceBuffer kv_;          // (n_layer, 2, n_slots, n_head_kv, head_dim) f16
+  int64_t kv_layer_elems_ = 0;  // halves per layer per K or V
+
+  // Scratch for up to cap_tokens_ rows.
+  int cap_tokens_ = 0;
+  int cap_logits_ = 0;
+  bool verbose_ = true;
+  int64_t kmax_ = 0;  // widest activation: max(n_embd, q_dim, n_ff)
+  DeviceBuffer h_;        // (cap, n_embd) f32 residual stream
+  DeviceBuffer act_f32_;  // (cap, kmax) f32
+  DeviceBuffer act_f16_;  // (cap, kmax) f16
+  DeviceBuffer act_qs_;   // (cap, kmax) int8
+  DeviceBuffer act_ds_;   // (cap, kmax / 32) float2
+  DeviceBuffer qkv_;      // (cap, q_dim + 2 kv_dim) f32
+  DeviceBuffer q_rot_;    // (cap, q_dim) f32
+  DeviceBuffer attn_;     // (cap, q_dim) f32
+  DeviceBuffer gu_;       // (cap, 2 n_ff) f32: gate | up
+  DeviceBuffer logits_;   // (cap, n_vocab) f32
+  DeviceBuffer split_ws_; // decode attention partials
+  int split_ws_rows_ = 0; // n_decode * n_split the workspace holds
+  DeviceBuffer dq_;       // f16 dequantization scratch
+  size_t dq_elems_ = 0;
+  DeviceBuffer cublas_ws_;
+
+  // Step inputs: packed in pinned memory, copied in one transfer.
+  PinnedBuffer in_host_;
+  DeviceBuffer in_dev_;
+
+  // Decode graphs by padded batch size.
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::map<int, Graph> graphs_;
+  void clear_graphs();
+};
+
+}  // namespace llm::cuda

@@ -1,0 +1,76 @@
+#include <cstdio>
+
+#include "cuda/common.cuh"
+
+namespace llm::cuda {
+
+void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line) {
+  const char* base = file;
+  for (const char* p = file; *p; ++p)
+    if (*p == '/') base = p + 1;
+  throw Error(std::string("CUDA error in ") + call + " (" + base + ":" + std::to_string(line) +
+              "): " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+}
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + ": " +
+                cudaGetErrorString(e));
+}
+
+bool type_supported(DType t) {
+  switch (t) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+static std::string gib(size_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
+  if (bytes == 0) return;
+  cudaError_t e = cudaMalloc(&p_, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky-free error state
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    p_ = nullptr;
+    n_ = 0;
+    throw Error("out of GPU memory: allocating " + gib(bytes) + " with " + gib(free_b) + " free of " +
+                gib(total_b) + " (" + cudaGetErrorString(e) + ")");
+  }
+}
+
+void DeviceBuffer::reset() {
+  if (p_) cudaFree(p_);
+  p_ = nullptr;
+  n_ = 0;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) : n_(bytes) {
+  if (bytes == 0) return;
+  CUDA_CHECK(cudaHostAlloc(&p_, bytes, cudaHostAllocDefault));
+}
+
+void PinnedBuffer::reset() {
+  if (p_) cudaFreeHost(p_);
+  p_ = nullptr;
+  n_ = 0;
+}
+
+}  // namespace llm::cuda

@@ -1,0 +1,133 @@
+// Types shared by the CUDA kernels, their launchers and host code (plain C++, no
+// kernels): the device layout of weight matrices and activations, and RAII owners of
+// device and pinned memory. Everything here is visible to .cpp files (tests, server).
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "quant/formats.h"
+
+namespace llm::cuda {
+
+// A weight matrix (rows, cols) on the device. GGUF blocks are repacked at upload into
+// planes so that every load is aligned and coalesced; each quantized type is cut into
+// units of 32 consecutive elements of a row (a k-quant super-block is 8 units).
+// Row r of plane P starts at P + r * P_stride (bytes).
+//
+//   type        qs (per unit)           qh (per unit)   sc                    sb (per super-block)
+//   F32/F16/BF16 the raw row             -               -                     -
+//   Q8_0        32 int8                 -               f16 d per unit        -
+//   Q4_0        16 B nibbles*           -               f16 d per unit        -
+//   Q4_1        16 B nibbles*           -               half2 (d, m) per unit -
+//   Q5_0        16 B nibbles*           u32 5th bits**  f16 d per unit        -
+//   Q4_K        16 B nibbles*           -               -                     d, dmin, scales[12]
+//   Q5_K        16 B nibbles*           u32 5th bits**  -                     d, dmin, scales[12]
+//   Q6_K        16 B low nibbles*       8 B high pairs† f16 d per super-block int8 scales[16]
+//
+//   *  byte j holds element j (low nibble) and element j + 16 (high nibble), as Q4_0.
+//   ** bit j is the fifth bit of element j.
+//   †  two u32 words, word w for elements 16w..16w+15: byte k of word w holds, at bits
+//      2i..2i+1, the two high bits of element 16w + 4i + k (i = 0..3), so that
+//      ((word >> 2i) & 0x03030303) lines up with the nibbles of elements 16w+4i..+3.
+struct DevMatrix {
+  DType type = DType::F32;
+  int64_t rows = 0, cols = 0;
+  const uint8_t* qs = nullptr;
+  int64_t qs_stride = 0;
+  const uint8_t* qh = nullptr;
+  int64_t qh_stride = 0;
+  const uint8_t* sc = nullptr;
+  int64_t sc_stride = 0;
+  const uint8_t* sb = nullptr;
+  int64_t sb_stride = 0;
+};
+
+// Activations quantized for the integer dot products of the quantized matvec: per row of
+// k elements, k/32 blocks of 32 int8 with scale d and s = d * sum(q) (q8_1-like).
+//   qs: (n, k) int8     ds: (n, k/32) float2 {d, s}
+struct ActQ8 {
+  int8_t* qs = nullptr;
+  float2* ds = nullptr;
+};
+
+// The formats a producer kernel (rmsnorm, swiglu, convert) writes its (n, k) output in;
+// each pointer may be null (not wanted). q8 needs k % 32 == 0.
+struct ActOut {
+  float* f32 = nullptr;   // (n, k)
+  __half* f16 = nullptr;  // (n, k): input of the tensor-core GEMM
+  ActQ8 q8;               // input of the quantized matvec
+};
+
+inline bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+// Types the CUDA backend computes with.
+bool type_supported(DType t);
+
+// --- memory owners -------------------------------------------------------------------
+// Device memory from cudaMalloc; throws llm::Error (with the sizes) when it fails.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes);
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { reset(); }
+  void reset();
+  void* get() const { return p_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  size_t size() const { return n_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Page-locked host memory (cudaHostAlloc) for fast, asynchronous transfers.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes);
+  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() { reset(); }
+  void reset();
+  void* get() const { return p_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  size_t size() const { return n_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Throws llm::Error for a failed CUDA runtime call (host code outside .cu files).
+void check(cudaError_t e, const char* what);
+
+}  // namespace llm::cuda

@@ -1,0 +1,262 @@
+// Decode GEMV. A warp owns R consecutive output rows of one job and walks the row's
+// units (32 elements; 8 for float weights) with its lanes, U units in flight per lane;
+// the weight loads are 16 bytes wide and bypass L1, the activations (read by every warp)
+// stay in L1. Partial sums meet in a warp reduction.
+#include "cuda/matvec_quant.h"
+#include "cuda/qweight.cuh"
+
+namespace llm::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxJobs = 3;
+
+struct Jobs {
+  MatvecJob job[kMaxJobs];
+  int64_t group_start[kMaxJobs + 1];  // prefix sums of row groups per job
+  int n_jobs;
+};
+
+// Finds the job and first row of this warp's row group; false when past the end.
+template <int R>
+__device__ __forceinline__ bool locate(const Jobs& J, int64_t g, int& j, int64_t& r0) {
+  if (g >= J.group_start[J.n_jobs]) return false;
+  j = 0;
+  while (j + 1 < J.n_jobs && g >= J.group_start[j + 1]) ++j;
+  r0 = (g - J.group_start[j]) * R;
+  return true;
+}
+
+template <int R, int NC>
+__device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, float (&acc)[R][NC]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) acc[r][c] = warp_sum(acc[r][c]);
+  // Lane (r * NC + c) writes one result.
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      if (lane != r * NC + c || c >= n || r0 + r >= job.W.rows) continue;
+      float* y = job.y + c * job.ldy + r0 + r;
+      *y = job.accumulate ? *y + acc[r][c] : acc[r][c];
+    }
+}
+
+template <DType T, int R, int NC, int U>
+__global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, int n) {
+  const int lane = threadIdx.x & 31;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  int j;
+  int64_t r0;
+  if (!locate<R>(J, g, j, r0)) return;
+  const DevMatrix& W = J.job[j].W;
+  const int64_t nu = W.cols / 32;
+  int64_t rows[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rows[r] = min(r0 + r, W.rows - 1);  // clamp: tail rows recompute, not stored
+  float acc[R][NC];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
+
+  for (int64_t u0 = lane; u0 < nu; u0 += 32 * U) {
+    Unit w[U][R];
+#pragma unroll
+    for (int i = 0; i < U; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (u0 + 32 * i < nu) w[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
+#pragma unroll
+    for (int i = 0; i < U; ++i) {
+      const int64_t u = u0 + 32 * i;
+      if (u >= nu) break;
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        if (c >= n) break;
+        const int8_t* xq = x.qs + c * W.cols + u * 32;
+        const uint4 a = ld16(xq), b = ld16(xq + 16);
+        const int xi[8] = {static_cast<int>(a.x), static_cast<int>(a.y), static_cast<int>(a.z), static_cast<int>(a.w),
+                           static_cast<int>(b.x), static_cast<int>(b.y), static_cast<int>(b.z), static_cast<int>(b.w)};
+        const float2 xds = __ldg(x.ds + c * nu + u);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][c] += dot_unit<T>(w[i][r], u, xi, xds);
+      }
+    }
+  }
+  finish<R, NC>(J.job[j], r0, n, acc);
+}
+
+// Float weights, 8 elements per lane step (cols % 8 == 0).
+template <DType T>
+__device__ __forceinline__ void load8(const uint8_t* row, int64_t c8, float (&w)[8]) {
+  if constexpr (T == DType::F32) {
+    const uint4 a = ld16_stream(row + c8 * 32), b = ld16_stream(row + c8 * 32 + 16);
+    w[0] = __uint_as_float(a.x); w[1] = __uint_as_float(a.y); w[2] = __uint_as_float(a.z); w[3] = __uint_as_float(a.w);
+    w[4] = __uint_as_float(b.x); w[5] = __uint_as_float(b.y); w[6] = __uint_as_float(b.z); w[7] = __uint_as_float(b.w);
+  } else {
+    const uint4 a = ld16_stream(row + c8 * 16);
+    const uint32_t v[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (T == DType::F16) {
+        const float2 f = half2_bits_to_float2(v[i]);
+        w[2 * i] = f.x;
+        w[2 * i + 1] = f.y;
+      } else {
+        w[2 * i] = __uint_as_float(v[i] << 16);
+        w[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
+      }
+    }
+  }
+}
+
+template <DType T, int R, int NC, int U>
+__global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const float* __restrict__ x, int n) {
+  const int lane = threadIdx.x & 31;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  int j;
+  int64_t r0;
+  if (!locate<R>(J, g, j, r0)) return;
+  const DevMatrix& W = J.job[j].W;
+  const int64_t n8 = W.cols / 8;
+  const uint8_t* rowp[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) rowp[r] = W.qs + min(r0 + r, W.rows - 1) * W.qs_stride;
+  float acc[R][NC];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
+
+  for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
+    float w[U][R][8];
+#pragma unroll
+    for (int i = 0; i < U; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (c0 + 32 * i < n8) load8<T>(rowp[r], c0 + 32 * i, w[i][r]);
+#pragma unroll
+    for (int i = 0; i < U; ++i) {
+      const int64_t c8 = c0 + 32 * i;
+      if (c8 >= n8) break;
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        if (c >= n) break;
+        const float4 a = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8));
+        const float4 b = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8 + 4));
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          float s = acc[r][c];
+          s = fmaf(w[i][r][0], a.x, s); s = fmaf(w[i][r][1], a.y, s);
+          s = fmaf(w[i][r][2], a.z, s); s = fmaf(w[i][r][3], a.w, s);
+          s = fmaf(w[i][r][4], b.x, s); s = fmaf(w[i][r][5], b.y, s);
+          s = fmaf(w[i][r][6], b.z, s); s = fmaf(w[i][r][7], b.w, s);
+          acc[r][c] = s;
+        }
+      }
+    }
+  }
+  finish<R, NC>(J.job[j], r0, n, acc);
+}
+
+// Any row length (tiny models): one element per lane step.
+template <DType T, int NC>
+__global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, const float* __restrict__ x, int n) {
+  const int lane = threadIdx.x & 31;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  int j;
+  int64_t r0;
+  if (!locate<1>(J, g, j, r0)) return;
+  const DevMatrix& W = J.job[j].W;
+  const uint8_t* row = W.qs + r0 * W.qs_stride;
+  float acc[1][NC];
+#pragma unroll
+  for (int c = 0; c < NC; ++c) acc[0][c] = 0.0f;
+  for (int64_t e = lane; e < W.cols; e += 32) {
+    float w;
+    if constexpr (T == DType::F32) w = reinterpret_cast<const float*>(row)[e];
+    else if constexpr (T == DType::F16) w = half_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
+    else w = bf16_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
+#pragma unroll
+    for (int c = 0; c < NC; ++c)
+      if (c < n) acc[0][c] = fmaf(w, x[c * W.cols + e], acc[0][c]);
+  }
+  finish<1, NC>(J.job[j], r0, n, acc);
+}
+
+constexpr int kRows = 2;  // rows per warp
+
+template <DType T, int NC>
+void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps));
+  if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
+    if (J.job[0].W.cols % 8 == 0 && J.job[0].W.qs_stride % 16 == 0)
+      matvec_f_kernel<T, kRows, NC, 2><<<blocks, kWarps * 32, 0, stream>>>(J, x_f32, n);
+    else
+      matvec_f_scalar_kernel<T, NC><<<static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps)), kWarps * 32, 0, stream>>>(J, x_f32, n);
+  } else {
+    matvec_q_kernel<T, kRows, NC, 2><<<blocks, kWarps * 32, 0, stream>>>(J, x_q8, n);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+template <DType T>
+void launch_type(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+  if (n <= 1) launch_nc<T, 1>(J, x_f32, x_q8, n, stream);
+  else if (n <= 2) launch_nc<T, 2>(J, x_f32, x_q8, n, stream);
+  else if (n <= 4) launch_nc<T, 4>(J, x_f32, x_q8, n, stream);
+  else launch_nc<T, 8>(J, x_f32, x_q8, n, stream);
+}
+
+}  // namespace
+
+void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
+            cudaStream_t stream) {
+  if (n <= 0 || n_jobs <= 0) return;
+  if (n_jobs > kMaxJobs) throw Error("matvec: at most 3 matrices per launch");
+  const DType t = jobs[0].W.type;
+  const int64_t cols = jobs[0].W.cols;
+  for (int i = 1; i < n_jobs; ++i)
+    if (jobs[i].W.type != t || jobs[i].W.cols != cols) throw Error("matvec: fused matrices must share type and width");
+  const bool fl = is_float_type(t);
+  const bool scalar = fl && !(cols % 8 == 0 && jobs[0].W.qs_stride % 16 == 0);
+  const int rows_per_group = scalar ? 1 : kRows;
+  for (int c0 = 0; c0 < n; c0 += kMatvecMaxCols) {
+    const int nc = n - c0 < kMatvecMaxCols ? n - c0 : kMatvecMaxCols;
+    Jobs J{};
+    J.n_jobs = n_jobs;
+    J.group_start[0] = 0;
+    for (int i = 0; i < n_jobs; ++i) {
+      J.job[i] = jobs[i];
+      J.job[i].y += c0 * jobs[i].ldy;
+      J.group_start[i + 1] = J.group_start[i] + ceil_div(jobs[i].W.rows, rows_per_group);
+    }
+    const float* xf = x_f32 ? x_f32 + c0 * cols : nullptr;
+    ActQ8 xq = x_q8;
+    if (xq.qs) {
+      xq.qs += c0 * cols;
+      xq.ds += c0 * (cols / 32);
+    }
+    switch (t) {
+#define LLM_CASE(T) case T: launch_type<T>(J, xf, xq, nc, stream); break;
+      LLM_CASE(DType::F32)
+      LLM_CASE(DType::F16)
+      LLM_CASE(DType::BF16)
+      LLM_CASE(DType::Q8_0)
+      LLM_CASE(DType::Q4_0)
+      LLM_CASE(DType::Q4_1)
+      LLM_CASE(DType::Q5_0)
+      LLM_CASE(DType::Q4_K)
+      LLM_CASE(DType::Q5_K)
+      LLM_CASE(DType::Q6_K)
+#undef LLM_CASE
+      default: throw Error(std::string("matvec: unsupported type ") + dtype_name(t));
+    }
+  }
+}
+
+}  // namespace llm::cuda

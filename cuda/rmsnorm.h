@@ -1,0 +1,12 @@
+// RMSNorm: y = x / sqrt(mean(x^2) + eps) * w, written in the formats `out` asks for.
+#pragma once
+#include "cuda/cuda_types.h"
+
+namespace llm::cuda {
+
+//   x: (*, n) f32;  gather: (n_rows) row of x read for output row i, or null (row i);
+//   w: (n) f32;  out: (n_rows, n). q8 output needs n % 32 == 0.
+void rmsnorm(const float* x, const int32_t* gather, const float* w, int n_rows, int n, float eps,
+             const ActOut& out, cudaStream_t stream);
+
+}  // namespace llm::cuda
