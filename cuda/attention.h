@@ -20,17 +20,23 @@ struct AttnArgs {
   const int32_t* tables = nullptr;        // block tables, back to back
   int n_head = 0, n_head_kv = 0, head_dim = 0, block_size = 0;
   float* out = nullptr;              // (n_tokens, n_head, head_dim) f32
+  // Decode only: the output also in f16 and/or q8 (q8 needs head_dim % 32 == 0), for the
+  // next matrix product, saving a conversion pass. Null: not wanted.
+  __half* out_f16 = nullptr;
+  ActQ8 out_q8;
 };
 
 // head_dim must be a multiple of 8 and at most 256.
 bool attention_head_dim_supported(int head_dim);
 
 // Flash-decoding: the key range of each (row, head) is cut into n_split parts computed by
-// separate blocks, then merged. rows: (n_rows) device list of the rows to compute.
-// workspace: attention_decode_workspace(n_rows, n_head, head_dim, n_split) bytes.
+// separate blocks; the last block to finish merges them. rows: (n_rows) device list of
+// the rows to compute. workspace: attention_decode_workspace(n_rows, n_head, head_dim,
+// n_split) bytes of partials; counters: (n_rows, n_head) ints, zero before the first use
+// (the merging block resets its counter).
 size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_split);
 void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split, float* workspace,
-                      cudaStream_t stream);
+                      int* counters, cudaStream_t stream);
 
 // Prefill: tiles of up to kPrefillTileRows consecutive rows of one sequence share each
 // K/V tile loaded into shared memory. tiles: (n_tiles) device int4 {row0, n_rows, seq, 0}.

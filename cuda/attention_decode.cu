@@ -1,9 +1,11 @@
 // Flash-decoding (split-K) attention for rows that each attend on their own: one block
 // per (split, head, row), 4 warps. In a warp, lanes own keys for the scores (one 32-key
 // tile at a time, online softmax) and own head dimensions for the P·V accumulation.
-// A second kernel merges the splits' (max, sum, acc) partials.
+// The last block of a (row, head) to finish merges the splits' (max, sum, acc) partials.
 #include "cuda/attention.h"
-#include "cuda/common.cuh"
+#include <type_traits>
+
+#include "cuda/act.cuh"
 
 namespace llm::cuda {
 
@@ -16,12 +18,15 @@ size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_sp
 namespace {
 
 constexpr int kWarps = 4;
+constexpr int kMaxSplit = 32;  // the merge keeps one weight per split in a warp
 constexpr float kLog2e = 1.4426950408889634f;
 
 // DPL: head dims per lane in P·V (1, 2, 4 or 8; head_dim % DPL == 0).
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
-    decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws) {
+    decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws, int* __restrict__ counters) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float q_s[256];
   __shared__ float m_s[kWarps], l_s[kWarps];
   __shared__ float acc_s[kWarps][256];
@@ -30,8 +35,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int D = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kvh = h / (a.n_head / a.n_head_kv);
   const int n_keys = a.positions[row] + 1;
-  // Splits cover whole 32-key tiles.
-  const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_split), 32) * 32);
+  // Only as many splits as give every warp a 32-key tile work (a graph is captured with
+  // the most splits any context needs; short contexts use fewer). Splits cover whole tiles.
+  const int n_eff = min(n_split, static_cast<int>(ceil_div(n_keys, kWarps * 32)));
+  if (split >= n_eff) return;
+  const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_eff), 32) * 32);
   const int start = split * chunk, end = min(n_keys, start + chunk);
   const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;  // softmax in base 2
   for (int d = threadIdx.x; d < D; d += blockDim.x) q_s[d] = a.q[(static_cast<int64_t>(row) * a.n_head + h) * D + d] * scale;
@@ -47,6 +55,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int i = 0; i < DPL; ++i) acc[i] = 0.0f;
 
+  constexpr int kChunks = DPL >= 4 ? 16 : 4 * DPL;  // 16-byte chunks of a key row per pass
+  const int chunks = D / 8;
   for (int t0 = start + warp * 32; t0 < end; t0 += kWarps * 32) {
     const int key = t0 + lane;
     const bool valid = key < end;
@@ -56,14 +66,21 @@ __global__ void __launch_bounds__(kWarps * 32)
       slot = static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
       const __half* kp = kbase + slot * kv_stride;
       float dot = 0.0f;
-      for (int d = 0; d < D; d += 8) {
-        const uint4 raw = ld16(kp + d);
-        const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+      for (int c0 = 0; c0 < chunks; c0 += kChunks) {
+        uint4 raw[kChunks];  // the whole key row (up to 128 dims) in flight at once
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = half2_bits_to_float2(w[i]);
-          dot = fmaf(q_s[d + 2 * i], f.x, dot);
-          dot = fmaf(q_s[d + 2 * i + 1], f.y, dot);
+        for (int c = 0; c < kChunks; ++c)
+          if (c0 + c < chunks) raw[c] = ld16(kp + 8 * (c0 + c));
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          if (c0 + c >= chunks) break;
+          const uint32_t w[4] = {raw[c].x, raw[c].y, raw[c].z, raw[c].w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = half2_bits_to_float2(w[i]);
+            dot = fmaf(q_s[8 * (c0 + c) + 2 * i], f.x, dot);
+            dot = fmaf(q_s[8 * (c0 + c) + 2 * i + 1], f.y, dot);
+          }
         }
       }
       s = dot;
@@ -76,14 +93,32 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < DPL; ++i) acc[i] *= corr;
     m = m_new;
     const int n_valid = min(32, end - t0);
-    for (int j = 0; j < n_valid; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, p, j);
-      const int64_t sj = __shfl_sync(0xffffffffu, slot, j);
-      if (owns_dims) {
-        const __half* vp = vbase + sj * kv_stride + lane * DPL;
+    // P·V: the value loads of the whole tile (16 keys at a time for head_dim > 128) go out
+    // before their FMAs. Each lane owns DPL dims: 2 * DPL bytes per key.
+    constexpr int kGroup = DPL == 8 ? 16 : 32;
+    using VecT = typename std::conditional<DPL == 8, uint4, typename std::conditional<DPL == 4, uint2, uint32_t>::type>::type;
+    for (int j0 = 0; j0 < n_valid; j0 += kGroup) {
+      VecT vr[kGroup];
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        const int j = j0 + g;
+        const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
+        vr[g] = VecT{};
+        if (owns_dims && j < n_valid) {
+          const __half* vp = vbase + sj * kv_stride + lane * DPL;
+          if constexpr (DPL == 8) vr[g] = ld16(vp);
+          else if constexpr (DPL == 4) vr[g] = ld8(vp);
+          else if constexpr (DPL == 2) vr[g] = ld4(vp);
+          else vr[g] = *reinterpret_cast<const uint16_t*>(vp);
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        const int j = j0 + g;
+        float pj = __shfl_sync(0xffffffffu, p, j & 31);
+        if (j >= n_valid) pj = 0.0f;
         if constexpr (DPL == 8) {
-          const uint4 raw = ld16(vp);
-          const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+          const uint32_t w[4] = {vr[g].x, vr[g].y, vr[g].z, vr[g].w};
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
             const float2 f = half2_bits_to_float2(w[i]);
@@ -91,18 +126,17 @@ __global__ void __launch_bounds__(kWarps * 32)
             acc[2 * i + 1] = fmaf(pj, f.y, acc[2 * i + 1]);
           }
         } else if constexpr (DPL == 4) {
-          const uint2 raw = ld8(vp);
-          const float2 f0 = half2_bits_to_float2(raw.x), f1 = half2_bits_to_float2(raw.y);
+          const float2 f0 = half2_bits_to_float2(vr[g].x), f1 = half2_bits_to_float2(vr[g].y);
           acc[0] = fmaf(pj, f0.x, acc[0]);
           acc[1] = fmaf(pj, f0.y, acc[1]);
           acc[2] = fmaf(pj, f1.x, acc[2]);
           acc[3] = fmaf(pj, f1.y, acc[3]);
         } else if constexpr (DPL == 2) {
-          const float2 f = half2_bits_to_float2(ld4(vp));
+          const float2 f = half2_bits_to_float2(vr[g]);
           acc[0] = fmaf(pj, f.x, acc[0]);
           acc[1] = fmaf(pj, f.y, acc[1]);
         } else {
-          acc[0] = fmaf(pj, __half2float(vp[0]), acc[0]);
+          acc[0] = fmaf(pj, half_bits_to_float(static_cast<uint16_t>(vr[g])), acc[0]);
         }
       }
     }
@@ -127,18 +161,19 @@ __global__ void __launch_bounds__(kWarps * 32)
     wt[w] = m_s[w] == -INFINITY ? 0.0f : exp2f(m_s[w] - M);
     L += wt[w] * l_s[w];
   }
-  if (n_split == 1) {  // the whole range: write the result directly
-    float* o = a.out + (static_cast<int64_t>(row) * a.n_head + h) * D;
+  if (n_eff == 1) {  // the whole range: write the result directly
+    const ActOut o{a.out, a.out_f16, a.out_q8};
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
       float v = 0.0f;
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) v += wt[w] * acc_s[w][d];
-      o[d] = v / L;
+      act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / L);
     }
     return;
   }
   // Partial of this split: {M, L, acc[D]} (M = -inf, L = 0 for an empty split).
-  float* p = ws + ((static_cast<int64_t>(z) * a.n_head + h) * n_split + split) * (D + 2);
+  float* part = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
+  float* p = part + split * (D + 2);
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
 #pragma unroll
@@ -149,53 +184,59 @@ __global__ void __launch_bounds__(kWarps * 32)
     p[0] = M;
     p[1] = L;
   }
-}
-
-// One block per (head, row): out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m).
-__global__ void decode_merge_kernel(AttnArgs a, const int32_t* __restrict__ rows, const float* __restrict__ ws,
-                                    int n_split) {
-  const int h = blockIdx.x, z = blockIdx.y, row = rows[z], D = a.head_dim;
-  const float* p = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < n_split; ++s) M = fmaxf(M, p[s * (D + 2)]);
-  float L = 0.0f;
-  for (int s = 0; s < n_split; ++s) {
-    const float ms = p[s * (D + 2)];
-    if (ms != -INFINITY) L += exp2f(ms - M) * p[s * (D + 2) + 1];
+  // The last split to arrive merges (threadfence reduction): no second kernel.
+  int* counter = counters + static_cast<int64_t>(z) * a.n_head + h;
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_eff - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m). The partials of other
+  // blocks are read around L1 (__ldcg), which is not coherent; all of them at once.
+  __shared__ float wsplit[kMaxSplit];
+  __shared__ float inv_l;
+  if (threadIdx.x < 32) {
+    const int s = threadIdx.x;
+    const float ms = s < n_eff ? __ldcg(part + s * (D + 2)) : -INFINITY;
+    const float ls = s < n_eff ? __ldcg(part + s * (D + 2) + 1) : 0.0f;
+    const float mx = warp_max(ms);
+    const float w = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+    const float lsum = warp_sum(w * ls);
+    if (s < n_eff) wsplit[s] = w;
+    if (s == 0) inv_l = 1.0f / lsum;
   }
-  float* o = a.out + (static_cast<int64_t>(row) * a.n_head + h) * D;
+  __syncthreads();
+  const ActOut o{a.out, a.out_f16, a.out_q8};
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float v = 0.0f;
-    for (int s = 0; s < n_split; ++s) {
-      const float ms = p[s * (D + 2)];
-      if (ms != -INFINITY) v += exp2f(ms - M) * p[s * (D + 2) + 2 + d];
-    }
-    o[d] = v / L;
+#pragma unroll 4
+    for (int s = 0; s < n_eff; ++s) v += wsplit[s] * __ldcg(part + s * (D + 2) + 2 + d);
+    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v * inv_l);
   }
+  if (threadIdx.x == 0) *counter = 0;  // ready for the next launch
 }
 
 }  // namespace
 
 void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split, float* workspace,
-                      cudaStream_t stream) {
+                      int* counters, cudaStream_t stream) {
   if (n_rows <= 0) return;
   if (!attention_head_dim_supported(a.head_dim))
     throw Error("attention: head dimension " + std::to_string(a.head_dim) + " is not supported (multiple of 8, <= 256)");
   if (n_split < 1) n_split = 1;
+  if (n_split > kMaxSplit) n_split = kMaxSplit;
+  if (a.out_q8.qs && a.head_dim % 32 != 0) throw Error("attention: q8 output needs a head dimension divisible by 32");
   const dim3 grid(static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
   const int dpl = a.head_dim <= 32 ? 1 : a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;
   switch (dpl) {
-    case 1: decode_split_kernel<1><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
-    case 2: decode_split_kernel<2><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
-    case 4: decode_split_kernel<4><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
-    default: decode_split_kernel<8><<<grid, kWarps * 32, 0, stream>>>(a, rows, workspace); break;
+    case 1: launch(decode_split_kernel<1>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
+    case 2: launch(decode_split_kernel<2>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
+    case 4: launch(decode_split_kernel<4>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
+    default: launch(decode_split_kernel<8>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters); break;
   }
   CUDA_CHECK_LAUNCH();
-  if (n_split > 1) {
-    const dim3 g2(static_cast<unsigned>(a.n_head), static_cast<unsigned>(n_rows));
-    decode_merge_kernel<<<g2, a.head_dim < 32 ? 32 : (a.head_dim + 31) / 32 * 32, 0, stream>>>(a, rows, workspace, n_split);
-    CUDA_CHECK_LAUNCH();
-  }
 }
 
 }  // namespace llm::cuda

@@ -21,6 +21,8 @@ size_t prefill_smem(int D) {
 
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(AttnArgs a, const int4* __restrict__ tiles) {
+  pdl_wait();
+  pdl_trigger();
   extern __shared__ __align__(16) unsigned char smem[];
   const int D = a.head_dim, DP = D + 8;
   float* q_s = reinterpret_cast<float*>(smem);                          // (32, D)
@@ -160,7 +162,7 @@ void launch_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStrea
     CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<DPL>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(a.n_head));
-  prefill_kernel<DPL><<<grid, kWarps * 32, smem, stream>>>(a, tiles);
+  launch(prefill_kernel<DPL>, grid, kWarps * 32, smem, stream, a, tiles);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -126,6 +126,7 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
 
 CudaBackend::~CudaBackend() {
   clear_graphs();
+  for (cudaEvent_t e : prof_events_) cudaEventDestroy(e);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -262,6 +263,8 @@ void CudaBackend::allocate_scratch() {
   logits_ = DeviceBuffer(static_cast<size_t>(cap_logits_) * V * 4);
   split_ws_rows_ = kSplitWorkspaceRows;
   split_ws_ = DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
+  split_counters_ = DeviceBuffer(sizeof(int) * cap * static_cast<size_t>(cfg_.n_head));
+  CUDA_CHECK(cudaMemset(split_counters_.get(), 0, split_counters_.size()));
   // Dequantization scratch: the largest matrix that needs one, capped (big ones go in chunks).
   size_t need = 0;
   auto consider = [&](const DevMatrix& m) {
@@ -302,6 +305,34 @@ void CudaBackend::allocate_kv(const BackendOptions& opt) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   kv_blocks_ = static_cast<int>(blocks);
   kv_layer_elems_ = (blocks + 1) * block_size_ * static_cast<int64_t>(cfg_.kv_dim());
+}
+
+void CudaBackend::set_profiling(bool on) {
+  profiling_ = on;
+  prof_.clear();
+  if (on && prof_events_.empty()) {
+    prof_events_.resize(4096);
+    for (cudaEvent_t& e : prof_events_) CUDA_CHECK(cudaEventCreate(&e));
+  }
+}
+
+void CudaBackend::mark(const char* op) {
+  if (!profiling_ || prof_marks_.size() + 1 >= prof_events_.size()) return;
+  prof_marks_.push_back(op);
+  CUDA_CHECK(cudaEventRecord(prof_events_[prof_marks_.size()], stream_));
+}
+
+void CudaBackend::collect_profile() {
+  CUDA_CHECK(cudaEventSynchronize(prof_events_[prof_marks_.size()]));
+  for (size_t i = 0; i < prof_marks_.size(); ++i) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, prof_events_[i], prof_events_[i + 1]));
+    auto it = std::find_if(prof_.begin(), prof_.end(), [&](const OpTime& o) { return o.op == prof_marks_[i]; });
+    if (it == prof_.end()) it = prof_.insert(prof_.end(), OpTime{prof_marks_[i], 0.0, 0});
+    it->ms += ms;
+    it->calls += 1;
+  }
+  prof_marks_.clear();
 }
 
 void CudaBackend::ensure_input_capacity(size_t bytes) {
@@ -504,7 +535,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
 void CudaBackend::run(const Batch& b, float* logits) {
   const int n = b.n_tokens();
   // Pure decode (one row per sequence, logits for every row in order): replay a graph.
-  bool graph = use_graphs_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
+  bool graph = use_graphs_ && !profiling_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
   for (int i = 0; graph && i < n; ++i) graph = b.logit_rows[static_cast<size_t>(i)] == i;
   int nb = 1;
   while (nb < n) nb *= 2;
@@ -532,7 +563,12 @@ void CudaBackend::run(const Batch& b, float* logits) {
     }
     CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
   } else {
+    if (profiling_) {
+      gpu_spin(stream_, 20000.0);  // queue the step behind 20 ms of work
+      CUDA_CHECK(cudaEventRecord(prof_events_[0], stream_));
+    }
     record(p);
+    if (profiling_) collect_profile();
   }
   const int nl = b.n_logits();
   if (nl > 0)
@@ -558,24 +594,29 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, 
   return o;
 }
 
+void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n) {
+  // Consecutive matrices of one type and width share a launch (at most 3).
+  MatvecJob* const end = jobs + n_jobs;
+  for (MatvecJob* first = jobs; first < end;) {
+    MatvecJob* last = first + 1;
+    while (last < end && last - first < 3 && last->W.type == first->W.type && last->W.cols == first->W.cols) ++last;
+    matvec(first, static_cast<int>(last - first), in.f32, in.q8, n, stream_);
+    first = last;
+  }
+}
+
 void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
                          const Input& in, const Plan& p) {
   const int n = p.n;
   if (p.matvec) {
-    // Consecutive matrices of one type and width share a launch.
-    for (int i = 0; i < n_jobs;) {
-      MatvecJob jobs[3];
-      int m = 0;
-      while (i + m < n_jobs && (m == 0 || (W[i + m]->type == W[i]->type && W[i + m]->cols == W[i]->cols))) {
-        jobs[m].W = *W[i + m];
-        jobs[m].y = y[i + m];
-        jobs[m].ldy = ldy;
-        jobs[m].accumulate = accumulate;
-        ++m;
-      }
-      matvec(jobs, m, in.f32, in.q8, n, stream_);
-      i += m;
+    MatvecJob jobs[3];
+    for (int i = 0; i < n_jobs; ++i) {
+      jobs[i].W = *W[i];
+      jobs[i].y = y[i];
+      jobs[i].ldy = ldy;
+      jobs[i].accumulate = accumulate;
     }
+    matvec_jobs(jobs, n_jobs, in, n);
     return;
   }
   for (int i = 0; i < n_jobs; ++i) {
@@ -610,40 +651,68 @@ void CudaBackend::record(const Plan& p) {
   };
 
   embed(tok_embd_, p.tokens, n, h, stream_);
+  mark("embed");
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     __half* kc = kv_.as<__half>() + static_cast<int64_t>(2 * l) * kv_layer_elems_;
     __half* vc = kv_.as<__half>() + static_cast<int64_t>(2 * l + 1) * kv_layer_elems_;
 
     // Attention block: h += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(h).
-    {
-      const DevMatrix* W[3] = {&L.wq, &L.wk, &L.wv};
+    const DevMatrix* Wqkv[3] = {&L.wq, &L.wk, &L.wv};
+    const ActOut xa = act_for(Wqkv, 3, p.matvec, E, false);
+    rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
+    mark("rmsnorm");
+    // Decode: bias, RoPE and the K/V store happen in the matvec's epilogue (rows 2i, 2i+1
+    // of a head meet in one warp; llama's Norm pairing only).
+    const bool fused_rope = p.matvec && c.rope_type == RopeType::Norm && matvec_pairs_rows(L.wq) &&
+                            matvec_pairs_rows(L.wk) && matvec_pairs_rows(L.wv);
+    if (fused_rope) {
+      MatvecJob jobs[3];
+      const Epilogue ep[3] = {Epilogue::RopeToY, Epilogue::RopeToCache, Epilogue::ToCache};
+      const float* bias[3] = {L.bq, L.bk, L.bv};
+      __half* cache[3] = {nullptr, kc, vc};
+      for (int i = 0; i < 3; ++i) {
+        jobs[i].W = *Wqkv[i];
+        jobs[i].epilogue = ep[i];
+        jobs[i].rope.bias = bias[i];
+        jobs[i].rope.positions = p.positions;
+        jobs[i].rope.slots = p.slots;
+        jobs[i].rope.inv_freq = inv_freq_.as<float>();
+        jobs[i].rope.head_dim = c.head_dim;
+        jobs[i].rope.rope_dim = c.rope_dim;
+        jobs[i].rope.cache = cache[i];
+      }
+      jobs[0].y = q_rot_.as<float>();
+      jobs[0].ldy = Q;
+      matvec_jobs(jobs, 3, input_of(xa, nullptr), n);
+      mark("qkv+rope+kv_store");
+    } else {
       float* Y[3] = {qkv, qkv + Q, qkv + Q + KV};
-      const ActOut xa = act_for(W, 3, p.matvec, E, false);
-      rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
-      linear(W, Y, 3, Q + 2 * KV, false, input_of(xa, nullptr), p);
+      linear(Wqkv, Y, 3, Q + 2 * KV, false, input_of(xa, nullptr), p);
+      mark("qkv");
+      QkvStoreArgs s;
+      s.q = qkv;
+      s.k = qkv + Q;
+      s.v = qkv + Q + KV;
+      s.ld = Q + 2 * KV;
+      s.bq = L.bq;
+      s.bk = L.bk;
+      s.bv = L.bv;
+      s.positions = p.positions;
+      s.slots = p.slots;
+      s.n_rows = n;
+      s.n_head = c.n_head;
+      s.n_head_kv = c.n_head_kv;
+      s.head_dim = c.head_dim;
+      s.rope_dim = c.rope_dim;
+      s.rope_type = c.rope_type;
+      s.inv_freq = inv_freq_.as<float>();
+      s.q_out = q_rot_.as<float>();
+      s.k_cache = kc;
+      s.v_cache = vc;
+      qkv_rope_store(s, stream_);
+      mark("rope+kv_store");
     }
-    QkvStoreArgs s;
-    s.q = qkv;
-    s.k = qkv + Q;
-    s.v = qkv + Q + KV;
-    s.ld = Q + 2 * KV;
-    s.bq = L.bq;
-    s.bk = L.bk;
-    s.bv = L.bv;
-    s.positions = p.positions;
-    s.slots = p.slots;
-    s.n_rows = n;
-    s.n_head = c.n_head;
-    s.n_head_kv = c.n_head_kv;
-    s.head_dim = c.head_dim;
-    s.rope_dim = c.rope_dim;
-    s.rope_type = c.rope_type;
-    s.inv_freq = inv_freq_.as<float>();
-    s.q_out = q_rot_.as<float>();
-    s.k_cache = kc;
-    s.v_cache = vc;
-    qkv_rope_store(s, stream_);
 
     AttnArgs a;
     a.q = q_rot_.as<float>();
@@ -658,15 +727,25 @@ void CudaBackend::record(const Plan& p) {
     a.head_dim = c.head_dim;
     a.block_size = block_size_;
     a.out = attn;
-    if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(), stream_);
-    if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
     {
       const DevMatrix* W[1] = {&L.wo};
-      float* Y[1] = {h};
       ActOut ao = act_for(W, 1, p.matvec, Q, false);
-      ao.f32 = nullptr;  // the f32 input is attn itself
-      convert_act(attn, n, Q, ao, stream_);
+      ao.f32 = nullptr;  // the f32 output is attn itself
+      // Decode-only steps get the other formats straight from the attention kernel.
+      const bool fused = p.n_tiles == 0 && c.head_dim % 32 == 0;
+      if (fused) {
+        a.out_f16 = ao.f16;
+        a.out_q8 = ao.q8;
+      }
+      if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(),
+                                          split_counters_.as<int>(), stream_);
+      if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
+      mark("attention");
+      if (!fused) convert_act(attn, n, Q, ao, stream_);
+      if (!fused) mark("convert");
+      float* Y[1] = {h};
       linear(W, Y, 1, E, true, input_of(ao, attn), p);
+      mark("wo");
     }
 
     // Feed-forward block: h += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(h).
@@ -675,14 +754,18 @@ void CudaBackend::record(const Plan& p) {
       float* Y[2] = {gu, gu + F};
       const ActOut xa = act_for(W, 2, p.matvec, E, false);
       rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
+      mark("rmsnorm");
       linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
+      mark("gate+up");
     }
     {
       const DevMatrix* W[1] = {&L.w_down};
       float* Y[1] = {h};
       const ActOut ma = act_for(W, 1, p.matvec, F, false);
       swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
+      mark("swiglu");
       linear(W, Y, 1, E, true, input_of(ma, nullptr), p);
+      mark("down");
     }
   }
 
@@ -695,7 +778,9 @@ void CudaBackend::record(const Plan& p) {
     float* Y[1] = {logits_.as<float>()};
     const ActOut xa = act_for(W, 1, pl.matvec, E, false);
     rmsnorm(h, p.logit_rows, output_norm_, pl.n, E, c.rms_eps, xa, stream_);
+    mark("rmsnorm");
     linear(W, Y, 1, V, false, input_of(xa, nullptr), pl);
+    mark("output");
   }
 }
 

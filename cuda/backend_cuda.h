@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda/cuda_types.h"
+#include "cuda/matvec_quant.h"
 #include "engine/backend.h"
 
 namespace llm::cuda {
@@ -33,6 +34,16 @@ class CudaBackend final : public Backend {
   size_t kv_bytes() const { return kv_.size(); }
   // Turns CUDA graphs for decode steps off (tests compare both ways).
   void set_graphs(bool on) { use_graphs_ = on; }
+
+  // Per-op timing: while on, steps run without graphs and with an event after every op;
+  // profile() returns the accumulated time of each op name since profiling was turned on.
+  struct OpTime {
+    std::string op;
+    double ms = 0;
+    int calls = 0;
+  };
+  void set_profiling(bool on);
+  std::vector<OpTime> profile() const { return prof_; }
 
  private:
   struct Layer {
@@ -66,6 +77,7 @@ class CudaBackend final : public Backend {
   Plan plan_step(const Batch& b, bool graph_mode, int n_padded);
   void ensure_input_capacity(size_t bytes);
   void record(const Plan& p);
+  void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate, const Input& in,
               const Plan& p);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32);
@@ -107,6 +119,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer logits_;   // (cap, n_vocab) f32
   DeviceBuffer split_ws_; // decode attention partials
   int split_ws_rows_ = 0; // n_decode * n_split the workspace holds
+  DeviceBuffer split_counters_;  // (cap, n_head) arrival counters of the splits
   DeviceBuffer dq_;       // f16 dequantization scratch
   size_t dq_elems_ = 0;
   DeviceBuffer cublas_ws_;
@@ -121,6 +134,13 @@ class CudaBackend final : public Backend {
   };
   std::map<int, Graph> graphs_;
   void clear_graphs();
+
+  bool profiling_ = false;
+  std::vector<cudaEvent_t> prof_events_;
+  std::vector<std::string> prof_marks_;  // op that ends at each recorded event
+  std::vector<OpTime> prof_;
+  void mark(const char* op);
+  void collect_profile();
 };
 
 }  // namespace llm::cuda

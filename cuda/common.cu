@@ -1,4 +1,6 @@
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "cuda/common.cuh"
 
@@ -16,6 +18,35 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
     throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + ": " +
                 cudaGetErrorString(e));
+}
+
+namespace {
+__global__ void spin_kernel(unsigned long long ns) {
+  unsigned long long start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < ns);
+}
+}  // namespace
+
+void gpu_spin(cudaStream_t stream, double microseconds) {
+  spin_kernel<<<1, 1, 0, stream>>>(static_cast<unsigned long long>(microseconds * 1000.0));
+  CUDA_CHECK_LAUNCH();
+}
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("LLM_CUDA_PDL");
+    if (e && std::strcmp(e, "0") == 0) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return on;
 }
 
 bool type_supported(DType t) {

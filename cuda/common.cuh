@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -78,6 +79,22 @@ __device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
   return __uint_as_float(bits16 << 16);
 }
 
+// --- Programmatic Dependent Launch (sm_90) ------------------------------------------
+// Kernels are launched so that the next kernel in the stream may start while this one
+// drains. Every kernel calls pdl_wait() before it touches memory an earlier kernel wrote
+// (or that an earlier kernel still reads), and pdl_trigger() to let its successor launch;
+// only reads of constant data (weights) may come before pdl_wait().
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // Integer dot of four signed bytes (sm_61+ dp4a).
 __device__ __forceinline__ int dp4a(int a, int b, int c) { return __dp4a(a, b, c); }
 
@@ -95,5 +112,29 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) { return __dp4a(a, b, c
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
 __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Keeps the GPU busy for a while: work queued behind it then runs back to back, so that
+// events between kernels time the kernels rather than the host's launch rate.
+void gpu_spin(cudaStream_t stream, double microseconds);
+
+// Whether kernels are launched with Programmatic Dependent Launch: on for sm_90+, off
+// with LLM_CUDA_PDL=0 in the environment (a switch for measurements and debugging).
+bool pdl_enabled();
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute.
+template <class... KArgs, class... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...));
+}
 
 }  // namespace llm::cuda

@@ -7,6 +7,8 @@ namespace {
 // Quantized: one thread per 32-element unit of the selected row.
 template <DType T>
 __global__ void embed_quant_kernel(DevMatrix W, const int32_t* __restrict__ tokens, float* __restrict__ out) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t nu = W.cols / 32;
   const int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (u >= nu) return;
@@ -23,6 +25,8 @@ __global__ void embed_quant_kernel(DevMatrix W, const int32_t* __restrict__ toke
 // Plain floats: one thread per element.
 template <DType T>
 __global__ void embed_float_kernel(DevMatrix W, const int32_t* __restrict__ tokens, float* __restrict__ out) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= W.cols) return;
   const int row = blockIdx.y;
@@ -42,14 +46,14 @@ void embed(const DevMatrix& W, const int32_t* tokens, int n, float* out, cudaStr
   if (is_float_type(W.type)) {
     const dim3 grid(static_cast<unsigned>(ceil_div(W.cols, threads)), static_cast<unsigned>(n));
     switch (W.type) {
-      case DType::F32: embed_float_kernel<DType::F32><<<grid, threads, 0, stream>>>(W, tokens, out); break;
-      case DType::F16: embed_float_kernel<DType::F16><<<grid, threads, 0, stream>>>(W, tokens, out); break;
-      default: embed_float_kernel<DType::BF16><<<grid, threads, 0, stream>>>(W, tokens, out); break;
+      case DType::F32: launch(embed_float_kernel<DType::F32>, grid, threads, 0, stream, W, tokens, out); break;
+      case DType::F16: launch(embed_float_kernel<DType::F16>, grid, threads, 0, stream, W, tokens, out); break;
+      default: launch(embed_float_kernel<DType::BF16>, grid, threads, 0, stream, W, tokens, out); break;
     }
   } else {
     const dim3 grid(static_cast<unsigned>(ceil_div(W.cols / 32, threads)), static_cast<unsigned>(n));
     switch (W.type) {
-#define LLM_CASE(T) case T: embed_quant_kernel<T><<<grid, threads, 0, stream>>>(W, tokens, out); break;
+#define LLM_CASE(T) case T: launch(embed_quant_kernel<T>, grid, threads, 0, stream, W, tokens, out); break;
       LLM_CASE(DType::Q8_0)
       LLM_CASE(DType::Q4_0)
       LLM_CASE(DType::Q4_1)

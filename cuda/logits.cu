@@ -12,6 +12,8 @@ __device__ __forceinline__ void better(float& v, int& i, float v2, int i2) {
 }
 
 __global__ void argmax_kernel(const float* __restrict__ logits, int n_vocab, int32_t* __restrict__ out) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float sv[32];
   __shared__ int si[32];
   const float* x = logits + static_cast<int64_t>(blockIdx.x) * n_vocab;
@@ -48,7 +50,7 @@ __global__ void argmax_kernel(const float* __restrict__ logits, int n_vocab, int
 
 void argmax_rows(const float* logits, int n_rows, int n_vocab, int32_t* out, cudaStream_t stream) {
   if (n_rows <= 0) return;
-  argmax_kernel<<<n_rows, 1024, 0, stream>>>(logits, n_vocab, out);
+  launch(argmax_kernel, n_rows, 1024, 0, stream, logits, n_vocab, out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -28,6 +28,8 @@ __device__ __forceinline__ void store32(float* o, const float (&v)[32]) {
 
 template <DType T, class Out>
 __global__ void dequant_quant_kernel(DevMatrix W, int64_t row0, int64_t n_rows, Out* __restrict__ out) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t nu = W.cols / 32;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_rows * nu) return;
@@ -40,6 +42,8 @@ __global__ void dequant_quant_kernel(DevMatrix W, int64_t row0, int64_t n_rows, 
 
 template <DType T, class Out>
 __global__ void dequant_float_kernel(DevMatrix W, int64_t row0, int64_t n_rows, Out* __restrict__ out) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n_rows * W.cols) return;
   const int64_t rr = idx / W.cols, e = idx % W.cols;
@@ -59,14 +63,14 @@ void dequantize_impl(const DevMatrix& W, int64_t row0, int64_t n_rows, Out* out,
   if (is_float_type(W.type)) {
     const unsigned blocks = static_cast<unsigned>(ceil_div(n_rows * W.cols, threads));
     switch (W.type) {
-      case DType::F32: dequant_float_kernel<DType::F32><<<blocks, threads, 0, stream>>>(W, row0, n_rows, out); break;
-      case DType::F16: dequant_float_kernel<DType::F16><<<blocks, threads, 0, stream>>>(W, row0, n_rows, out); break;
-      default: dequant_float_kernel<DType::BF16><<<blocks, threads, 0, stream>>>(W, row0, n_rows, out); break;
+      case DType::F32: launch(dequant_float_kernel<DType::F32, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
+      case DType::F16: launch(dequant_float_kernel<DType::F16, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
+      default: launch(dequant_float_kernel<DType::BF16, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
     }
   } else {
     const unsigned blocks = static_cast<unsigned>(ceil_div(n_rows * (W.cols / 32), threads));
     switch (W.type) {
-#define LLM_CASE(T) case T: dequant_quant_kernel<T><<<blocks, threads, 0, stream>>>(W, row0, n_rows, out); break;
+#define LLM_CASE(T) case T: launch(dequant_quant_kernel<T, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
       LLM_CASE(DType::Q8_0)
       LLM_CASE(DType::Q4_0)
       LLM_CASE(DType::Q4_1)

@@ -2,6 +2,8 @@
 // units (32 elements; 8 for float weights) with its lanes, U units in flight per lane;
 // the weight loads are 16 bytes wide and bypass L1, the activations (read by every warp)
 // stay in L1. Partial sums meet in a warp reduction.
+#include <cstdlib>
+
 #include "cuda/matvec_quant.h"
 #include "cuda/qweight.cuh"
 
@@ -30,6 +32,7 @@ __device__ __forceinline__ bool locate(const Jobs& J, int64_t g, int& j, int64_t
 template <int R, int NC>
 __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, float (&acc)[R][NC]) {
   const int lane = threadIdx.x & 31;
+  // After the xor-reduction every lane holds every sum.
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -40,8 +43,30 @@ __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, 
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       if (lane != r * NC + c || c >= n || r0 + r >= job.W.rows) continue;
-      float* y = job.y + c * job.ldy + r0 + r;
-      *y = job.accumulate ? *y + acc[r][c] : acc[r][c];
+      if (job.epilogue == Epilogue::None) {
+        float* y = job.y + c * job.ldy + r0 + r;
+        *y = job.accumulate ? *y + acc[r][c] : acc[r][c];
+        continue;
+      }
+      if constexpr (R == 2) {
+        const RopeStore& e = job.rope;
+        // rows r0 (even) and r0 + 1: a rotation pair when within the rotated dims
+        float v0 = acc[0][c], v1 = acc[1][c];
+        if (e.bias) {
+          v0 += e.bias[r0];
+          v1 += e.bias[r0 + 1];
+        }
+        float out = r == 0 ? v0 : v1;
+        const int d = static_cast<int>(r0 % e.head_dim);
+        if (job.epilogue != Epilogue::ToCache && d < e.rope_dim) {
+          double sd, cd;
+          sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd, &cd);
+          const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
+          out = r == 0 ? v0 * cs - v1 * sn : v0 * sn + v1 * cs;
+        }
+        if (job.epilogue == Epilogue::RopeToY) job.y[c * job.ldy + r0 + r] = out;
+        else e.cache[static_cast<int64_t>(e.slots[c]) * job.W.rows + r0 + r] = __float2half_rn(out);
+      }
     }
 }
 
@@ -63,13 +88,23 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
 
-  for (int64_t u0 = lane; u0 < nu; u0 += 32 * U) {
-    Unit w[U][R];
+  // Software pipeline: the next U units of every row load while the current ones are
+  // used. The first loads are weights only, so they go out before pdl_wait() and overlap
+  // the end of the previous kernel.
+  Unit w[U][R];
+  auto load = [&](Unit (&dst)[U][R], int64_t u0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (u0 + 32 * i < nu) w[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
+        if (u0 + 32 * i < nu) dst[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
+  };
+  load(w, lane);
+  pdl_wait();
+  pdl_trigger();
+  for (int64_t u0 = lane; u0 < nu; u0 += 32 * U) {
+    Unit next[U][R];
+    if (u0 + 32 * U < nu) load(next, u0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t u = u0 + 32 * i;
@@ -86,20 +121,39 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
         for (int r = 0; r < R; ++r) acc[r][c] += dot_unit<T>(w[i][r], u, xi, xds);
       }
     }
+#pragma unroll
+    for (int i = 0; i < U; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
   }
   finish<R, NC>(J.job[j], r0, n, acc);
 }
 
-// Float weights, 8 elements per lane step (cols % 8 == 0).
+// Float weights, 8 elements per lane step (cols % 8 == 0), kept as raw words until used
+// (half the registers of floats for F16/BF16).
 template <DType T>
-__device__ __forceinline__ void load8(const uint8_t* row, int64_t c8, float (&w)[8]) {
+struct Raw8 {
+  uint4 a;
+  uint4 b;  // F32 only
+};
+template <DType T>
+__device__ __forceinline__ Raw8<T> load8(const uint8_t* row, int64_t c8) {
+  Raw8<T> r;
   if constexpr (T == DType::F32) {
-    const uint4 a = ld16_stream(row + c8 * 32), b = ld16_stream(row + c8 * 32 + 16);
-    w[0] = __uint_as_float(a.x); w[1] = __uint_as_float(a.y); w[2] = __uint_as_float(a.z); w[3] = __uint_as_float(a.w);
-    w[4] = __uint_as_float(b.x); w[5] = __uint_as_float(b.y); w[6] = __uint_as_float(b.z); w[7] = __uint_as_float(b.w);
+    r.a = ld16_stream(row + c8 * 32);
+    r.b = ld16_stream(row + c8 * 32 + 16);
   } else {
-    const uint4 a = ld16_stream(row + c8 * 16);
-    const uint32_t v[4] = {a.x, a.y, a.z, a.w};
+    r.a = ld16_stream(row + c8 * 16);
+  }
+  return r;
+}
+template <DType T>
+__device__ __forceinline__ void unpack8(const Raw8<T>& r, float (&w)[8]) {
+  if constexpr (T == DType::F32) {
+    w[0] = __uint_as_float(r.a.x); w[1] = __uint_as_float(r.a.y); w[2] = __uint_as_float(r.a.z); w[3] = __uint_as_float(r.a.w);
+    w[4] = __uint_as_float(r.b.x); w[5] = __uint_as_float(r.b.y); w[6] = __uint_as_float(r.b.z); w[7] = __uint_as_float(r.b.w);
+  } else {
+    const uint32_t v[4] = {r.a.x, r.a.y, r.a.z, r.a.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if constexpr (T == DType::F16) {
@@ -132,33 +186,51 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
 
-  for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
-    float w[U][R][8];
+  Raw8<T> w[U][R];
+  auto load = [&](Raw8<T> (&dst)[U][R], int64_t c0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (c0 + 32 * i < n8) load8<T>(rowp[r], c0 + 32 * i, w[i][r]);
+        if (c0 + 32 * i < n8) dst[i][r] = load8<T>(rowp[r], c0 + 32 * i);
+  };
+  load(w, lane);
+  pdl_wait();
+  pdl_trigger();
+  for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
+    Raw8<T> next[U][R];
+    if (c0 + 32 * U < n8) load(next, c0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t c8 = c0 + 32 * i;
       if (c8 >= n8) break;
+      float4 xa[NC], xb[NC];
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         if (c >= n) break;
-        const float4 a = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8 + 4));
+        xa[c] = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8));
+        xb[c] = __ldg(reinterpret_cast<const float4*>(x + c * W.cols + c8 * 8 + 4));
+      }
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
+      for (int r = 0; r < R; ++r) {
+        float wf[8];
+        unpack8<T>(w[i][r], wf);
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+          if (c >= n) break;
           float s = acc[r][c];
-          s = fmaf(w[i][r][0], a.x, s); s = fmaf(w[i][r][1], a.y, s);
-          s = fmaf(w[i][r][2], a.z, s); s = fmaf(w[i][r][3], a.w, s);
-          s = fmaf(w[i][r][4], b.x, s); s = fmaf(w[i][r][5], b.y, s);
-          s = fmaf(w[i][r][6], b.z, s); s = fmaf(w[i][r][7], b.w, s);
+          s = fmaf(wf[0], xa[c].x, s); s = fmaf(wf[1], xa[c].y, s);
+          s = fmaf(wf[2], xa[c].z, s); s = fmaf(wf[3], xa[c].w, s);
+          s = fmaf(wf[4], xb[c].x, s); s = fmaf(wf[5], xb[c].y, s);
+          s = fmaf(wf[6], xb[c].z, s); s = fmaf(wf[7], xb[c].w, s);
           acc[r][c] = s;
         }
       }
     }
+#pragma unroll
+    for (int i = 0; i < U; ++i)
+#pragma unroll
+      for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
   }
   finish<R, NC>(J.job[j], r0, n, acc);
 }
@@ -170,6 +242,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   int j;
   int64_t r0;
+  pdl_wait();
+  pdl_trigger();
   if (!locate<1>(J, g, j, r0)) return;
   const DevMatrix& W = J.job[j].W;
   const uint8_t* row = W.qs + r0 * W.qs_stride;
@@ -188,20 +262,39 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
   finish<1, NC>(J.job[j], r0, n, acc);
 }
 
-constexpr int kRows = 2;  // rows per warp
+constexpr int kRows = 2;  // rows per warp (4 measured slower on an H100: fewer warps in flight)
 
-template <DType T, int NC>
-void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+// Units in flight per lane and row: 4 for the small units, 2 for the k-quants (their
+// super-block meta costs registers). LLM_CUDA_MV_UNITS=2 forces 2 (a measurement switch).
+bool force_two_units() {
+  static const bool forced = [] {
+    const char* e = std::getenv("LLM_CUDA_MV_UNITS");
+    return e && std::atoi(e) == 2;
+  }();
+  return forced;
+}
+
+template <DType T, int NC, int U>
+void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps));
   if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
     if (J.job[0].W.cols % 8 == 0 && J.job[0].W.qs_stride % 16 == 0)
-      matvec_f_kernel<T, kRows, NC, 2><<<blocks, kWarps * 32, 0, stream>>>(J, x_f32, n);
+      launch(matvec_f_kernel<T, kRows, NC, U>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
     else
-      matvec_f_scalar_kernel<T, NC><<<static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kWarps)), kWarps * 32, 0, stream>>>(J, x_f32, n);
+      launch(matvec_f_scalar_kernel<T, NC>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
   } else {
-    matvec_q_kernel<T, kRows, NC, 2><<<blocks, kWarps * 32, 0, stream>>>(J, x_q8, n);
+    launch(matvec_q_kernel<T, kRows, NC, U>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
   }
   CUDA_CHECK_LAUNCH();
+}
+
+template <DType T, int NC>
+void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
+  constexpr bool kquant = T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
+  if constexpr (!kquant && NC <= 2) {
+    if (!force_two_units()) return launch_u<T, NC, 4>(J, x_f32, x_q8, n, stream);
+  }
+  launch_u<T, NC, 2>(J, x_f32, x_q8, n, stream);
 }
 
 template <DType T>
@@ -214,6 +307,10 @@ void launch_type(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cu
 
 }  // namespace
 
+bool matvec_pairs_rows(const DevMatrix& W) {
+  return !is_float_type(W.type) || (W.cols % 8 == 0 && W.qs_stride % 16 == 0);
+}
+
 void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
             cudaStream_t stream) {
   if (n <= 0 || n_jobs <= 0) return;
@@ -224,15 +321,20 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
     if (jobs[i].W.type != t || jobs[i].W.cols != cols) throw Error("matvec: fused matrices must share type and width");
   const bool fl = is_float_type(t);
   const bool scalar = fl && !(cols % 8 == 0 && jobs[0].W.qs_stride % 16 == 0);
-  const int rows_per_group = scalar ? 1 : kRows;
   for (int c0 = 0; c0 < n; c0 += kMatvecMaxCols) {
     const int nc = n - c0 < kMatvecMaxCols ? n - c0 : kMatvecMaxCols;
+    const int rows_per_group = scalar ? 1 : kRows;
     Jobs J{};
     J.n_jobs = n_jobs;
     J.group_start[0] = 0;
     for (int i = 0; i < n_jobs; ++i) {
       J.job[i] = jobs[i];
-      J.job[i].y += c0 * jobs[i].ldy;
+      if (J.job[i].y) J.job[i].y += c0 * jobs[i].ldy;
+      if (jobs[i].epilogue != Epilogue::None) {
+        if (scalar) throw Error("matvec: the RoPE epilogue needs paired rows");
+        J.job[i].rope.positions += c0;
+        J.job[i].rope.slots += c0;
+      }
       J.group_start[i + 1] = J.group_start[i] + ceil_div(jobs[i].W.rows, rows_per_group);
     }
     const float* xf = x_f32 ? x_f32 + c0 * cols : nullptr;

@@ -6,13 +6,33 @@
 
 namespace llm::cuda {
 
+// What happens to the results of the q/k/v projections in a decode step, fused into the
+// matvec: bias, RoPE (llama's Norm pairing: rows 2i and 2i+1 of a head, which one warp
+// computes together), and for k and v the f16 store into the KV cache at each column's
+// slot. Column c of the activations is batch row c.
+enum class Epilogue { None, RopeToY, RopeToCache, ToCache };
+struct RopeStore {
+  const float* bias = nullptr;         // (W.rows) or null
+  const int32_t* positions = nullptr;  // (n)
+  const int32_t* slots = nullptr;      // (n)
+  const float* inv_freq = nullptr;     // (rope_dim / 2)
+  int head_dim = 0, rope_dim = 0;
+  __half* cache = nullptr;             // (n_slots, W.rows) this layer's K or V
+};
+
 // One matrix of a launch: y[c * ldy + r] (+)= sum_k W[r][k] * x[c][k].
 struct MatvecJob {
   DevMatrix W;
   float* y = nullptr;  // (n, ldy) f32
   int64_t ldy = 0;
   bool accumulate = false;  // add into y (residual connections) instead of overwriting
+  Epilogue epilogue = Epilogue::None;
+  RopeStore rope;  // for the epilogues other than None
 };
+
+// Whether the matvec of W computes rows in even-aligned pairs (what the RoPE epilogues
+// need): every weight type but float rows of a length not divisible by 8.
+bool matvec_pairs_rows(const DevMatrix& W);
 
 // Activation columns handled per pass; more columns are processed in passes.
 constexpr int kMatvecMaxCols = 8;

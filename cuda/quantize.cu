@@ -6,6 +6,8 @@ namespace {
 
 // grid (ceil(k / 256), n_rows); each warp covers 32 consecutive elements.
 __global__ void convert_kernel(const float* __restrict__ x, int k, ActOut out) {
+  pdl_wait();
+  pdl_trigger();
   const int row = blockIdx.y;
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= k) return;  // k % 32 == 0 when q8 is wanted, so whole warps leave together
@@ -21,7 +23,7 @@ void convert_act(const float* x, int n_rows, int k, const ActOut& out, cudaStrea
   o.f32 = nullptr;  // already there
   if (!o.f16 && !o.q8.qs) return;
   const dim3 grid(static_cast<unsigned>(ceil_div(k, 256)), static_cast<unsigned>(n_rows));
-  convert_kernel<<<grid, 256, 0, stream>>>(x, k, o);
+  launch(convert_kernel, grid, 256, 0, stream, x, k, o);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -7,6 +7,8 @@ namespace {
 __global__ void rope_kernel(const float* __restrict__ x, float* __restrict__ out,
                             const int32_t* __restrict__ positions, int n_heads, int head_dim, int rope_dim,
                             bool neox, const float* __restrict__ inv_freq) {
+  pdl_wait();
+  pdl_trigger();
   extern __shared__ float tab[];  // cs (rope_dim/2) then sn (rope_dim/2)
   const int row = blockIdx.x, half = rope_dim / 2;
   rope_table(positions[row], inv_freq, half, tab, tab + half);
@@ -24,7 +26,7 @@ void rope(const float* x, float* out, const int32_t* positions, int n_rows, int 
           int rope_dim, RopeType type, const float* inv_freq, cudaStream_t stream) {
   if (n_rows <= 0) return;
   const size_t smem = sizeof(float) * static_cast<size_t>(rope_dim);
-  rope_kernel<<<n_rows, 128, smem, stream>>>(x, out, positions, n_heads, head_dim, rope_dim,
+  launch(rope_kernel, n_rows, 128, smem, stream, x, out, positions, n_heads, head_dim, rope_dim,
                                              type == RopeType::Neox, inv_freq);
   CUDA_CHECK_LAUNCH();
 }

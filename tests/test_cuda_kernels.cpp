@@ -1,0 +1,623 @@
+// Every CUDA kernel against the CPU reference (engine/ops_cpu.h, quant/quants.h) on fresh
+// random inputs, with outputs poisoned (NaN) beforehand: an element a kernel forgets to
+// write fails, and NaN never passes. Thresholds follow the precision of each path:
+// f32 arithmetic ~1e-5, f16 operands ~1e-3, int8 (q8) activations ~1e-2.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cuda/activation.h"
+#include "cuda/attention.h"
+#include "cuda/embed.h"
+#include "cuda/kv_store.h"
+#include "cuda/logits.h"
+#include "cuda/matmul.h"
+#include "cuda/matvec_quant.h"
+#include "cuda/qweight.h"
+#include "cuda/quantize.h"
+#include "cuda/rmsnorm.h"
+#include "cuda/rope.h"
+#include "cuda_test_util.h"
+#include "engine/ops_cpu.h"
+#include "quant/quants.h"
+
+using namespace llm;
+using namespace llm::test;
+using cuda::DevMatrix;
+
+namespace {
+
+const bool kHaveDevice = require_cuda_device();
+
+const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0,
+                           DType::Q4_1, DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+bool is_float(DType t) { return cuda::is_float_type(t); }
+
+// A weight matrix quantized on the CPU (the reference's bytes) and repacked on the device.
+struct TestWeight {
+  std::vector<uint8_t> raw;  // GGUF bytes (rows * row_bytes)
+  TensorRef ref;
+  cuda::DeviceBuffer dev;
+  DevMatrix W;
+  TestWeight(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+    const std::vector<float> v = randn(static_cast<size_t>(rows * cols), seed, 0.5f);
+    const size_t rb = row_bytes(t, cols);
+    raw.resize(rb * static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) quantize_row(t, v.data() + r * cols, raw.data() + r * rb, cols);
+    ref.type = t;
+    ref.data = raw.data();
+    ref.rows = rows;
+    ref.cols = cols;
+    ref.bytes = raw.size();
+    dev = cuda::DeviceBuffer(cuda::device_matrix_bytes(t, rows, cols));
+    cuda::check(cudaMemset(dev.get(), 0xff, dev.size()), "poison weights");
+    W = cuda::make_dev_matrix(t, rows, cols, dev.get());
+    Dev<uint8_t> staged(raw);
+    // Two calls: repacking works on row ranges.
+    const int64_t half = rows / 2;
+    cuda::repack_rows(W, staged.p(), 0, half, nullptr);
+    cuda::repack_rows(W, staged.p() + half * static_cast<int64_t>(rb), half, rows - half, nullptr);
+    cuda::check(cudaDeviceSynchronize(), "repack");
+  }
+  std::vector<float> dequant_cpu() const {
+    std::vector<float> out(static_cast<size_t>(ref.rows * ref.cols));
+    for (int64_t r = 0; r < ref.rows; ++r) dequantize_row(ref.type, ref.row(r), out.data() + r * ref.cols, ref.cols);
+    return out;
+  }
+};
+
+int64_t cols_for(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K ? 768 : 544; }
+
+// x (n, k) on the device in the formats the matrix products read.
+struct TestAct {
+  Dev<float> f32;
+  Dev<__half> f16;
+  Dev<int8_t> qs;
+  Dev<float2> ds;
+  cuda::ActQ8 q8() const { return {qs.p(), ds.p()}; }
+  TestAct(const std::vector<float>& x, int n, int64_t k)
+      : f32(x), f16(x.size()), qs(x.size()), ds(x.size() / 32 + 1) {
+    cuda::ActOut o;
+    o.f16 = f16.p();
+    if (k % 32 == 0) o.q8 = q8();
+    cuda::convert_act(f32.p(), n, static_cast<int>(k), o, nullptr);
+  }
+  // The values the integer dot products actually see: d * q of every q8 block.
+  std::vector<float> q8_values() const {
+    const std::vector<int8_t> q = qs.get();
+    const std::vector<float2> d = ds.get();
+    std::vector<float> v(f32.n);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = d[i / 32].x * q[i];
+    return v;
+  }
+};
+
+double matvec_tolerance(DType t) { return is_float(t) ? 2e-5 : 1.5e-2; }
+
+}  // namespace
+
+TEST_CASE("cuda kernels: repack + dequantize reproduce dequantize_row for every type") {
+  for (DType t : kAllTypes) {
+    CAPTURE(dtype_name(t));
+    const int64_t rows = 7, cols = cols_for(t);
+    TestWeight w(t, rows, cols, 11);
+    const std::vector<float> ref = w.dequant_cpu();
+    Dev<float> out(static_cast<size_t>(rows * cols));
+    cuda::dequantize(w.W, 0, rows, out.p(), nullptr);
+    CHECK(rel_err(out.get(), ref) < 1e-6);
+    // A row range, into f16.
+    Dev<__half> h(static_cast<size_t>(3 * cols));
+    cuda::dequantize(w.W, 2, 3, h.p(), nullptr);
+    const std::vector<__half> hv = h.get();
+    std::vector<float> hf(hv.size());
+    for (size_t i = 0; i < hv.size(); ++i) hf[i] = __half2float(hv[i]);
+    CHECK(rel_err(hf.data(), ref.data() + 2 * cols, hf.size()) < 1e-3);
+  }
+}
+
+TEST_CASE("cuda kernels: embed matches cpu::embed for every type") {
+  for (DType t : kAllTypes) {
+    CAPTURE(dtype_name(t));
+    const int64_t vocab = 37, cols = cols_for(t);
+    TestWeight w(t, vocab, cols, 5);
+    const std::vector<int32_t> toks = {3, 0, 36, 3, 17};
+    std::vector<float> ref(toks.size() * static_cast<size_t>(cols));
+    cpu::embed(w.ref, toks.data(), static_cast<int>(toks.size()), ref.data());
+    Dev<int32_t> dt(toks);
+    Dev<float> out(ref.size());
+    cuda::embed(w.W, dt.p(), static_cast<int>(toks.size()), out.p(), nullptr);
+    CHECK(rel_err(out.get(), ref) < 1e-6);
+  }
+}
+
+TEST_CASE("cuda kernels: matvec matches cpu::matmul for every type and 1..13 columns") {
+  uint32_t seed = 100;
+  for (DType t : kAllTypes) {
+    for (int n : {1, 2, 3, 8, 13}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(n);
+      const int64_t rows = 301, cols = cols_for(t);  // odd row count: the last warp's tail
+      TestWeight w(t, rows, cols, seed++);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+      std::vector<float> ref(static_cast<size_t>(n * rows));
+      cpu::matmul(w.ref, x.data(), ref.data(), n, 2);
+      TestAct a(x, n, cols);
+      Dev<float> y(ref.size());
+      cuda::MatvecJob job;
+      job.W = w.W;
+      job.y = y.p();
+      job.ldy = rows;
+      cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr);
+      const std::vector<float> got = y.get();
+      const double err = rel_err(got, ref);
+      CAPTURE(err);
+      CHECK(err < matvec_tolerance(t));
+      if (!is_float(t)) {
+        // Against the activations as quantized: only float rounding remains.
+        const std::vector<float> xq = a.q8_values();
+        std::vector<float> ref_q(ref.size());
+        cpu::matmul(w.ref, xq.data(), ref_q.data(), n, 2);
+        const double err_q = rel_err(got, ref_q);
+        CAPTURE(err_q);
+        CHECK(err_q < 1e-5);
+      }
+      // Column 0 alone gives the same bits as within the batch (all NC variants agree).
+      Dev<float> y1(static_cast<size_t>(rows));
+      cuda::MatvecJob one = job;
+      one.y = y1.p();
+      cuda::matvec(&one, 1, a.f32.p(), a.q8(), 1, nullptr);
+      const std::vector<float> g1 = y1.get();
+      CHECK(std::equal(g1.begin(), g1.end(), got.begin()));
+
+      // Accumulating into y (the residual connection).
+      const std::vector<float> y0 = randn(ref.size(), seed++);
+      y.upload(y0);
+      job.accumulate = true;
+      cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr);
+      std::vector<float> ref_acc(ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = y0[i] + ref[i];
+      CHECK(rel_err(y.get(), ref_acc) < matvec_tolerance(t));
+    }
+  }
+}
+
+TEST_CASE("cuda kernels: matvec fuses matrices of one launch and handles any float row length") {
+  // q/k/v-like: three matrices of different heights into one strided output.
+  for (DType t : {DType::Q4_0, DType::F16, DType::Q6_K}) {
+    CAPTURE(dtype_name(t));
+    const int64_t cols = cols_for(t);
+    const int n = 3;
+    TestWeight a(t, 64, cols, 1), b(t, 32, cols, 2), c(t, 30, cols, 3);
+    const std::vector<float> x = randn(static_cast<size_t>(n * cols), 4);
+    TestAct act(x, n, cols);
+    const int64_t ld = 64 + 32 + 30;
+    Dev<float> y(static_cast<size_t>(n * ld));
+    cuda::MatvecJob jobs[3];
+    const TestWeight* ws[3] = {&a, &b, &c};
+    int64_t off = 0;
+    std::vector<float> ref(static_cast<size_t>(n * ld));
+    for (int i = 0; i < 3; ++i) {
+      jobs[i].W = ws[i]->W;
+      jobs[i].y = y.p() + off;
+      jobs[i].ldy = ld;
+      std::vector<float> r(static_cast<size_t>(n * ws[i]->ref.rows));
+      cpu::matmul(ws[i]->ref, x.data(), r.data(), n, 2);
+      for (int row = 0; row < n; ++row)
+        for (int64_t j = 0; j < ws[i]->ref.rows; ++j) ref[row * ld + off + j] = r[row * ws[i]->ref.rows + j];
+      off += ws[i]->ref.rows;
+    }
+    cuda::matvec(jobs, 3, act.f32.p(), act.q8(), n, nullptr);
+    CHECK(rel_err(y.get(), ref) < matvec_tolerance(t));
+  }
+  // Float rows of any length (stories260K's n_ff = 172) take the scalar path.
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t cols : {172, 66}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(cols);
+      const int n = 2;
+      TestWeight w(t, 45, cols, 9);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), 10);
+      std::vector<float> ref(static_cast<size_t>(n * 45));
+      cpu::matmul(w.ref, x.data(), ref.data(), n, 2);
+      Dev<float> xf(x), y(ref.size());
+      cuda::MatvecJob job;
+      job.W = w.W;
+      job.y = y.p();
+      job.ldy = 45;
+      cuda::matvec(&job, 1, xf.p(), cuda::ActQ8{}, n, nullptr);
+      CHECK(rel_err(y.get(), ref) < 2e-5);
+    }
+  }
+}
+
+TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and stores k, v") {
+  for (DType t : {DType::Q4_0, DType::Q6_K, DType::F16}) {
+    for (int rope_dim : {64, 32}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(rope_dim);
+      const int64_t cols = cols_for(t);
+      const int H = 4, Hkv = 2, D = 64, Q = H * D, KV = Hkv * D, n = 3, n_slots = 40;
+      TestWeight wq(t, Q, cols, 1), wk(t, KV, cols, 2), wv(t, KV, cols, 3);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), 4);
+      const std::vector<float> bq = randn(Q, 5), bk = randn(KV, 6), bv = randn(KV, 7);
+      const std::vector<int32_t> pos = {0, 9, 3000}, slots = {5, 17, 39};
+      std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
+      for (int i = 0; i < rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
+      TestAct act(x, n, cols);
+      Dev<float> dbq(bq), dbk(bk), dbv(bv), dinv(inv), qout(static_cast<size_t>(n * Q));
+      Dev<int32_t> dpos(pos), dslots(slots);
+      Dev<__half> kc(static_cast<size_t>(n_slots * KV)), vc(static_cast<size_t>(n_slots * KV));
+      cuda::MatvecJob jobs[3];
+      const TestWeight* ws[3] = {&wq, &wk, &wv};
+      const cuda::Epilogue ep[3] = {cuda::Epilogue::RopeToY, cuda::Epilogue::RopeToCache, cuda::Epilogue::ToCache};
+      const float* bias[3] = {dbq.p(), dbk.p(), dbv.p()};
+      __half* cache[3] = {nullptr, kc.p(), vc.p()};
+      for (int i = 0; i < 3; ++i) {
+        jobs[i].W = ws[i]->W;
+        jobs[i].epilogue = ep[i];
+        jobs[i].rope = {bias[i], dpos.p(), dslots.p(), dinv.p(), D, rope_dim, cache[i]};
+      }
+      jobs[0].y = qout.p();
+      jobs[0].ldy = Q;
+      cuda::matvec(jobs, 1, act.f32.p(), act.q8(), n, nullptr);      // q alone
+      cuda::matvec(jobs + 1, 2, act.f32.p(), act.q8(), n, nullptr);  // k and v in one launch
+      // Reference: the projections of the activations as the kernel sees them.
+      const std::vector<float> xv = is_float(t) ? x : act.q8_values();
+      std::vector<float> q(static_cast<size_t>(n * Q)), k(static_cast<size_t>(n * KV)), v(static_cast<size_t>(n * KV));
+      cpu::matmul(wq.ref, xv.data(), q.data(), n, 2);
+      cpu::matmul(wk.ref, xv.data(), k.data(), n, 2);
+      cpu::matmul(wv.ref, xv.data(), v.data(), n, 2);
+      cpu::add_bias(q.data(), bq.data(), n, Q);
+      cpu::add_bias(k.data(), bk.data(), n, KV);
+      cpu::add_bias(v.data(), bv.data(), n, KV);
+      cpu::rope(q.data(), pos.data(), n, H, D, rope_dim, RopeType::Norm, inv.data());
+      cpu::rope(k.data(), pos.data(), n, Hkv, D, rope_dim, RopeType::Norm, inv.data());
+      CHECK(rel_err(qout.get(), q) < 1e-4);
+      const std::vector<__half> kh = kc.get(), vh = vc.get();
+      std::vector<float> kg, vg;
+      for (int r = 0; r < n; ++r)
+        for (int e = 0; e < KV; ++e) {
+          kg.push_back(__half2float(kh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+          vg.push_back(__half2float(vh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+        }
+      CHECK(rel_err(kg, k) < 1e-3);
+      CHECK(rel_err(vg, v) < 1e-3);
+    }
+  }
+}
+
+TEST_CASE("cuda kernels: matmul (dequantize + cuBLAS) matches cpu::matmul for every type") {
+  cublasHandle_t h;
+  cuda::cublas_check(cublasCreate(&h), "cublasCreate");
+  uint32_t seed = 300;
+  for (DType t : kAllTypes) {
+    CAPTURE(dtype_name(t));
+    const int64_t rows = 200, cols = cols_for(t);
+    const int n = 37;
+    TestWeight w(t, rows, cols, seed++);
+    const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+    std::vector<float> ref(static_cast<size_t>(n * rows));
+    cpu::matmul(w.ref, x.data(), ref.data(), n, 2);
+    TestAct a(x, n, cols);
+    Dev<float> y(ref.size());
+    // A scratch smaller than the matrix: the product runs in row chunks.
+    Dev<__half> scratch(static_cast<size_t>(70 * cols));
+    cuda::MatmulArgs m;
+    m.W = &w.W;
+    m.x_f16 = a.f16.p();
+    m.x_f32 = a.f32.p();
+    m.n = n;
+    m.y = y.p();
+    m.ldy = rows;
+    m.scratch = scratch.p();
+    m.scratch_elems = scratch.n;
+    cuda::matmul(h, m, nullptr);
+    const double err = rel_err(y.get(), ref);
+    CAPTURE(err);
+    CHECK(err < (t == DType::F32 ? 1e-5 : 3e-3));
+  }
+  cublasDestroy(h);
+}
+
+TEST_CASE("cuda kernels: rmsnorm matches cpu::rmsnorm in every output format, with a row gather") {
+  for (int n : {4096, 64, 172}) {
+    CAPTURE(n);
+    const int rows = 6;
+    const std::vector<float> x = randn(static_cast<size_t>(rows * n), 21, 3.0f);
+    const std::vector<float> w = randn(static_cast<size_t>(n), 22);
+    std::vector<float> ref(x.size());
+    cpu::rmsnorm(x.data(), w.data(), ref.data(), rows, n, 1e-5f);
+    Dev<float> dx(x), dw(w), f32(x.size());
+    Dev<__half> f16(x.size());
+    Dev<int8_t> qs(x.size());
+    Dev<float2> ds(x.size() / 32 + 1);
+    cuda::ActOut o;
+    o.f32 = f32.p();
+    o.f16 = f16.p();
+    if (n % 32 == 0) o.q8 = {qs.p(), ds.p()};
+    cuda::rmsnorm(dx.p(), nullptr, dw.p(), rows, n, 1e-5f, o, nullptr);
+    CHECK(rel_err(f32.get(), ref) < 1e-5);
+    const std::vector<__half> hv = f16.get();
+    std::vector<float> hf(hv.size());
+    for (size_t i = 0; i < hv.size(); ++i) hf[i] = __half2float(hv[i]);
+    CHECK(rel_err(hf, ref) < 1e-3);
+    if (n % 32 == 0) {
+      const std::vector<int8_t> q = qs.get();
+      const std::vector<float2> d = ds.get();
+      std::vector<float> deq(x.size());
+      for (size_t i = 0; i < x.size(); ++i) deq[i] = d[i / 32].x * q[i];
+      CHECK(rel_err(deq, ref) < 1e-2);
+    }
+    // Gather: output row i normalizes input row gather[i].
+    const std::vector<int32_t> gather = {5, 0, 3};
+    Dev<int32_t> dg(gather);
+    Dev<float> g(static_cast<size_t>(3 * n));
+    cuda::ActOut og;
+    og.f32 = g.p();
+    cuda::rmsnorm(dx.p(), dg.p(), dw.p(), 3, n, 1e-5f, og, nullptr);
+    std::vector<float> gref;
+    for (int r : gather) gref.insert(gref.end(), ref.begin() + r * n, ref.begin() + (r + 1) * n);
+    CHECK(rel_err(g.get(), gref) < 1e-5);
+  }
+}
+
+TEST_CASE("cuda kernels: q8 activation blocks hold d = amax/127, q = round(x/d), s = d*sum(q)") {
+  const int rows = 3, k = 256;
+  std::vector<float> x = randn(static_cast<size_t>(rows * k), 31, 2.0f);
+  for (int i = 0; i < 32; ++i) x[static_cast<size_t>(64 + i)] = 0.0f;  // an all-zero block: d = 0
+  TestAct a(x, rows, k);
+  const std::vector<int8_t> q = a.qs.get();
+  const std::vector<float2> ds = a.ds.get();
+  int bad = 0;
+  for (int b = 0; b < rows * k / 32; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(32 * b + i)]));
+    const float d = amax / 127.0f;
+    int sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int expect = d > 0 ? static_cast<int>(std::nearbyint(x[static_cast<size_t>(32 * b + i)] / d)) : 0;
+      const int got = q[static_cast<size_t>(32 * b + i)];
+      if (std::abs(got - expect) > (d > 0 ? 1 : 0)) ++bad;  // 1: a tie rounded the other way
+      sum += got;
+    }
+    if (std::fabs(ds[static_cast<size_t>(b)].x - d) > 1e-6f * amax) ++bad;
+    if (std::fabs(ds[static_cast<size_t>(b)].y - d * sum) > 1e-4f * (std::fabs(d * sum) + 1e-6f)) ++bad;
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("cuda kernels: swiglu matches cpu::swiglu") {
+  const int rows = 5, n = 1000;
+  const std::vector<float> g = randn(static_cast<size_t>(rows * 2 * n), 41, 3.0f);  // (rows, gate | up)
+  std::vector<float> gate, up, ref(static_cast<size_t>(rows * n));
+  for (int r = 0; r < rows; ++r) {
+    gate.insert(gate.end(), g.begin() + r * 2 * n, g.begin() + r * 2 * n + n);
+    up.insert(up.end(), g.begin() + r * 2 * n + n, g.begin() + (r + 1) * 2 * n);
+  }
+  cpu::swiglu(gate.data(), up.data(), ref.data(), static_cast<int64_t>(ref.size()));
+  Dev<float> dg(g), out(ref.size());
+  cuda::ActOut o;
+  o.f32 = out.p();
+  cuda::swiglu(dg.p(), dg.p() + n, 2 * n, rows, n, o, nullptr);
+  CHECK(rel_err(out.get(), ref) < 1e-6);
+}
+
+TEST_CASE("cuda kernels: rope matches cpu::rope for both pair layouts and partial rotation") {
+  for (RopeType type : {RopeType::Norm, RopeType::Neox}) {
+    for (int rope_dim : {64, 32}) {
+      const int rows = 5, heads = 3, hd = 64;
+      std::vector<float> x = randn(static_cast<size_t>(rows * heads * hd), 51);
+      const std::vector<int32_t> pos = {0, 1, 17, 999, 5000};
+      std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
+      for (int i = 0; i < rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
+      Dev<float> dx(x), out(x.size()), dinv(inv);
+      Dev<int32_t> dp(pos);
+      cuda::rope(dx.p(), out.p(), dp.p(), rows, heads, hd, rope_dim, type, dinv.p(), nullptr);
+      cpu::rope(x.data(), pos.data(), rows, heads, hd, rope_dim, type, inv.data());
+      CHECK(rel_err(out.get(), x) < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("cuda kernels: qkv_rope_store adds biases, rotates q and k and stores k, v in the cache") {
+  const int rows = 4, H = 4, Hkv = 2, D = 16, Q = H * D, KV = Hkv * D, ld = Q + 2 * KV, n_slots = 64;
+  const std::vector<float> qkv = randn(static_cast<size_t>(rows * ld), 61);
+  const std::vector<float> bq = randn(Q, 62), bk = randn(KV, 63), bv = randn(KV, 64);
+  const std::vector<int32_t> pos = {3, 4, 5, 40}, slots = {7, 8, 9, 50};
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / D);
+  Dev<float> dqkv(qkv), dbq(bq), dbk(bk), dbv(bv), dinv(inv), qout(static_cast<size_t>(rows * Q));
+  Dev<int32_t> dpos(pos), dslots(slots);
+  Dev<__half> kc(static_cast<size_t>(n_slots * KV)), vc(static_cast<size_t>(n_slots * KV));
+  cuda::QkvStoreArgs a;
+  a.q = dqkv.p();
+  a.k = dqkv.p() + Q;
+  a.v = dqkv.p() + Q + KV;
+  a.ld = ld;
+  a.bq = dbq.p();
+  a.bk = dbk.p();
+  a.bv = dbv.p();
+  a.positions = dpos.p();
+  a.slots = dslots.p();
+  a.n_rows = rows;
+  a.n_head = H;
+  a.n_head_kv = Hkv;
+  a.head_dim = D;
+  a.rope_dim = D;
+  a.rope_type = RopeType::Neox;
+  a.inv_freq = dinv.p();
+  a.q_out = qout.p();
+  a.k_cache = kc.p();
+  a.v_cache = vc.p();
+  cuda::qkv_rope_store(a, nullptr);
+
+  std::vector<float> q, k, v;
+  for (int r = 0; r < rows; ++r) {
+    q.insert(q.end(), qkv.begin() + r * ld, qkv.begin() + r * ld + Q);
+    k.insert(k.end(), qkv.begin() + r * ld + Q, qkv.begin() + r * ld + Q + KV);
+    v.insert(v.end(), qkv.begin() + r * ld + Q + KV, qkv.begin() + (r + 1) * ld);
+  }
+  cpu::add_bias(q.data(), bq.data(), rows, Q);
+  cpu::add_bias(k.data(), bk.data(), rows, KV);
+  cpu::add_bias(v.data(), bv.data(), rows, KV);
+  cpu::rope(q.data(), pos.data(), rows, H, D, D, RopeType::Neox, inv.data());
+  cpu::rope(k.data(), pos.data(), rows, Hkv, D, D, RopeType::Neox, inv.data());
+  CHECK(rel_err(qout.get(), q) < 1e-5);
+  const std::vector<__half> kh = kc.get(), vh = vc.get();
+  std::vector<float> kg, vg;
+  for (int r = 0; r < rows; ++r)
+    for (int e = 0; e < KV; ++e) {
+      kg.push_back(__half2float(kh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+      vg.push_back(__half2float(vh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+    }
+  CHECK(rel_err(kg, k) < 1e-3);
+  CHECK(rel_err(vg, v) < 1e-3);
+}
+
+namespace {
+
+// The batch inputs of the attention kernels, laid out as the backend lays them out.
+struct AttnCase {
+  Batch batch;
+  std::vector<int32_t> row_seq, table_start, tables;
+};
+
+AttnCase make_attn_case(int block_size, int n_blocks, uint32_t seed) {
+  AttnCase c;
+  std::mt19937 rng(seed);
+  std::vector<int32_t> perm(static_cast<size_t>(n_blocks));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  size_t next = 0;
+  // (first position, rows): a prompt from 0, a lone decode row deep in the context, a few
+  // rows (decode path), a chunk continuing an earlier context (prefill tiles).
+  const int seqs[][2] = {{0, 70}, {300, 1}, {40, 3}, {100, 37}, {400, 1}};
+  for (const auto& s : seqs) {
+    const int first = s[0], n = s[1];
+    const int nb = (first + n + block_size - 1) / block_size;
+    std::vector<int32_t> blocks(perm.begin() + static_cast<std::ptrdiff_t>(next),
+                                perm.begin() + static_cast<std::ptrdiff_t>(next + static_cast<size_t>(nb)));
+    next += static_cast<size_t>(nb);
+    std::vector<int32_t> toks(static_cast<size_t>(n), 1);
+    c.batch.add_sequence(toks.data(), n, first, blocks, block_size, false);
+  }
+  for (int s = 0; s < c.batch.n_seqs(); ++s) {
+    const int r0 = c.batch.seq_start[static_cast<size_t>(s)], r1 = c.batch.seq_start[static_cast<size_t>(s) + 1];
+    c.table_start.push_back(static_cast<int32_t>(c.tables.size()));
+    const int last = c.batch.positions[static_cast<size_t>(r1 - 1)];
+    c.tables.insert(c.tables.end(), c.batch.block_table(s), c.batch.block_table(s) + last / block_size + 1);
+    for (int r = r0; r < r1; ++r) c.row_seq.push_back(s);
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("cuda kernels: decode (split-K) and prefill attention match cpu::attention") {
+  for (int D : {128, 64, 8}) {
+    CAPTURE(D);
+    const int H = 8, Hkv = 2, bs = 16, n_blocks = 64, n_slots = n_blocks * bs;
+    AttnCase c = make_attn_case(bs, n_blocks, 70 + D);
+    const Batch& b = c.batch;
+    const int n = b.n_tokens();
+    const std::vector<float> q = randn(static_cast<size_t>(n * H * D), 71);
+    const std::vector<float> kf = randn(static_cast<size_t>(n_slots * Hkv * D), 72),
+                             vf = randn(static_cast<size_t>(n_slots * Hkv * D), 73);
+    // The cache holds f16; the reference reads the same rounded values as f32.
+    std::vector<__half> kh(kf.size()), vh(vf.size());
+    std::vector<float> kr(kf.size()), vr(vf.size());
+    for (size_t i = 0; i < kf.size(); ++i) {
+      kh[i] = __float2half_rn(kf[i]);
+      vh[i] = __float2half_rn(vf[i]);
+      kr[i] = __half2float(kh[i]);
+      vr[i] = __half2float(vh[i]);
+    }
+    std::vector<float> ref(q.size());
+    cpu::attention(q.data(), kr.data(), vr.data(), b, H, Hkv, D, bs, ref.data(), 2);
+
+    Dev<float> dq(q), out(q.size());
+    Dev<__half> dk(kh), dv(vh);
+    Dev<int32_t> dpos(b.positions), drs(c.row_seq), dts(c.table_start), dtab(c.tables);
+    cuda::AttnArgs a;
+    a.q = dq.p();
+    a.k_cache = dk.p();
+    a.v_cache = dv.p();
+    a.positions = dpos.p();
+    a.row_seq = drs.p();
+    a.table_start = dts.p();
+    a.tables = dtab.p();
+    a.n_head = H;
+    a.n_head_kv = Hkv;
+    a.head_dim = D;
+    a.block_size = bs;
+    a.out = out.p();
+
+    // Every row through the decode kernel, unsplit and split.
+    std::vector<int32_t> all_rows(static_cast<size_t>(n));
+    std::iota(all_rows.begin(), all_rows.end(), 0);
+    Dev<int32_t> drows(all_rows);
+    for (int split : {1, 3, 16}) {
+      CAPTURE(split);
+      out.poison();
+      Dev<float> ws(cuda::attention_decode_workspace(n, H, D, split) / sizeof(float));
+      Dev<int> counters(static_cast<size_t>(n * H));
+      cuda::check(cudaMemset(counters.p(), 0, counters.n * sizeof(int)), "zero counters");
+      for (int rep = 0; rep < 2; ++rep) {  // the counters must be back at zero for a second launch
+        out.poison();
+        cuda::attention_decode(a, drows.p(), n, split, ws.p(), counters.p(), nullptr);
+        CHECK(rel_err(out.get(), ref) < 1e-4);
+      }
+      // The f16 and q8 copies of the output that the next matrix product reads.
+      if (D % 32 == 0) {
+        Dev<__half> of16(q.size());
+        Dev<int8_t> oqs(q.size());
+        Dev<float2> ods(q.size() / 32);
+        cuda::AttnArgs b2 = a;
+        b2.out_f16 = of16.p();
+        b2.out_q8 = {oqs.p(), ods.p()};
+        cuda::attention_decode(b2, drows.p(), n, split, ws.p(), counters.p(), nullptr);
+        const std::vector<__half> hv = of16.get();
+        const std::vector<int8_t> qv = oqs.get();
+        const std::vector<float2> dv = ods.get();
+        std::vector<float> hf(hv.size()), qf(qv.size());
+        for (size_t i = 0; i < hv.size(); ++i) {
+          hf[i] = __half2float(hv[i]);
+          qf[i] = dv[i / 32].x * qv[i];
+        }
+        CHECK(rel_err(hf, ref) < 1e-3);
+        CHECK(rel_err(qf, ref) < 1e-2);
+      }
+    }
+    // Every row through prefill tiles of <= 32 rows of one sequence.
+    std::vector<int4> tiles;
+    for (int s = 0; s < b.n_seqs(); ++s)
+      for (int r = b.seq_start[static_cast<size_t>(s)]; r < b.seq_start[static_cast<size_t>(s) + 1];
+           r += cuda::kPrefillTileRows)
+        tiles.push_back(make_int4(r, std::min(cuda::kPrefillTileRows, b.seq_start[static_cast<size_t>(s) + 1] - r), s, 0));
+    Dev<int4> dtiles(tiles);
+    out.poison();
+    cuda::attention_prefill(a, dtiles.p(), static_cast<int>(tiles.size()), nullptr);
+    CHECK(rel_err(out.get(), ref) < 1e-4);
+  }
+}
+
+TEST_CASE("cuda kernels: argmax picks the first maximum and ignores NaN") {
+  const int V = 5000;
+  std::vector<float> x = randn(static_cast<size_t>(3 * V), 81);
+  x[123] = 50.0f;             // row 0: a clear maximum
+  x[V + 10] = x[V + 4000] = 60.0f;  // row 1: a tie, the lower index wins
+  x[2 * V + 7] = NAN;         // row 2: NaN never wins
+  x[2 * V + 4999] = 70.0f;
+  Dev<float> dx(x);
+  Dev<int32_t> out(3);
+  cuda::argmax_rows(dx.p(), 3, V, out.p(), nullptr);
+  const std::vector<int32_t> got = out.get();
+  CHECK(got[0] == 123);
+  CHECK(got[1] == 10);
+  CHECK(got[2] == 4999);
+}
