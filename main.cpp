@@ -17,9 +17,11 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"serve", llm::cmd_serve, "serve the OpenAI API, a web chat and metrics over HTTP"},
     {"run", llm::cmd_run, "generate text from a prompt, streamed to stdout"},
     {"info", llm::cmd_info, "show a model's architecture, hyperparameters and tensor types"},
     {"tokenize", llm::cmd_tokenize, "print the token ids of a text"},
+    {"chat", llm::cmd_chat, "talk with a model in the terminal, or answer what is piped in"},
     {"bench", llm::cmd_bench, "measure prefill and generation speed against the hardware ceiling"},
     {"make-model", llm::cmd_make_model, "write a synthetic GGUF model of a real model's shape"},
     {"quantize", llm::cmd_quantize, "convert a GGUF model's weights to another type"},

@@ -24,6 +24,7 @@ struct ModelShape {
   bool qkv_bias;        // Qwen2's attn_{q,k,v}.bias
   float llama3_factor;  // Llama 3.1-style RoPE scaling (rope_freqs.weight); 0 = none
   float init_std;       // std of the matrices' weights
+  float embd_std;       // std of token_embd (also the output matrix when tied)
 
   int64_t n_params() const;  // weights, counting a tied output once
 };

@@ -127,6 +127,14 @@ bool Engine::cancel(RequestId id) {
   return true;
 }
 
+void Engine::cancel_all() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancels_.insert(cancels_.end(), live_.begin(), live_.end());
+  }
+  cv_.notify_all();
+}
+
 void Engine::drain_inbox() {
   std::vector<Pending> inbox;
   std::vector<RequestId> cancels;
@@ -182,13 +190,17 @@ void Engine::finish(RequestId id, FinishReason reason, const std::string& error,
 }
 
 bool Engine::step() {
-  assert(!(running() && std::this_thread::get_id() != loop_.get_id()) &&
-         "step() while the loop runs");
+  assert(!running() && "step() while the loop runs");
+  return step_once();
+}
+
+bool Engine::step_once() {
   drain_inbox();
   if (!sched_.has_work()) {
     publish_metrics();
     return false;
   }
+  const double t_start = now();
   ScheduleOutput out = sched_.schedule();
   for (RequestId id : out.cannot_fit)
     finish(id, FinishReason::Error, "the request does not fit the KV cache", nullptr);
@@ -196,10 +208,12 @@ bool Engine::step() {
   if (!out.empty()) {
     const int n_sample = out.n_sample();
     try {
-      for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
       out.fill_batch(batch_, pool_.block_size());
       logits_.resize(static_cast<size_t>(n_sample) * n_vocab_);
+      const double t_fwd = now();
+      for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
       backend_.forward(batch_, logits_.data());
+      totals_.forward_s += now() - t_fwd;
     } catch (const std::exception& ex) {
       // The step's K/V is unknown: end what it computed, keep the rest going.
       for (const ScheduledSeq& s : out.seqs)
@@ -209,8 +223,16 @@ bool Engine::step() {
       return sched_.has_work();
     }
     sched_.update(out);
-
     sample_all(out);
+
+    const double dt = now() - t_start;
+    totals_.step_s += dt;
+    totals_.batched_tokens += out.n_tokens;
+    if (out.n_tokens == static_cast<int>(out.seqs.size())) {  // one token each: pure decode
+      ++totals_.decode_steps;
+      totals_.decode_tokens += out.n_tokens;
+      totals_.decode_s += dt;
+    }
   }
   publish_metrics();
   return sched_.has_work();
@@ -291,7 +313,7 @@ void Engine::loop() {
       cv_.wait(lk, [&] { return stop_ || busy || !inbox_.empty() || !cancels_.empty(); });
       if (stop_) return;
     }
-    busy = step();
+    busy = step_once();
   }
 }
 
@@ -301,6 +323,7 @@ void Engine::start() {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = false;
   }
+  loop_running_ = true;
   loop_ = std::thread([this] { loop(); });
 }
 
@@ -312,6 +335,7 @@ void Engine::stop() {
   }
   cv_.notify_all();
   loop_.join();
+  loop_running_ = false;
 }
 
 std::vector<GenerationResult> Engine::generate_all(const std::vector<Request>& requests) {

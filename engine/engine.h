@@ -13,6 +13,7 @@
 // and generate_all() when the loop is not running. Callbacks run on the stepping thread,
 // must return quickly and must not throw; they may call submit() and cancel(), not step().
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -98,6 +99,15 @@ struct EngineMetrics {
   double ttft_sum = 0, tpot_sum = 0, e2e_sum = 0;  // seconds, over finished requests that have one
   int64_t ttft_count = 0, tpot_count = 0, e2e_count = 0;
 
+  // Where the time goes, for benchmarks (llama-batched-bench's S_TG is
+  // decode_tokens / decode_s at a fixed number of sequences).
+  int64_t batched_tokens = 0;  // tokens computed by forward steps
+  double step_s = 0;           // whole steps: schedule, forward, sampling, events
+  double forward_s = 0;        // block copies and Backend::forward
+  int64_t decode_steps = 0;    // steps in which every sequence computed one token
+  int64_t decode_tokens = 0;
+  double decode_s = 0;
+
   double prefix_hit_rate() const {
     return prefix_query_tokens ? double(prefix_hit_tokens) / double(prefix_query_tokens) : 0.0;
   }
@@ -130,11 +140,14 @@ class Engine {
   // Cancels an unfinished request: it gets a final event with FinishReason::Cancelled
   // (unless it finishes first). Returns false for an unknown or finished id. Thread-safe.
   bool cancel(RequestId id);
+  // Cancels every unfinished request (server shutdown). Thread-safe.
+  void cancel_all();
 
-  // The step loop on the engine's own thread.
+  // The step loop on the engine's own thread. Call start() and stop() from one
+  // controlling thread (the one that owns the engine).
   void start();
   void stop();  // returns after the current step; requests stay queued
-  bool running() const { return loop_.joinable(); }
+  bool running() const { return loop_running_.load(); }
 
   // One step on the calling thread (the loop must not be running). Returns whether
   // requests remain.
@@ -161,6 +174,7 @@ class Engine {
   };
 
   double now() const;
+  bool step_once();
   void drain_inbox();
   void finish(RequestId id, FinishReason reason, const std::string& error, TokenEvent* ev);
   void emit(const TokenEvent& ev);
@@ -191,7 +205,8 @@ class Engine {
   RequestId next_id_ = 1;
   EngineMetrics snapshot_;
   bool stop_ = false;
-  std::thread loop_;
+  std::thread loop_;  // touched by start() and stop() only
+  std::atomic<bool> loop_running_{false};
 };
 
 }  // namespace llm

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -18,6 +19,11 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxDims = 4;               // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;
 constexpr uint64_t kMaxStringLen = 1ull << 30;
+// Vectors are reserved from counts in the file only up to this many elements; past it
+// they grow as elements are actually read, so a lying count cannot make us allocate
+// far more memory than the file's size.
+constexpr uint64_t kMaxReserve = 1 << 16;
+constexpr const char* kTruncated = " (truncated or corrupt file)";
 
 size_t scalar_size(GgufType t) {
   switch (t) {
@@ -120,13 +126,15 @@ void read_value(Reader& r, GgufType type, GgufValue& out, int depth, const std::
       if (out.arr_type == GgufType::STRING) {
         // Each string needs at least its 8-byte length: reject absurd counts up front.
         if (out.arr_count > r.remaining() / 8)
-          r.fail("key '" + key + "': string array length " + std::to_string(out.arr_count) +
-                 " exceeds the file");
-        out.arr_strings.reserve(static_cast<size_t>(out.arr_count));
+          r.fail("key '" + key + "': array length " + std::to_string(out.arr_count) +
+                 " of strings exceeds the file size" + kTruncated);
+        out.arr_strings.reserve(static_cast<size_t>(std::min(out.arr_count, kMaxReserve)));
         for (uint64_t k = 0; k < out.arr_count; ++k) out.arr_strings.push_back(r.string("array string"));
       } else if (out.arr_type == GgufType::ARRAY) {
+        // Each inner array needs at least its type and length (12 bytes).
         if (out.arr_count > r.remaining() / 12)
-          r.fail("key '" + key + "': nested array length exceeds the file");
+          r.fail("key '" + key + "': array length " + std::to_string(out.arr_count) +
+                 " of arrays exceeds the file size" + kTruncated);
         for (uint64_t k = 0; k < out.arr_count; ++k) {
           GgufValue inner;
           read_value(r, GgufType::ARRAY, inner, depth + 1, key);
@@ -134,8 +142,8 @@ void read_value(Reader& r, GgufType type, GgufValue& out, int depth, const std::
       } else {
         size_t es = scalar_size(out.arr_type);
         if (out.arr_count > r.remaining() / es)
-          r.fail("key '" + key + "': array of " + std::to_string(out.arr_count) + " " +
-                 gguf_type_name(out.arr_type) + " exceeds the file");
+          r.fail("key '" + key + "': array length " + std::to_string(out.arr_count) + " of " +
+                 gguf_type_name(out.arr_type) + " exceeds the file size" + kTruncated);
         out.arr_data = r.take(out.arr_count * es, "array data");
         if (out.arr_type == GgufType::BOOL)
           for (uint64_t k = 0; k < out.arr_count; ++k)
@@ -259,22 +267,28 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size, const std::string& na
 
 void GgufFile::parse_all() {
   Reader r(base_, size_, path_);
-  if (size_ < 4 || load<uint32_t>(base_) != kMagic) {
+  if (size_ < 4)
+    throw Error(path_ + ": not a GGUF file: only " + std::to_string(size_) + " bytes" + kTruncated);
+  if (load<uint32_t>(base_) != kMagic)
     throw Error(path_ + ": not a GGUF file (bad magic; expected \"GGUF\")");
-  }
   r.take(4, "magic");
   version_ = r.read<uint32_t>("version");
-  if (version_ == 1) r.fail("GGUF version 1 is not supported (re-convert the model with a current llama.cpp)");
-  if (version_ != 2 && version_ != 3) r.fail("unsupported GGUF version " + std::to_string(version_));
+  if (version_ == 1)
+    r.fail("GGUF version 1 is not supported (re-convert the model with a current llama.cpp)");
+  if (version_ == 0x02000000 || version_ == 0x03000000)
+    r.fail("big-endian GGUF files are not supported (use the little-endian conversion)");
+  if (version_ != 2 && version_ != 3)
+    r.fail("unsupported GGUF version " + std::to_string(version_) + " (2 and 3 are supported)");
   uint64_t n_tensors = r.read<uint64_t>("tensor count");
   uint64_t n_kv = r.read<uint64_t>("metadata count");
   // A KV needs >= 8 (key len) + 4 (type) + 1 bytes; a tensor info >= 8 + 4 + 8 + 4 + 8.
-  if (n_kv > r.remaining() / 13) r.fail("metadata count " + std::to_string(n_kv) + " exceeds the file");
+  if (n_kv > r.remaining() / 13)
+    r.fail("metadata count " + std::to_string(n_kv) + " exceeds the file size" + kTruncated);
   if (n_tensors > r.remaining() / 32)
-    r.fail("tensor count " + std::to_string(n_tensors) + " exceeds the file");
+    r.fail("tensor count " + std::to_string(n_tensors) + " exceeds the file size" + kTruncated);
 
   std::unordered_set<std::string_view> seen_keys;
-  kvs_.reserve(static_cast<size_t>(n_kv));
+  kvs_.reserve(static_cast<size_t>(std::min(n_kv, kMaxReserve)));
   for (uint64_t k = 0; k < n_kv; ++k) {
     GgufKV kv;
     std::string_view key = r.string("metadata key");
@@ -293,7 +307,7 @@ void GgufFile::parse_all() {
   }
 
   std::unordered_set<std::string> seen_tensors;
-  tensors_.reserve(static_cast<size_t>(n_tensors));
+  tensors_.reserve(static_cast<size_t>(std::min(n_tensors, kMaxReserve)));
   for (uint64_t k = 0; k < n_tensors; ++k) {
     GgufTensor t;
     t.name = std::string(r.string("tensor name"));
@@ -423,7 +437,14 @@ std::optional<std::vector<int64_t>> GgufFile::get_int_array(std::string_view key
   for (size_t k = 0; k < out.size(); ++k) {
     const uint8_t* p = v->arr_data + k * es;
     switch (v->arr_type) {
-      case GgufType::UINT64: out[k] = static_cast<int64_t>(load<uint64_t>(p)); break;
+      case GgufType::UINT64: {
+        const uint64_t u = load<uint64_t>(p);
+        if (u > static_cast<uint64_t>(INT64_MAX))
+          throw Error(path_ + ": metadata '" + std::string(key) + "' element " + std::to_string(k) +
+                      " is out of range");
+        out[k] = static_cast<int64_t>(u);
+        break;
+      }
       case GgufType::INT64: out[k] = load<int64_t>(p); break;
       default: out[k] = static_cast<int64_t>(numeric_element(v->arr_type, p));
     }
@@ -487,6 +508,9 @@ void GgufWriter::set_i32_array(const std::string& k, const std::vector<int32_t>&
 }
 
 void GgufWriter::copy_value(const std::string& k, const GgufValue& v) {
+  // Checked before anything is written, so that a refused value leaves the writer as it was.
+  if (v.type == GgufType::ARRAY && v.arr_type == GgufType::ARRAY)
+    throw Error("gguf writer: nested arrays cannot be copied (key '" + k + "')");
   key(k, v.type);
   size_t es = scalar_size(v.type);
   if (v.type == GgufType::STRING) {
@@ -496,8 +520,6 @@ void GgufWriter::copy_value(const std::string& k, const GgufValue& v) {
     if (v.arr_type == GgufType::STRING) {
       put<uint64_t>(kv_bytes_, v.arr_strings.size());
       for (std::string_view s : v.arr_strings) put_string(kv_bytes_, s);
-    } else if (v.arr_type == GgufType::ARRAY) {
-      throw Error("gguf writer: nested arrays cannot be copied (key '" + k + "')");
     } else {
       put<uint64_t>(kv_bytes_, v.arr_count);
       put_bytes(kv_bytes_, v.arr_data, v.arr_count * scalar_size(v.arr_type));

@@ -15,31 +15,35 @@ namespace llm {
 //
 // The tiny test shapes use a larger weight scale (0.08 ~ 1.3 / sqrt(256)) than trained
 // models' ~0.02 so that attention scores have a spread of ~2: softmax is then peaked and
-// an error in RoPE, masking or head grouping changes the logits visibly. `tiny` carries
+// an error in RoPE, masking or head grouping changes the logits visibly. Their embeddings
+// are larger too (RMS 1, or 0.25 where tied so that logits keep a spread of ~4): with an
+// embedding of RMS 0.08 under blocks that add ~2, the first RMSNorm magnifies rounding in
+// the embedding, and a 0.3% weight error grows to ~8% of the logits' spread instead of ~4%,
+// which would blunt the comparisons of backends that these models exist for. `tiny` carries
 // Llama 3.1 RoPE factors so that rope_freqs.weight is exercised; `tiny-qwen2` covers
 // the NeoX RoPE pairing, QKV biases and a tied output.
 const std::vector<ModelShape>& model_shapes() {
   static const std::vector<ModelShape> shapes = {
       // name, description, arch, vocab, embd, layers, heads, kv, ff, ctx, eps, base, tied, bias,
-      // llama3, std
+      // llama3 factor, matrix std, embedding std
       {"tiny", "Tiny Llama test model", Arch::Llama, 512, 256, 4, 8, 4, 768, 2048, 1e-5f, 10000.0f,
-       false, false, 8.0f, 0.08f},
+       false, false, 8.0f, 0.08f, 1.0f},
       {"tiny-qwen2", "Tiny Qwen2 test model", Arch::Qwen2, 512, 256, 4, 8, 2, 768, 4096, 1e-6f,
-       1e6f, true, true, 0.0f, 0.08f},
+       1e6f, true, true, 0.0f, 0.08f, 0.25f},
       {"llama-1b", "Llama 3.2 1B", Arch::Llama, 128256, 2048, 16, 32, 8, 8192, 131072, 1e-5f,
-       500000.0f, true, false, 32.0f, 0.02f},
+       500000.0f, true, false, 32.0f, 0.02f, 0.02f},
       {"llama2-7b", "Llama 2 7B", Arch::Llama, 32000, 4096, 32, 32, 32, 11008, 4096, 1e-5f,
-       10000.0f, false, false, 0.0f, 0.02f},
+       10000.0f, false, false, 0.0f, 0.02f, 0.02f},
       {"llama3-8b", "Llama 3.1 8B", Arch::Llama, 128256, 4096, 32, 32, 8, 14336, 131072, 1e-5f,
-       500000.0f, false, false, 8.0f, 0.02f},
+       500000.0f, false, false, 8.0f, 0.02f, 0.02f},
       {"mistral-7b", "Mistral 7B v0.3", Arch::Llama, 32768, 4096, 32, 32, 8, 14336, 32768, 1e-5f,
-       1e6f, false, false, 0.0f, 0.02f},
+       1e6f, false, false, 0.0f, 0.02f, 0.02f},
       {"qwen2-0.5b", "Qwen2 0.5B", Arch::Qwen2, 151936, 896, 24, 14, 2, 4864, 32768, 1e-6f, 1e6f,
-       true, true, 0.0f, 0.02f},
+       true, true, 0.0f, 0.02f, 0.02f},
       {"qwen2.5-7b", "Qwen2.5 7B", Arch::Qwen2, 152064, 3584, 28, 28, 4, 18944, 32768, 1e-6f, 1e6f,
-       false, true, 0.0f, 0.02f},
+       false, true, 0.0f, 0.02f, 0.02f},
       {"tinyllama-1.1b", "TinyLlama 1.1B", Arch::Llama, 32000, 2048, 22, 32, 4, 5632, 2048, 1e-5f,
-       10000.0f, false, false, 0.0f, 0.02f},
+       10000.0f, false, false, 0.0f, 0.02f, 0.02f},
   };
   return shapes;
 }
@@ -202,7 +206,7 @@ Plan make_plan(const MakeModelOptions& opt, int n_vocab) {
     t.rows = random_rows(tensor_key(opt.seed, name), t.shape[0], mean, std);
     p.tensors.push_back(std::move(t));
   };
-  add("token_embd.weight", {E, V}, 0, sd);
+  add("token_embd.weight", {E, V}, 0, s.embd_std);
   if (s.llama3_factor > 0) {
     TensorSource t{"rope_freqs.weight", DType::F32, {p.head_dim / 2}, nullptr};
     auto factors = llama3_rope_factors(s.llama3_factor, s.rope_base, p.head_dim);

@@ -1,5 +1,6 @@
 #include "engine/model.h"
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 
@@ -8,11 +9,34 @@ namespace {
 
 std::string key(const std::string& arch, const char* suffix) { return arch + "." + suffix; }
 
+// Every size is a positive int of at most 2^30, so that products of two sizes (q_dim)
+// still fit an int64 and one size never wraps when narrowed to int.
+constexpr int64_t kMaxSize = int64_t(1) << 30;
+
+int checked_size(const GgufFile& f, const std::string& k, int64_t v) {
+  if (v <= 0 || v > kMaxSize)
+    throw Error(f.path() + ": metadata '" + k + "' has invalid value " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
 int require_int(const GgufFile& f, const std::string& k) {
   auto v = f.get_int(k);
   if (!v) throw Error(f.path() + ": missing required metadata '" + k + "'");
-  if (*v <= 0 || *v > (1 << 30)) throw Error(f.path() + ": metadata '" + k + "' has invalid value " + std::to_string(*v));
-  return static_cast<int>(*v);
+  return checked_size(f, k, *v);
+}
+
+int optional_int(const GgufFile& f, const std::string& k, int fallback) {
+  auto v = f.get_int(k);
+  return v ? checked_size(f, k, *v) : fallback;
+}
+
+// A positive, finite float (epsilons, frequencies, factors).
+float positive_float(const GgufFile& f, const std::string& k, double fallback) {
+  const double v = f.get_float(k).value_or(fallback);
+  if (!(v > 0) || !(v <= FLT_MAX))
+    throw Error(f.path() + ": metadata '" + k + "' must be a positive number, is " +
+                std::to_string(v));
+  return static_cast<float>(v);
 }
 
 // head_count_kv may be an array (per-layer) in some files; we need one value.
@@ -24,7 +48,7 @@ int head_count(const GgufFile& f, const std::string& k, int fallback) {
     if (!arr || arr->empty()) throw Error(f.path() + ": metadata '" + k + "' is an empty array");
     for (int64_t x : *arr)
       if (x != (*arr)[0]) throw Error(f.path() + ": per-layer '" + k + "' values differ; not supported");
-    return static_cast<int>((*arr)[0]);
+    return checked_size(f, k, (*arr)[0]);
   }
   return require_int(f, k);
 }
@@ -54,22 +78,22 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
   c.n_head = head_count(f, key(a, "attention.head_count"), 0);
   if (c.n_head <= 0) throw Error(f.path() + ": missing required metadata '" + key(a, "attention.head_count") + "'");
   c.n_head_kv = head_count(f, key(a, "attention.head_count_kv"), c.n_head);
-  c.n_ctx_train = f.get_int(key(a, "context_length")).value_or(2048);
-  if (c.n_ctx_train <= 0) c.n_ctx_train = 2048;
-  c.head_dim = static_cast<int>(f.get_int(key(a, "attention.key_length")).value_or(c.n_embd / c.n_head));
+  // A context length of 0 or less means "not given" (llama.cpp's default).
+  const int64_t ctx = f.get_int(key(a, "context_length")).value_or(2048);
+  c.n_ctx_train = ctx <= 0 ? 2048 : checked_size(f, key(a, "context_length"), ctx);
+  c.head_dim = optional_int(f, key(a, "attention.key_length"), c.n_embd / c.n_head);
+  if (int64_t(c.n_head) * c.head_dim > kMaxSize)
+    throw Error(f.path() + ": attention.head_count x attention.key_length is too large");
   if (auto vl = f.get_int(key(a, "attention.value_length")); vl && *vl != c.head_dim)
     throw Error(f.path() + ": attention.value_length != key_length is not supported");
-  c.rms_eps = static_cast<float>(f.get_float(key(a, "attention.layer_norm_rms_epsilon")).value_or(1e-5));
-  c.rope_freq_base = static_cast<float>(f.get_float(key(a, "rope.freq_base")).value_or(10000.0));
-  c.rope_dim = static_cast<int>(f.get_int(key(a, "rope.dimension_count")).value_or(c.head_dim));
+  c.rms_eps = positive_float(f, key(a, "attention.layer_norm_rms_epsilon"), 1e-5);
+  c.rope_freq_base = positive_float(f, key(a, "rope.freq_base"), 10000.0);
+  c.rope_dim = optional_int(f, key(a, "rope.dimension_count"), c.head_dim);
   auto scaling = f.get_string(key(a, "rope.scaling.type")).value_or("none");
   if (scaling == "linear") {
-    double factor = f.get_float(key(a, "rope.scaling.factor")).value_or(1.0);
-    if (factor <= 0) throw Error(f.path() + ": rope.scaling.factor must be positive");
-    c.rope_freq_scale = static_cast<float>(1.0 / factor);
-  } else if (auto fs = f.get_float(key(a, "rope.scale_linear"))) {
-    if (*fs <= 0) throw Error(f.path() + ": rope.scale_linear must be positive");
-    c.rope_freq_scale = static_cast<float>(1.0 / *fs);
+    c.rope_freq_scale = 1.0f / positive_float(f, key(a, "rope.scaling.factor"), 1.0);
+  } else if (f.find(key(a, "rope.scale_linear"))) {
+    c.rope_freq_scale = 1.0f / positive_float(f, key(a, "rope.scale_linear"), 1.0);
   } else if (scaling != "none" && scaling != "llama3") {
     // llama3 scaling is carried by the rope_freqs.weight tensor.
     throw Error(f.path() + ": unsupported rope.scaling.type '" + scaling + "'");
@@ -79,7 +103,7 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
   const GgufTensor* emb = f.tensor("token_embd.weight");
   if (!emb) throw Error(f.path() + ": missing tensor 'token_embd.weight'");
   if (emb->shape.size() != 2) throw Error(f.path() + ": token_embd.weight must be 2-D");
-  c.n_vocab = static_cast<int>(emb->shape[1]);
+  c.n_vocab = checked_size(f, "token_embd.weight rows", emb->shape[1]);
   c.has_qkv_bias = f.tensor("blk.0.attn_q.bias") != nullptr;
   c.tied_output = f.tensor("output.weight") == nullptr;
 
@@ -90,7 +114,6 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
   if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0)
     throw Error(f.path() + ": rope.dimension_count " + std::to_string(c.rope_dim) + " is invalid for head dim " +
                 std::to_string(c.head_dim));
-  if (!(c.rms_eps > 0) || !(c.rope_freq_base > 0)) throw Error(f.path() + ": invalid epsilon or rope.freq_base");
   return c;
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/dequant_avx2.h"
 #include "quant/quants.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -203,7 +204,10 @@ void dequant_row(const Kernels& k, DType t, const void* src, float* dst, int64_t
       k.bf16(static_cast<const uint16_t*>(src), dst, cols);
       return;
     default:
-      dequantize_row(t, src, dst, cols);
+      if (has_dequantize_avx2(t))
+        dequantize_row_avx2(t, src, dst, cols);
+      else
+        dequantize_row(t, src, dst, cols);
   }
 }
 
@@ -256,7 +260,7 @@ void matmul(const TensorRef& W, const float* x, float* y, int n_rows, int n_thre
   // row, so each weight byte is read once per call whatever n_rows is. F32 weights are
   // used in place; f16 / bf16 ones are read in place for the few-row (decode) case,
   // where converting first would double the passes over the weights.
-  constexpr int64_t kTile = 16;
+  const int64_t kTile = n_rows <= 2 ? 4 : 16;  // decode: a tile small enough for L1
   const int64_t n_tiles = (rows + kTile - 1) / kTile;
   // Small products are not worth waking threads for (stories260K has 64 x 64 matrices).
   const double work = static_cast<double>(rows) * cols * n_rows;

@@ -122,7 +122,7 @@ void quantize_model(const std::string& in_path, const std::string& out_path,
     if (!opt.progress) return;
     std::string dims;
     for (int64_t d : t.shape) dims += (dims.empty() ? "" : "x") + std::to_string(d);
-    std::fprintf(stderr, "[%4zu/%zu] %-28s %-4s -> %-5s %s\n", i + 1, n, t.name.c_str(),
+    std::fprintf(stderr, "[%4zu/%zu] %-28s %-4s \u2192 %-5s %s\n", i + 1, n, t.name.c_str(),
                  dtype_name(src.type), dtype_name(t.type), dims.c_str());
   };
   write_gguf_streamed(w, out, out_path, so);
@@ -130,7 +130,8 @@ void quantize_model(const std::string& in_path, const std::string& out_path,
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(
         stderr,
-        "quantized %s -> %s (%s): %zu tensors, %.1f MB -> %.1f MB (%.2f bits/weight) in %.1f s\n",
+        "quantized %s \u2192 %s (%s): %zu tensors, %.1f MB \u2192 %.1f MB (%.2f bits/weight) in "
+        "%.1f s\n",
         in_path.c_str(), out_path.c_str(), lower(file_type_name(opt.type)).c_str(), n,
         static_cast<double>(in_bytes) / 1e6, static_cast<double>(out_bytes) / 1e6,
         n_elems ? 8.0 * static_cast<double>(out_bytes) / static_cast<double>(n_elems) : 0.0, s);

@@ -36,6 +36,10 @@ int ScheduleOutput::n_sample() const {
 
 void ScheduleOutput::fill_batch(Batch& batch, int block_size) const {
   batch.clear();
+  // Size the block-table width once, so add_sequence never re-lays the rows.
+  for (const ScheduledSeq& s : seqs)
+    batch.max_blocks = std::max(batch.max_blocks, static_cast<int>(s.seq->table.blocks.size()));
+  batch.block_tables.reserve(seqs.size() * static_cast<size_t>(batch.max_blocks));
   for (const ScheduledSeq& s : seqs) {
     const Sequence& q = *s.seq;
     batch.add_sequence(q.tokens.data() + q.num_computed, s.n_tokens, q.num_computed, q.table.blocks,
@@ -103,6 +107,10 @@ void Scheduler::make_room_for_urgent(int budget, ScheduleOutput& out) {
   while (!waiting_.empty() && !running_.empty()) {
     const Sequence& w = *waiting_.front();
     if (!before(w, *running_.back())) return;
+    // Under the deadline policy only a first token (TTFT) preempts: TPOT dues move
+    // forward with every token on both sides, so they would trade places every step,
+    // each time recomputing the other.
+    if (cfg_.policy == SchedulePolicy::Deadline && w.num_generated() > 0) return;
     if (static_cast<int>(running_.size()) < cfg_.max_num_seqs) {
       PrefixHit hit;
       const int start = cached_start(w, hit);

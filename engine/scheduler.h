@@ -11,7 +11,8 @@
 //      and the rest is prefilled in budget-sized chunks (chunked prefill). No admission
 //      in a step that preempted: the memory it would take is what just ran out.
 //   Under the priority and deadline policies, a waiting sequence more urgent than the
-//   least urgent running one first preempts it when it lacks a seat or blocks.
+//   least urgent running one first preempts it when it lacks a seat or blocks (under
+//   deadline, only for its first token: see make_room_for_urgent).
 //
 // Urgency: fcfs = arrival; priority = (priority, arrival); deadline = earliest next due
 // time (the slack of the request's TTFT or TPOT target), then arrival.

@@ -11,5 +11,7 @@ int cmd_tokenize(int argc, char** argv);    // server/cli_tokenize.cpp
 int cmd_make_model(int argc, char** argv);  // server/cli_make_model.cpp
 int cmd_quantize(int argc, char** argv);    // server/cli_quantize.cpp
 int cmd_bench(int argc, char** argv);       // server/cli_bench.cpp
+int cmd_serve(int argc, char** argv);       // server/cli_serve.cpp
+int cmd_chat(int argc, char** argv);        // server/chat_cli.cpp
 
 }  // namespace llm

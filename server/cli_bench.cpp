@@ -17,6 +17,7 @@
 #include "engine/model.h"
 #include "quant/mix.h"
 #include "server/args.h"
+#include "server/bench_batch.h"
 #include "server/cli.h"
 
 #ifdef LLM_HAVE_CUDA
@@ -109,8 +110,13 @@ int cmd_bench(int argc, char** argv) {
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
-  args.flag("--profile", "",
-            "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
+  args.flag("--profile", "", "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
+  args.flag("--concurrency", "N,N,...",
+            "batched mode: aggregate generation throughput of N sequences of -p prompt and -n generated "
+            "tokens each, through the batching engine (like llama-batched-bench)");
+  args.flag("--shared-prefix", "N", "batched mode: the first N prompt tokens are shared (prefix caching)", "0");
+  args.flag("--prefix-ttft", "N", "time to first token of a request whose first N tokens are cached vs uncached");
+  args.flag("--batch-tokens", "N", "batched mode: engine token budget per step", "4096");
   if (!args.parse(argc, argv)) return 0;
   const std::string path = args.str("model");
   if (path.empty()) throw Error("bench: -m MODEL is required (see llm bench --help)");
@@ -131,6 +137,29 @@ int cmd_bench(int argc, char** argv) {
   opt.block_size = 16;
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
   opt.verbose = !json;
+  std::vector<int> concurrency;
+  if (args.has("concurrency")) {
+    std::string list = args.str("concurrency");
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      char* end = nullptr;
+      long v = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || v < 1 || v > 4096)
+        throw Error("bench: --concurrency expects a list of sequence counts like 1,8,32, got '" + list + "'");
+      concurrency.push_back(static_cast<int>(v));
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    const int max_n = *std::max_element(concurrency.begin(), concurrency.end());
+    opt.kv_tokens = static_cast<int64_t>(max_n) * ((n_prompt + n_gen + 15) / 16 + 1) * 16;
+  }
+  const int shared_prefix = static_cast<int>(args.i64("shared-prefix", 0));
+  const int prefix_ttft = static_cast<int>(args.i64("prefix-ttft", 0));
+  if (shared_prefix < 0 || shared_prefix > n_prompt) throw Error("bench: --shared-prefix must be 0..-p");
+  if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
+  if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
 
   // Ceilings first, while the device is empty.
   std::string dev_name;
@@ -180,6 +209,30 @@ int cmd_bench(int argc, char** argv) {
       tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
   };
+
+  if (!concurrency.empty() || prefix_ttft > 0) {
+    if (!json) {
+      std::printf("device: %s — copy bandwidth %.0f GB/s (read + write)", dev_name.c_str(), copy_gbs);
+      if (peak_tflops > 0) std::printf(", f16 GEMM %.0f TFLOP/s", peak_tflops);
+      std::printf("\nmodel: %s (%s, %d layers, n_embd %d)\n", path.c_str(), model_type(*model).c_str(), c.n_layer,
+                  c.n_embd);
+    }
+    if (!concurrency.empty()) {
+      BatchBenchOptions bo;
+      bo.concurrency = concurrency;
+      bo.n_prompt = std::max(n_prompt, 1);
+      bo.n_gen = std::max(n_gen, 1);
+      bo.shared_prefix = shared_prefix;
+      bo.repetitions = reps;
+      bo.max_batched_tokens = static_cast<int>(args.i64("batch-tokens", 4096));
+      bo.bandwidth_gbs = copy_gbs;
+      bo.peak_tflops = peak_tflops;
+      bo.json = json;
+      run_batch_bench(*backend, *model, bo);
+    }
+    if (prefix_ttft > 0) run_prefix_bench(*backend, *model, prefix_ttft, 64, reps, json);
+    return 0;
+  }
 
   std::vector<Result> results;
   if (n_prompt > 0) {

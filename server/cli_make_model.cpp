@@ -20,9 +20,13 @@ void list_shapes() {
     const double f16 = static_cast<double>(model_file_bytes(o));
     o.type = FileType::Q4_K_M;
     const double q4 = static_cast<double>(model_file_bytes(o));
-    std::printf("%-15s %-22s %6.2fB %6d %6d %6d %6d %7d %8d %8.2f GB %8.2f GB\n", s.name,
-                s.description, static_cast<double>(s.n_params()) / 1e9, s.n_embd, s.n_layer,
-                s.n_head, s.n_head_kv, s.n_ff, s.n_vocab, f16 / 1e9, q4 / 1e9);
+    char params[16];
+    const double p = static_cast<double>(s.n_params());
+    std::snprintf(params, sizeof params, p >= 1e9 ? "%.2fB" : "%.1fM",
+                  p >= 1e9 ? p / 1e9 : p / 1e6);
+    std::printf("%-15s %-22s %7s %6d %6d %6d %6d %7d %8d %8.2f GB %8.2f GB\n", s.name,
+                s.description, params, s.n_embd, s.n_layer, s.n_head, s.n_head_kv, s.n_ff,
+                s.n_vocab, f16 / 1e9, q4 / 1e9);
   }
 }
 

@@ -13,7 +13,9 @@
 
 namespace llm::api {
 
-using json = nlohmann::json;
+// ordered: keys keep the order clients sent (templates render tool arguments with tojson)
+// and responses list fields in OpenAI's order.
+using json = nlohmann::ordered_json;
 
 // An error as OpenAI reports it: {"error": {"message", "type", "param", "code"}}.
 struct ApiError {

@@ -2,7 +2,7 @@
 // backend that checks the paged-KV contract, and batch invariance on the real CPU
 // backend: greedy outputs of many concurrent requests (mixed lengths, shared prefixes,
 // chunked prefill, preemption forced by a tiny KV pool) must equal each request run
-// alone, exactly, on stories260K and on a synthetic qwen2-shaped model.
+// alone, exactly, on stories260K, a synthetic qwen2-shaped model and make-model tiny.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine/backend_cpu.h"
+#include "engine/convert.h"
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/gguf.h"
@@ -220,6 +221,34 @@ TEST_CASE("engine: greedy logprobs are the top entry; stops end with the right r
   CHECK(g.finish_reason == FinishReason::Length);
   CHECK(g.tokens.size() == 5);
   CHECK(be.violations == 0);
+}
+
+TEST_CASE("engine: step accounting adds up") {
+  FakeBackend be(64, 64, 4);
+  EngineConfig cfg;
+  cfg.prefix_caching = false;
+  Engine e(be, cfg);
+  const std::vector<GenerationResult> r = e.generate_all(
+      {greedy({1, 2, 3, 4, 5, 6, 7}, 9), greedy({8, 9}, 4), greedy({10, 11, 12}, 6)});
+  const EngineMetrics m = e.metrics();
+  // Every prompt token and every generated token but the last of each is computed once.
+  CHECK(m.batched_tokens == (7 + 2 + 3) + (9 + 4 + 6) - 3);
+  CHECK(m.generated_tokens == 9 + 4 + 6);
+  CHECK(m.prefix_hit_tokens == 0);
+  CHECK(m.prefix_query_tokens == 7 + 2 + 3);
+  // All three prefill in step 1; then 3, 3, 3, 2, 2, 1, 1, 1 decodes.
+  CHECK(m.steps == 9);
+  CHECK(m.decode_steps == 8);
+  CHECK(m.decode_tokens == 16);
+  CHECK(m.forward_s <= m.step_s);
+  CHECK(m.decode_s <= m.step_s);
+  CHECK(m.ttft_count == 3);
+  CHECK(m.tpot_count == 3);
+  CHECK(m.e2e_count == 3);
+  CHECK(r[0].stats.n_prompt == 7);
+  CHECK(r[0].stats.n_generated == 9);
+  CHECK(r[0].stats.ttft >= 0);
+  CHECK(r[0].stats.e2e >= r[0].stats.ttft);
 }
 
 TEST_CASE("engine: requests that cannot run are refused at submit") {
@@ -543,4 +572,19 @@ TEST_CASE("engine: batch invariance on the CPU backend, synthetic qwen2") {
   REQUIRE(model->config.tied_output);
   std::mt19937 rng(5);
   check_batch_invariance(*model, random_tokens(rng, 40, 0, model->config.n_vocab - 1));
+}
+
+TEST_CASE("engine: batch invariance on the CPU backend, make-model tiny q4_0") {
+  // The project's synthetic Llama test shape with quantized weights (2 of its 4 layers
+  // keep the test quick).
+  MakeModelOptions o;
+  o.shape = "tiny";
+  o.type = FileType::Q4_0;
+  o.n_layers = 2;
+  o.n_threads = 2;
+  const std::string path = test::temp_path("tiny-q4_0.gguf");
+  make_model(o, path);
+  const std::unique_ptr<Model> model = Model::load(path);
+  std::mt19937 rng(9);
+  check_batch_invariance(*model, random_tokens(rng, 40, 3, model->config.n_vocab - 1));
 }

@@ -131,7 +131,7 @@ TEST_CASE("invalid JSON and non-object bodies are 400 with a null param") {
     ApiError e = error_of(body);
     CHECK(e.status == 400);
     CHECK(e.param.empty());
-    nlohmann::json j = e.to_json();
+    nlohmann::ordered_json j = e.to_json();
     CHECK(j["error"]["param"].is_null());
     CHECK(j["error"]["code"].is_null());
     CHECK(j["error"]["type"] == "invalid_request_error");
@@ -164,7 +164,7 @@ TEST_CASE("chat completion response shape") {
   Usage u;
   u.prompt_tokens = 5;
   u.completion_tokens = 2;
-  nlohmann::json j = chat_completion_json("chatcmpl-1", 100, "m", {c}, u);
+  nlohmann::ordered_json j = chat_completion_json("chatcmpl-1", 100, "m", {c}, u);
   CHECK(j["object"] == "chat.completion");
   CHECK(j["choices"][0]["message"]["role"] == "assistant");
   CHECK(j["choices"][0]["message"]["content"] == "hello");
@@ -175,7 +175,7 @@ TEST_CASE("chat completion response shape") {
   Choice t;
   t.tool_calls.push_back({"call_1", "get_weather", R"({"city":"Paris"})"});
   t.finish_reason = "tool_calls";
-  nlohmann::json k = chat_completion_json("chatcmpl-2", 100, "m", {t}, u);
+  nlohmann::ordered_json k = chat_completion_json("chatcmpl-2", 100, "m", {t}, u);
   CHECK(k["choices"][0]["message"]["content"].is_null());
   CHECK(k["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather");
   CHECK(k["choices"][0]["message"]["tool_calls"][0]["type"] == "function");
@@ -184,7 +184,7 @@ TEST_CASE("chat completion response shape") {
 TEST_CASE("stream chunks: role first, content deltas, finish, usage chunk") {
   ChatDelta first;
   first.role = true;
-  nlohmann::json a = chat_chunk_json("id", 1, "m", first, true);
+  nlohmann::ordered_json a = chat_chunk_json("id", 1, "m", first, true);
   CHECK(a["object"] == "chat.completion.chunk");
   CHECK(a["choices"][0]["delta"]["role"] == "assistant");
   CHECK(a["choices"][0]["finish_reason"].is_null());
@@ -193,7 +193,7 @@ TEST_CASE("stream chunks: role first, content deltas, finish, usage chunk") {
 
   ChatDelta fin;
   fin.finish_reason = "length";
-  nlohmann::json b = chat_chunk_json("id", 1, "m", fin, false);
+  nlohmann::ordered_json b = chat_chunk_json("id", 1, "m", fin, false);
   CHECK(b["choices"][0]["delta"].empty());
   CHECK(b["choices"][0]["finish_reason"] == "length");
   CHECK_FALSE(b.contains("usage"));
@@ -201,7 +201,7 @@ TEST_CASE("stream chunks: role first, content deltas, finish, usage chunk") {
   Usage u;
   u.prompt_tokens = 3;
   u.completion_tokens = 4;
-  nlohmann::json c = chat_usage_chunk_json("id", 1, "m", u);
+  nlohmann::ordered_json c = chat_usage_chunk_json("id", 1, "m", u);
   CHECK(c["choices"].empty());
   CHECK(c["usage"]["total_tokens"] == 7);
   CHECK(sse_event(c).rfind("data: {", 0) == 0);
@@ -213,9 +213,9 @@ TEST_CASE("logprobs: partial UTF-8 tokens stay valid JSON and keep their bytes")
   c.finish_reason = "stop";
   c.has_logprobs = true;
   c.logprobs.push_back({"\xE2\x82", -0.5f, {{"\xE2\x82", -0.5f}, {"a", -2.0f}}});
-  nlohmann::json j = chat_completion_json("id", 1, "m", {c}, Usage{});
+  nlohmann::ordered_json j = chat_completion_json("id", 1, "m", {c}, Usage{});
   const nlohmann::json& t = j["choices"][0]["logprobs"]["content"][0];
-  CHECK(t["bytes"] == nlohmann::json::array({0xE2, 0x82}));
+  CHECK(t["bytes"] == nlohmann::ordered_json::array({0xE2, 0x82}));
   CHECK(t["top_logprobs"].size() == 2);
   CHECK_NOTHROW((void)j.dump());
 }

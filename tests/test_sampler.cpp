@@ -17,6 +17,18 @@
 
 using namespace llm;
 
+// Timing bounds do not apply to ASan builds (an order of magnitude slower).
+#if defined(__SANITIZE_ADDRESS__)
+#define LLM_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LLM_SANITIZED 1
+#endif
+#endif
+#ifndef LLM_SANITIZED
+#define LLM_SANITIZED 0
+#endif
+
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();

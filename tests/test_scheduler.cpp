@@ -317,6 +317,21 @@ TEST_CASE("scheduler: deadline policy orders by slack and reports misses") {
   const RequestId h = sim.submit(hopeless);
   sim.run_to_end();
   CHECK(sim.done.at(h)->stats().ttft_missed);
+
+  // A request with a TTFT target preempts one without a target for the only seat.
+  const RequestId slow = sim.submit(spec(tokens(4, 4), 10));
+  sim.step();
+  sim.step();
+  Spec urgent = spec(tokens(4, 5), 2);
+  urgent.deadline.ttft = 1.5;
+  const RequestId u = sim.submit(urgent);
+  ScheduleOutput o = sim.step();
+  CHECK(o.preempted == std::vector<RequestId>{slow});
+  REQUIRE(o.seqs.size() == 1);
+  CHECK(o.seqs[0].seq->id == u);
+  sim.run_to_end();
+  CHECK_FALSE(sim.done.at(u)->stats().ttft_missed);
+  CHECK(sim.output(slow) == reference(spec(tokens(4, 4), 10), 256));
 }
 
 TEST_CASE("scheduler: random arrivals, lengths and cancellations over tiny pools") {

@@ -1,0 +1,78 @@
+#include "server/cli_common.h"
+
+#include <cstdio>
+#include <thread>
+
+#include "engine/error.h"
+
+namespace llm {
+
+void add_model_flags(Args& a) {
+  a.flag("-m, --model", "FILE", "the GGUF model");
+  a.flag("-t, --threads", "N", "CPU threads", "all cores");
+  a.flag("-c, --ctx-size", "N", "tokens per sequence at most", "min(training context, KV cache)");
+  a.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
+  a.flag("--gpu", "N", "CUDA device ordinal", "0");
+  a.flag("--kv-tokens", "N", "KV cache capacity in tokens", "CPU: 4 contexts; CUDA: 90% of free memory");
+  a.flag("--block-size", "N", "tokens per KV cache block", "16");
+  a.flag("--parallel", "N", "sequences decoded together at most", "256");
+  a.flag("--batch-tokens", "N", "tokens per engine step (decodes + prefill chunks)", "2048");
+  a.flag("--policy", "fcfs|priority|deadline", "scheduling policy", "fcfs");
+  a.flag("--no-prefix-cache", "", "do not reuse the KV cache of shared prompt prefixes");
+}
+
+DeviceKind device_of(const Args& a) {
+  std::string d = a.str("--device");
+  if (d.empty()) return cuda_device_count() > 0 ? DeviceKind::Cuda : DeviceKind::Cpu;
+  if (d == "cuda" || d == "gpu") return DeviceKind::Cuda;
+  if (d == "cpu") return DeviceKind::Cpu;
+  throw Error("llm " + a.command() + ": --device must be cuda or cpu, got '" + d + "'");
+}
+
+LoadedModel load_model(const Args& a) {
+  std::string path = a.str("--model");
+  if (path.empty() && !a.positional().empty()) path = a.positional()[0];
+  if (path.empty()) throw Error("llm " + a.command() + ": which model? give -m MODEL (see 'llm " + a.command() + " --help')");
+  LoadedModel lm;
+  lm.model = Model::load(path);
+  lm.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(lm.model->file));
+  BackendOptions bo;
+  bo.device = device_of(a);
+  bo.gpu = static_cast<int>(a.i64("--gpu", 0));
+  bo.n_threads = static_cast<int>(a.i64("--threads", 0));
+  bo.block_size = static_cast<int>(a.i64("--block-size", 16));
+  bo.kv_tokens = a.i64("--kv-tokens", 0);
+  if (bo.n_threads < 0 || bo.block_size < 1 || bo.block_size > 1024 || bo.kv_tokens < 0)
+    throw Error("llm " + a.command() + ": --threads, --block-size (1..1024) and --kv-tokens must be positive");
+  if (bo.device == DeviceKind::Cpu && bo.kv_tokens == 0) {
+    // Room for several full contexts so that concurrent requests can batch.
+    int ctx = static_cast<int>(a.i64("--ctx-size", 0));
+    if (ctx <= 0) ctx = std::min(lm.model->config.n_ctx_train, 4096);
+    bo.kv_tokens = static_cast<int64_t>(ctx) * 4;
+  }
+  lm.backend = make_backend(*lm.model, bo);
+  return lm;
+}
+
+EngineConfig engine_config(const Args& a, const Tokenizer& tok) {
+  EngineConfig c;
+  c.sched.max_num_seqs = static_cast<int>(a.i64("--parallel", 256));
+  c.sched.max_num_batched_tokens = static_cast<int>(a.i64("--batch-tokens", 2048));
+  std::string p = a.str("--policy", "fcfs");
+  if (p == "fcfs")
+    c.sched.policy = SchedulePolicy::Fcfs;
+  else if (p == "priority")
+    c.sched.policy = SchedulePolicy::Priority;
+  else if (p == "deadline")
+    c.sched.policy = SchedulePolicy::Deadline;
+  else
+    throw Error("llm " + a.command() + ": --policy must be fcfs, priority or deadline, got '" + p + "'");
+  if (c.sched.max_num_seqs < 1 || c.sched.max_num_batched_tokens < 1)
+    throw Error("llm " + a.command() + ": --parallel and --batch-tokens must be positive");
+  c.prefix_caching = !a.on("--no-prefix-cache");
+  c.max_model_len = static_cast<int>(a.i64("--ctx-size", 0));
+  c.eog_ids = tok.eog_ids();
+  return c;
+}
+
+}  // namespace llm

@@ -1,0 +1,32 @@
+// What the engine-driving commands (serve, chat, bench) share: the model/device flags,
+// loading a model with its tokenizer and backend, and the engine configuration.
+#pragma once
+#include <memory>
+
+#include "engine/backend.h"
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "server/args.h"
+
+namespace llm {
+
+// -m, -t, -c, --device, --gpu, --kv-tokens, --parallel, --batch-tokens, --block-size,
+// --policy, --no-prefix-cache.
+void add_model_flags(Args& a);
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Backend> backend;
+};
+
+// Loads the model named by -m (or the first positional) on the chosen device.
+LoadedModel load_model(const Args& a);
+
+EngineConfig engine_config(const Args& a, const Tokenizer& tok);
+
+// The device: --device cuda|cpu, default CUDA when a GPU is present.
+DeviceKind device_of(const Args& a);
+
+}  // namespace llm

@@ -1,0 +1,73 @@
+// `llm serve`: the OpenAI-compatible HTTP API, the web chat and /metrics on
+// cpp-httplib, feeding every request into the one batching engine.
+//
+// Routes: GET / (web chat), GET /health, GET /metrics, GET /v1/models[/{id}],
+// POST /v1/chat/completions, POST /v1/completions. Every error uses OpenAI's envelope.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/chat_template.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "server/metrics.h"
+#include "server/tool_calls.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace llm {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                 // 0: any free port (see HttpServer::port())
+  std::string api_key;             // non-empty: /v1/* and /metrics need "Authorization: Bearer KEY"
+  std::string model_id;            // the name clients see in /v1/models
+  int max_waiting = 256;           // queued requests beyond this get 429
+  int http_threads = 0;            // 0: enough for max_num_seqs streams plus headroom
+  double shutdown_grace_s = 30;    // in-flight requests get this long after SIGINT/SIGTERM
+  size_t max_body_bytes = 16u << 20;
+  bool web_ui = true;
+};
+
+// What the server serves with; all of it outlives the server.
+struct ServeContext {
+  Engine* engine = nullptr;
+  const Tokenizer* tokenizer = nullptr;
+  const ChatTemplate* chat_template = nullptr;  // never null: the model's or a fallback
+  ToolStyle tool_style = ToolStyle::Generic;
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServeContext ctx, ServeOptions opt);
+  ~HttpServer();
+
+  // Binds; throws llm::Error when the address cannot be bound.
+  void bind();
+  int port() const { return port_; }
+  // Serves until shutdown() (blocking); returns after in-flight requests ended.
+  void run();
+  // Stops accepting, lets in-flight requests finish within the grace period, then
+  // cancels what is left. Safe from any thread, once or more.
+  void shutdown();
+  bool draining() const { return draining_; }
+
+  ServerMetrics& metrics() { return metrics_; }
+
+ private:
+  void routes();
+  ServeContext ctx_;
+  ServeOptions opt_;
+  std::unique_ptr<httplib::Server> svr_;
+  ServerMetrics metrics_;
+  int port_ = 0;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> in_flight_{0};
+};
+
+}  // namespace llm
