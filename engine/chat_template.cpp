@@ -7,7 +7,7 @@ namespace llm {
 
 struct ChatTemplate::Parsed {
   std::string source;
-  jinja::StmtList body;
+  jinja::Template tmpl;
 };
 
 namespace {
@@ -149,7 +149,7 @@ ChatTemplate ChatTemplate::from_source(std::string source, std::string bos_token
                                        std::string eos_token) {
   auto parsed = std::make_shared<Parsed>();
   try {
-    parsed->body = jinja::parse_template(source);
+    parsed->tmpl = jinja::parse_template(source);
   } catch (const jinja::TemplateError& e) {
     rethrow(e);
   }
@@ -218,7 +218,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
     return tm;
   });
   try {
-    return interp.render(parsed_->body, vars, input_bytes);
+    return interp.render(parsed_->tmpl, vars, input_bytes);
   } catch (const jinja::TemplateError& e) {
     rethrow(e);
   }

@@ -64,6 +64,10 @@ struct Expr {
   std::vector<ExprPtr> values;
   std::vector<Op> ops;  // Compare
   CallSpec call;                 // Call, Filter, Test
+  // No names and no calls below: jinja2's optimizer tries to fold it at compile time,
+  // where slicing goes through the sandbox's getitem (an unsliceable object gives
+  // Undefined, not the TypeError of a runtime slice). See Interp::eval.
+  bool constant = false;
 };
 
 // Assignment target: a name, a tuple of targets, or namespace.attr (set only).
@@ -107,6 +111,11 @@ struct Stmt {
   bool uses_varargs = false;
   bool uses_kwargs = false;
   bool uses_loop = false;  // For: the body reads `loop` (else the loop object is not built)
+  // Names the frame this statement opens (loop body, macro/caller body, filter/set block,
+  // with/generation) starts with undefined, shadowing outer values; else_undefined for the
+  // for-else frame. See analyze_scopes() in jinja_analysis.h.
+  std::vector<std::string> frame_undefined;
+  std::vector<std::string> else_undefined;
 };
 
 }  // namespace llm::jinja

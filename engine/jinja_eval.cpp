@@ -55,13 +55,14 @@ void Interp::emit(std::string& out, std::string_view text) const {
   out.append(text);
 }
 
-std::string Interp::render(const StmtList& body, const ValueDict& vars, size_t input_bytes) {
+std::string Interp::render(const Template& tmpl, const ValueDict& vars, size_t input_bytes) {
   steps_ = 0;
   max_steps_ = limits_.max_steps + limits_.steps_per_input_byte * input_bytes;
   auto root = std::make_shared<Scope>();
   for (const auto& kv : vars.items) root->set(kv.first.str(), kv.second);
+  root->declare_undefined(tmpl.undefined);  // even over a variable the caller passed
   std::string out;
-  exec(body, root, out);
+  exec(tmpl.body, root, out);
   return out;
 }
 
@@ -85,10 +86,13 @@ Interp::Flow Interp::exec(const StmtList& body, const std::shared_ptr<Scope>& sc
   return Flow::Normal;
 }
 
-std::string Interp::capture(const StmtList& body, const std::shared_ptr<Scope>& parent) {
-  std::string out;
-  exec(body, child_of(parent), out);
-  return out;
+// The output of a block body rendered in its own scope. A break/continue inside (allowed:
+// jinja2 compiles set and filter blocks inline) abandons the block and is passed on.
+Interp::Flow Interp::capture(const Stmt& block, const std::shared_ptr<Scope>& parent,
+                             std::string& out) {
+  auto scope = child_of(parent);
+  scope->declare_undefined(block.frame_undefined);
+  return exec(block.body, scope, out);
 }
 
 Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scope,
@@ -97,14 +101,14 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
   try {
     switch (s.kind) {
       case StmtKind::Data: emit(out, s.text); break;
-      case StmtKind::Print: emit(out, eval(*s.expr, scope).to_str()); break;
+      case StmtKind::Print: emit(out, print_value(*s.expr, scope)); break;
       case StmtKind::If:
         for (const auto& br : s.branches)
           if (eval(*br.first, scope).truthy()) return exec(br.second, scope, out);
         return exec(s.else_body, scope, out);
       case StmtKind::For: return exec_for(s, scope, out);
       case StmtKind::Set:
-      case StmtKind::SetBlock: exec_set(s, scope); break;
+      case StmtKind::SetBlock: return exec_set(s, scope);
       case StmtKind::Macro: scope->set(s.name, make_macro(s, scope)); break;
       case StmtKind::CallBlock: {
         auto caller = std::make_shared<Callable>();
@@ -121,12 +125,14 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
         break;
       }
       case StmtKind::FilterBlock: {
-        Value body = Value::string(capture(s.body, scope));
-        emit(out, apply_filter_chain(s.expr.get(), scope, body).to_str());
+        std::string body;
+        if (Flow f = capture(s, scope, body); f != Flow::Normal) return f;
+        emit(out, apply_filter_chain(s.expr.get(), scope, Value::string(std::move(body))).to_str());
         break;
       }
       case StmtKind::Scope: {
         auto inner = child_of(scope);
+        inner->declare_undefined(s.frame_undefined);
         for (size_t i = 0; i < s.params.size(); ++i)
           inner->set(s.params[i], eval(*s.defaults[i], scope));
         return exec(s.body, inner, out);
@@ -181,7 +187,20 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
     }
     items = std::move(kept);
   }
-  if (items.empty()) return exec(s.else_body, child_of(scope), out);
+  // jinja2 runs the else block unless some iteration reached the end of the body: an empty
+  // loop, but also one whose every pass ended in continue, or that broke in its first pass.
+  bool completed = false;
+  auto run_body = [&]() {
+    Flow f = exec(s.body, inner, out);
+    completed |= f == Flow::Normal;
+    return f != Flow::Break;
+  };
+  auto finish = [&]() {
+    if (completed || s.else_body.empty()) return Flow::Normal;
+    auto else_scope = child_of(scope);
+    else_scope->declare_undefined(s.else_undefined);
+    return exec(s.else_body, else_scope, out);
+  };
 
   const int64_t n = static_cast<int64_t>(items.size());
   if (!s.uses_loop) {
@@ -190,10 +209,11 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
       // Every iteration starts from the enclosing values: a `set` in one iteration is not
       // seen by the next (jinja2 re-binds the body's names per iteration).
       inner->vars.clear();
+      inner->declare_undefined(s.frame_undefined);
       assign(s.target, items[i], *inner);
-      if (exec(s.body, inner, out) == Flow::Break) break;
+      if (!run_body()) break;
     }
-    return Flow::Normal;
+    return finish();
   }
 
   // jinja2's LoopContext as a dict; the fields are rewritten in place every iteration.
@@ -224,6 +244,7 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
   for (int64_t i = 0; i < n; ++i) {
     step();
     inner->vars.resize(1);  // keep `loop`, drop what the previous iteration set
+    inner->declare_undefined(s.frame_undefined);
     assign(s.target, items[i], *inner);
     field[0].second = Value::integer(i);
     field[1].second = Value::integer(i + 1);
@@ -233,9 +254,9 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
     field[6].second = Value::integer(n - i - 1);
     field[7].second = i > 0 ? items[i - 1] : no_prev;
     field[8].second = i + 1 < n ? items[i + 1] : no_next;
-    if (exec(s.body, inner, out) == Flow::Break) break;
+    if (!run_body()) break;
   }
-  return Flow::Normal;
+  return finish();
 }
 
 void Interp::assign(const Target& t, const Value& v, Scope& scope) {
@@ -261,15 +282,18 @@ void Interp::assign(const Target& t, const Value& v, Scope& scope) {
   }
 }
 
-void Interp::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
+Interp::Flow Interp::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   Value v;
   if (s.kind == StmtKind::Set) {
     v = eval(*s.expr, scope);
   } else {
-    v = Value::string(capture(s.body, scope));
+    std::string body;
+    if (Flow f = capture(s, scope, body); f != Flow::Normal) return f;
+    v = Value::string(std::move(body));
     if (s.expr) v = apply_filter_chain(s.expr.get(), scope, v);
   }
   assign(s.target, v, *scope);
+  return Flow::Normal;
 }
 
 Value Interp::apply_filter_chain(const Expr* chain, const std::shared_ptr<Scope>& scope,
@@ -333,6 +357,7 @@ Value Interp::invoke_macro(const Stmt& m, const std::weak_ptr<Scope>& def_scope,
     for (const auto& p : m.params) found_caller |= p == "caller";
   }
   auto scope = child_of(def);
+  scope->declare_undefined(m.frame_undefined);
   if (m.uses_caller && !found_caller) {
     std::optional<Value> c = take_kw("caller");
     scope->set("caller", c ? *c : Value::undefined("No caller defined"));

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "engine/jinja_ast.h"
+#include "engine/jinja_parser.h"
 
 namespace llm::jinja {
 
@@ -39,7 +40,7 @@ class Interp {
 
   // Renders `body` with the given top-level variables; `input_bytes` (the size of the
   // caller's data) raises the step budget, see Limits.
-  std::string render(const StmtList& body, const ValueDict& vars, size_t input_bytes = 0);
+  std::string render(const Template& tmpl, const ValueDict& vars, size_t input_bytes = 0);
 
   // --- used by the built-ins -----------------------------------------------------------
   Value call(const Value& callee, CallArgs& args);
@@ -57,6 +58,10 @@ class Interp {
   struct Scope {
     std::shared_ptr<Scope> parent;
     std::vector<std::pair<std::string, Value>> vars;
+    // Names a frame starts with undefined (Stmt::frame_undefined).
+    void declare_undefined(const std::vector<std::string>& names) {
+      for (const auto& n : names) set(n, Value::undefined("'" + n + "' is undefined"));
+    }
     void set(const std::string& name, Value v) {
       for (auto& kv : vars) {
         if (kv.first == name) {
@@ -74,19 +79,20 @@ class Interp {
   Flow exec(const StmtList& body, const std::shared_ptr<Scope>& scope, std::string& out);
   Flow exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scope, std::string& out);
   Flow exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, std::string& out);
-  void exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope);
-  std::string capture(const StmtList& body, const std::shared_ptr<Scope>& parent);
+  Flow exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope);
+  Flow capture(const Stmt& block, const std::shared_ptr<Scope>& parent, std::string& out);
   Value apply_filter_chain(const Expr* chain, const std::shared_ptr<Scope>& scope, Value hole);
   void assign(const Target& t, const Value& v, Scope& scope);
   Value make_macro(const Stmt& m, const std::shared_ptr<Scope>& scope);
   Value invoke_macro(const Stmt& m, const std::weak_ptr<Scope>& def_scope, CallArgs& args);
 
   Value eval(const Expr& e, const std::shared_ptr<Scope>& scope);
+  std::string print_value(const Expr& e, const std::shared_ptr<Scope>& scope);
   Value eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope);
   void eval_args(const CallSpec& spec, const std::shared_ptr<Scope>& scope, CallArgs& out);
   Value lookup(const std::string& name, const Scope& scope);
   Value binary(Op op, const Value& a, const Value& b);
-  Value slice(const Value& obj, const Expr& s, const std::shared_ptr<Scope>& scope);
+  Value slice(const Value& obj, const Expr& getitem, const std::shared_ptr<Scope>& scope);
   bool compare_op(Op op, const Value& a, const Value& b);
   void step();
   void emit(std::string& out, std::string_view text) const;
@@ -103,6 +109,7 @@ class Interp {
   uint64_t max_steps_ = 0;
   int depth_ = 0;
   int call_depth_ = 0;
+  bool folding_ = false;  // evaluating a constant subtree as jinja2's optimizer would
 };
 
 // The Python-level iteration of a value by a for loop or list(): list items, dict keys,

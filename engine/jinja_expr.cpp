@@ -75,6 +75,7 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
     if (next >= args.size()) fail("not enough arguments for format string");
     const Value& v = args[next++];
     char conv = fmt[i];
+    if (v.is_undefined() && conv != 's' && conv != 'r') fail(v.undefined_message());
     char buf[512];
     if (conv == 's' || conv == 'r') {
       std::string s = conv == 's' ? v.to_str() : v.repr();
@@ -94,7 +95,12 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
       fail(std::string("unsupported format character '") + conv + "'");
     }
   }
-  if (next < args.size()) fail("not all arguments converted during string formatting");
+  // Python skips this check when the argument could be a mapping (anything subscriptable
+  // but a tuple or str: a list, a dict, jinja2's Undefined).
+  bool mapping_like = (arg.is_list() && arg.list_kind() == ListKind::List) || arg.is_dict() ||
+                      arg.is_undefined();
+  if (next < args.size() && !mapping_like)
+    fail("not all arguments converted during string formatting");
   return out;
 }
 
@@ -160,7 +166,10 @@ Value Interp::getitem(const Value& obj, const Value& key) {
   return Value::undefined(type_repr(obj) + " has no element " + key.repr());
 }
 
-Value Interp::slice(const Value& obj, const Expr& s, const std::shared_ptr<Scope>& scope) {
+// jinja2 compiles a slice as a plain Python subscript (not through the sandbox's getitem),
+// so slicing something unsliceable raises instead of giving Undefined.
+Value Interp::slice(const Value& obj, const Expr& getitem, const std::shared_ptr<Scope>& scope) {
+  const Expr& s = *getitem.b;
   std::optional<int64_t> bounds[3];
   const Expr* parts[3] = {s.a.get(), s.b.get(), s.c.get()};
   bool ok = true;
@@ -168,13 +177,17 @@ Value Interp::slice(const Value& obj, const Expr& s, const std::shared_ptr<Scope
     if (!parts[k]) continue;
     Value v = eval(*parts[k], scope);
     if (v.is_int() || v.type() == Type::Bool) bounds[k] = v.as_int();
-    else if (!v.is_none()) ok = false;  // TypeError, which the sandbox turns into Undefined
+    else if (!v.is_none()) ok = false;
   }
   if (obj.is_undefined()) fail(obj.undefined_message());
+  bool sliceable = obj.is_string() || (obj.is_list() && obj.list_kind() != ListKind::Iterator);
+  if (folding_ && (!ok || !sliceable))
+    return Value::undefined(type_repr(obj) + " has no element slice");
+  if (obj.is_dict()) fail("unhashable type: 'slice'");
+  if (!sliceable) fail("'" + obj.type_name() + "' object is not subscriptable");
+  if (!ok) fail("slice indices must be integers or None or have an __index__ method");
   int64_t step = bounds[2].value_or(1);
   if (step == 0) fail("slice step cannot be zero");
-  bool sliceable = obj.is_string() || (obj.is_list() && obj.list_kind() != ListKind::Iterator);
-  if (!ok || !sliceable) return Value::undefined(type_repr(obj) + " has no element slice");
   if (obj.is_string()) {
     std::u32string u = to_u32(obj.str());
     std::u32string r;
@@ -208,6 +221,7 @@ bool Interp::compare_op(Op op, const Value& a, const Value& b) {
 
 Value Interp::binary(Op op, const Value& a, const Value& b) {
   if (a.is_undefined()) fail(a.undefined_message());
+  if (op == Op::Mod && a.is_string()) return Value::string(percent_format(a.str(), b));
   if (b.is_undefined()) fail(b.undefined_message());
   const bool nums = a.is_number() && b.is_number();
   const bool floats = nums && (a.type() == Type::Float || b.type() == Type::Float);
@@ -319,7 +333,16 @@ Value Interp::binary(Op op, const Value& a, const Value& b) {
   }
   if (op == Op::Pow) {
     if (!nums) unsupported();
-    if (floats || b.as_int() < 0) return Value::number(std::pow(a.as_float(), b.as_float()));
+    if (floats || b.as_int() < 0) {
+      double x = a.as_float(), y = b.as_float();
+      if (x == 0 && y < 0) fail("0.0 cannot be raised to a negative power");
+      double r = std::pow(x, y);
+      if (std::isinf(r) && std::isfinite(x) && std::isfinite(y))
+        fail("(34, 'Numerical result out of range')");
+      if (std::isnan(r) && !std::isnan(x) && !std::isnan(y))
+        fail("complex results (negative number to a fractional power) are not supported");
+      return Value::number(r);
+    }
     int64_t base = a.as_int(), e = b.as_int(), r = 1;
     while (e > 0) {
       if (e & 1) checked(__builtin_mul_overflow(r, base, &r), 0);
@@ -348,10 +371,62 @@ void Interp::eval_args(const CallSpec& spec, const std::shared_ptr<Scope>& scope
   }
 }
 
+namespace {
+// jinja2's has_safe_repr: what constant folding may turn into a literal.
+bool safe_repr(const Value& v) {
+  switch (v.type()) {
+    case Type::None:
+    case Type::Bool:
+    case Type::Int:
+    case Type::Float:
+    case Type::String: return true;
+    case Type::List:
+      if (v.list_kind() == ListKind::Iterator) return false;
+      for (const auto& x : v.items())
+        if (!safe_repr(x)) return false;
+      return true;
+    case Type::Dict:
+      for (const auto& kv : v.dict().items)
+        if (!safe_repr(kv.first) || !safe_repr(kv.second)) return false;
+      return true;
+    default: return false;
+  }
+}
+}  // namespace
+
+// {{ expr }}: jinja2's code generator folds a constant output expression whatever its value
+// (an Undefined from a failed constant slice prints as ""), not only safe literals.
+std::string Interp::print_value(const Expr& e, const std::shared_ptr<Scope>& scope) {
+  if (e.constant && !folding_) {
+    folding_ = true;
+    std::optional<Value> folded;
+    try {
+      folded = eval_inner(e, scope);
+    } catch (const TemplateError&) {
+    }
+    folding_ = false;
+    if (folded) return folded->to_str();
+  }
+  return eval(e, scope).to_str();
+}
+
 Value Interp::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
   step();
   DepthGuard guard(*this);
   try {
+    if (e.constant && !folding_) {
+      // What jinja2's optimizer does at compile time: evaluate the constant subtree with
+      // folding semantics; keep the result if it raised nothing and has a safe repr, else
+      // evaluate this node at run time (its constant children get the same treatment).
+      folding_ = true;
+      std::optional<Value> folded;
+      try {
+        folded = eval_inner(e, scope);
+      } catch (const TemplateError&) {
+      }
+      folding_ = false;
+      if (folded && safe_repr(*folded)) return *folded;
+    }
     return eval_inner(e, scope);
   } catch (const TemplateError& err) {
     if (err.line() == 0 && !dynamic_cast<const RaisedError*>(&err))
@@ -363,21 +438,27 @@ Value Interp::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
 Value Interp::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
   switch (e.kind) {
     case ExprKind::Const: return e.value;
-    case ExprKind::Name: return lookup(e.name, *scope);
+    case ExprKind::Name:
+      if (folding_) fail("not constant");  // jinja2's Impossible
+      return lookup(e.name, *scope);
     case ExprKind::Getattr: return getattr(eval(*e.a, scope), e.name);
     case ExprKind::Getitem: {
       Value obj = eval(*e.a, scope);
-      if (e.b->kind == ExprKind::Slice) return slice(obj, *e.b, scope);
+      if (e.b->kind == ExprKind::Slice) return slice(obj, e, scope);
       return getitem(obj, eval(*e.b, scope));
     }
     case ExprKind::Slice: fail("slice outside of []");
     case ExprKind::Call: {
+      if (folding_) fail("not constant");
       Value callee = eval(*e.a, scope);
       CallArgs args;
       eval_args(e.call, scope, args);
       return call(callee, args);
     }
     case ExprKind::Filter: {
+      if (folding_ && (e.call.dyn_args || e.name == "map" || e.name == "select" ||
+                       e.name == "reject" || e.name == "selectattr" || e.name == "rejectattr"))
+        fail("not constant");  // filters that need the context are never folded
       Value v = e.a ? eval(*e.a, scope) : Value();
       CallArgs args;
       eval_args(e.call, scope, args);
@@ -436,6 +517,7 @@ Value Interp::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
     case ExprKind::CondExpr:
       if (eval(*e.a, scope).truthy()) return eval(*e.b, scope);
       if (e.c) return eval(*e.c, scope);
+      if (folding_) fail("not constant");  // jinja2 leaves an else-less if to run time
       return Value::undefined("the inline if-expression on line " + std::to_string(e.line) +
                               " evaluated to false and no else section was defined.");
     case ExprKind::List:

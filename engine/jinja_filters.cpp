@@ -324,6 +324,7 @@ std::optional<double> parse_py_float(const std::string& s) {
 
 Value f_int(Interp&, const Value& v, const CallArgs& a) {
   Params p(a, "int", {"default", "base"});
+  if (v.is_undefined()) fail(v.undefined_message());  // int(Undefined) raises
   Value dflt = p.get_or(0, Value::integer(0));
   int64_t base = p.int_arg(1).value_or(10);
   if (v.type() == Type::Float) {
@@ -350,6 +351,7 @@ Value f_int(Interp&, const Value& v, const CallArgs& a) {
 
 Value f_float(Interp&, const Value& v, const CallArgs& a) {
   Params p(a, "float", {"default"});
+  if (v.is_undefined()) fail(v.undefined_message());  // float(Undefined) raises
   if (v.is_number()) return Value::number(v.as_float());
   if (v.is_string())
     if (auto d = parse_py_float(v.str())) return Value::number(*d);
@@ -408,6 +410,8 @@ Value f_forceescape(Interp&, const Value& v, const CallArgs&) {
 
 Value f_indent(Interp&, const Value& v, const CallArgs& a) {
   Params p(a, "indent", {"width", "first", "blank"});
+  if (!v.is_string())  // jinja2 does `s += "\n"` on the value itself
+    fail("unsupported operand type(s) for +=: '" + v.type_name() + "' and 'str'");
   std::string ind = " ";
   const Value* w = p.get(0);
   if (w && w->is_string()) ind = w->str();
@@ -509,11 +513,20 @@ const Value& arg0(const CallArgs& a, const char* test) {
   return a.pos[0];
 }
 
-int64_t int_mod(const Value& v, int64_t m, const char* test) {
-  if (!v.is_number()) fail(std::string("test '") + test + "': not a number: " + v.type_name());
-  if (v.type() == Type::Float) return static_cast<int64_t>(std::fmod(v.as_float(), static_cast<double>(m)));
-  int64_t r = v.as_int() % m;
-  return r < 0 ? r + m : r;
+// Python's `value % m` for the odd/even/divisibleby tests (floats keep their fraction).
+double py_mod(const Value& v, double m, const char* test) {
+  if (!v.is_number()) {
+    if (v.is_undefined()) fail(v.undefined_message());
+    fail(std::string("test '") + test + "': unsupported operand type(s) for %: '" + v.type_name() +
+         "' and 'int'");
+  }
+  if (m == 0) fail("integer division or modulo by zero");
+  if (v.type() != Type::Float && std::trunc(m) == m) {
+    int64_t mm = static_cast<int64_t>(m), r = v.as_int() % mm;
+    return static_cast<double>(r != 0 && ((r < 0) != (mm < 0)) ? r + mm : r);
+  }
+  double r = std::fmod(v.as_float(), m);
+  return r != 0 && ((r < 0) != (m < 0)) ? r + m : r;
 }
 
 bool t_sameas(Interp&, const Value& v, const CallArgs& a) {
@@ -530,15 +543,13 @@ bool t_sameas(Interp&, const Value& v, const CallArgs& a) {
 
 const std::unordered_map<std::string_view, TestFn>& tests() {
   static const std::unordered_map<std::string_view, TestFn> table = {
-      {"odd", [](Interp&, const Value& v, const CallArgs&) { return int_mod(v, 2, "odd") != 0; }},
-      {"even", [](Interp&, const Value& v, const CallArgs&) { return int_mod(v, 2, "even") == 0; }},
+      {"odd", [](Interp&, const Value& v, const CallArgs&) { return py_mod(v, 2, "odd") == 1; }},
+      {"even", [](Interp&, const Value& v, const CallArgs&) { return py_mod(v, 2, "even") == 0; }},
       {"divisibleby",
        [](Interp&, const Value& v, const CallArgs& a) {
          const Value& n = arg0(a, "divisibleby");
-         if (!n.is_number() || n.as_float() == 0) fail("divisibleby: bad divisor");
-         if (v.type() == Type::Float || n.type() == Type::Float)
-           return std::fmod(v.as_float(), n.as_float()) == 0;
-         return int_mod(v, std::llabs(n.as_int()), "divisibleby") == 0;
+         if (!n.is_number()) fail("divisibleby: the divisor must be a number");
+         return py_mod(v, n.as_float(), "divisibleby") == 0;
        }},
       {"defined", [](Interp&, const Value& v, const CallArgs&) { return !v.is_undefined(); }},
       {"undefined", [](Interp&, const Value& v, const CallArgs&) { return v.is_undefined(); }},

@@ -55,10 +55,11 @@ std::pair<size_t, size_t> byte_range(const std::string& s, const Params& p, size
   return {bb, eb};
 }
 
-Value strings_list(const std::vector<std::string>& parts) {
+// Markup's methods return Markup pieces: `safe` carries that over.
+Value strings_list(const std::vector<std::string>& parts, bool safe = false) {
   std::vector<Value> out;
   out.reserve(parts.size());
-  for (const auto& s : parts) out.push_back(Value::string(s));
+  for (const auto& s : parts) out.push_back(Value::string(s, safe));
   return Value::list(std::move(out));
 }
 
@@ -93,21 +94,22 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
     });
   }
   if (n == "split" || n == "rsplit") {
-    return bound(n, [obj, n](Interp&, CallArgs& a) {
+    return bound(n, [obj, n, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, n, {"sep", "maxsplit"});
       std::optional<std::string> sep = opt_str(p.get(0));
       if (sep && sep->empty()) fail("empty separator");
       int64_t maxsplit = p.int_arg(1).value_or(-1);
-      return strings_list(n == "split" ? py_split(s, sep, maxsplit) : py_rsplit(s, sep, maxsplit));
+      return strings_list(n == "split" ? py_split(s, sep, maxsplit) : py_rsplit(s, sep, maxsplit),
+                          safe);
     });
   }
   if (n == "splitlines") {
-    return bound(n, [obj](Interp&, CallArgs& a) {
+    return bound(n, [obj, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, "splitlines", {"keepends"});
       if (p.flag(0, false)) fail("splitlines(keepends=True) is not supported");
-      return strings_list(py_splitlines(s));
+      return strings_list(py_splitlines(s), safe);
     });
   }
   if (n == "startswith" || n == "endswith") {
@@ -234,7 +236,7 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
     });
   }
   if (n == "partition" || n == "rpartition") {
-    return bound(n, [obj, n](Interp&, CallArgs& a) {
+    return bound(n, [obj, n, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, n, {"sep"});
       const std::string& sep = str_arg(p.get(0), n.c_str());
@@ -242,11 +244,13 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       size_t q = n == "partition" ? s.find(sep) : s.rfind(sep);
       std::vector<Value> parts;
       if (q == std::string::npos) {
-        parts = n == "partition"
-                    ? std::vector<Value>{Value::string(s), Value::string(""), Value::string("")}
-                    : std::vector<Value>{Value::string(""), Value::string(""), Value::string(s)};
+        parts = n == "partition" ? std::vector<Value>{Value::string(s, safe), Value::string("", safe),
+                                                     Value::string("", safe)}
+                                 : std::vector<Value>{Value::string("", safe), Value::string("", safe),
+                                                     Value::string(s, safe)};
       } else {
-        parts = {Value::string(s.substr(0, q)), Value::string(sep), Value::string(s.substr(q + sep.size()))};
+        parts = {Value::string(s.substr(0, q), safe), Value::string(sep, safe),
+                 Value::string(s.substr(q + sep.size()), safe)};
       }
       return Value::list(std::move(parts), ListKind::Tuple);
     });
@@ -323,9 +327,31 @@ std::optional<Value> list_method(const Value& obj, std::string_view name) {
     });
   }
   if (!is_list) return std::nullopt;
+  // jinja2 3.1.2 (Debian bookworm's python3-jinja2, our reference) lets pop and clear through
+  // the immutable sandbox; 3.1.5 and later refuse them too.
+  if (n == "pop") {
+    return bound(n, [obj](Interp&, CallArgs& a) {
+      Params p(a, "pop", {"index"});
+      auto& items = obj.items();
+      if (items.empty()) fail("pop from empty list");
+      int64_t size = static_cast<int64_t>(items.size());
+      int64_t i = p.int_arg(0).value_or(-1);
+      if (i < 0) i += size;
+      if (i < 0 || i >= size) fail("pop index out of range");
+      Value v = items[i];
+      items.erase(items.begin() + i);
+      return v;
+    });
+  }
+  if (n == "clear") {
+    return bound(n, [obj](Interp&, CallArgs&) {
+      obj.items().clear();
+      return Value::none();
+    });
+  }
   if (n == "copy") return bound(n, [obj](Interp&, CallArgs&) { return Value::list(obj.items()); });
-  if (n == "append" || n == "clear" || n == "extend" || n == "insert" || n == "pop" ||
-      n == "remove" || n == "reverse" || n == "sort")
+  if (n == "append" || n == "extend" || n == "insert" || n == "remove" || n == "reverse" ||
+      n == "sort")
     return forbidden_method(obj, name);
   return std::nullopt;
 }

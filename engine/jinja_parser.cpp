@@ -2,6 +2,7 @@
 
 #include <initializer_list>
 
+#include "engine/jinja_analysis.h"
 #include "engine/jinja_builtins.h"
 #include "engine/jinja_lexer.h"
 
@@ -736,66 +737,16 @@ class Parser {
   std::vector<int> loop_depth_;  // per function body (macro, caller): 1 inside a for loop
 };
 
-// jinja2 rejects an unknown filter or test at compile time unless it sits inside an `if`
-// statement or an inline if-expression (a "soft" frame), where it fails only when reached.
-void check_names(const Expr* e, bool soft) {
-  if (!e) return;
-  if (e->kind == ExprKind::CondExpr) soft = true;
-  if (!soft && e->kind == ExprKind::Filter && !has_filter(e->name))
-    throw TemplateError("No filter named '" + e->name + "'.", e->line);
-  if (!soft && e->kind == ExprKind::Test && !has_test(e->name))
-    throw TemplateError("No test named '" + e->name + "'.", e->line);
-  check_names(e->a.get(), soft);
-  check_names(e->b.get(), soft);
-  check_names(e->c.get(), soft);
-  for (const auto& x : e->items) check_names(x.get(), soft);
-  for (const auto& x : e->values) check_names(x.get(), soft);
-  for (const auto& x : e->call.args) check_names(x.get(), soft);
-  for (const auto& kv : e->call.kwargs) check_names(kv.second.get(), soft);
-  check_names(e->call.dyn_args.get(), soft);
-  check_names(e->call.dyn_kwargs.get(), soft);
-}
-
-void check_names(const StmtList& body, bool soft) {
-  for (const auto& s : body) {
-    switch (s->kind) {
-      case StmtKind::If:
-        for (const auto& br : s->branches) {
-          check_names(br.first.get(), true);
-          check_names(br.second, true);
-        }
-        check_names(s->else_body, true);
-        break;
-      case StmtKind::For:
-        check_names(s->expr.get(), soft);
-        check_names(s->test.get(), false);
-        check_names(s->body, false);
-        check_names(s->else_body, false);
-        break;
-      case StmtKind::Macro:
-      case StmtKind::CallBlock:
-      case StmtKind::FilterBlock:
-      case StmtKind::SetBlock:
-        check_names(s->expr.get(), s->kind == StmtKind::CallBlock && soft);
-        for (const auto& d : s->defaults) check_names(d.get(), false);
-        check_names(s->body, false);
-        break;
-      default:
-        check_names(s->expr.get(), soft);
-        for (const auto& d : s->defaults) check_names(d.get(), soft);
-        check_names(s->body, s->kind == StmtKind::Scope ? false : soft);
-        break;
-    }
-  }
-}
-
 }  // namespace
 
-StmtList parse_template(std::string_view source) {
+Template parse_template(std::string_view source) {
   Parser p(tokenize(source));
-  StmtList body = p.parse();
-  check_names(body, false);
-  return body;
+  Template t;
+  t.body = p.parse();
+  check_names(t.body);
+  mark_constants(t.body);
+  t.undefined = analyze_scopes(t.body);
+  return t;
 }
 
 }  // namespace llm::jinja

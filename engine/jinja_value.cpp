@@ -311,7 +311,10 @@ bool contains(const Value& haystack, const Value& needle) {
       for (const auto& v : haystack.items())
         if (equals(v, needle)) return true;
       return false;
-    case Type::Dict: return haystack.dict().find(needle) != nullptr;
+    case Type::Dict:
+      if ((needle.is_list() && needle.list_kind() != ListKind::Tuple) || needle.is_dict())
+        fail("unhashable type: '" + needle.type_name() + "'");
+      return haystack.dict().find(needle) != nullptr;
     case Type::Undefined:
       if (haystack.is_forbidden()) fail(haystack.undefined_message());
       return false;  // Undefined iterates as empty

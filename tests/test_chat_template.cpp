@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -167,6 +168,9 @@ TEST_CASE("jinja: errors carry the template's line") {
         "Only user and assistant roles are supported!");
   CHECK(contains(err("\n\n{{ x.y.z }}"), "line 3"));
   CHECK(contains(err("{% set l = [] %}{{ l.append(1) }}"), "unsafe"));
+  // As Debian's jinja2 3.1.2: pop mutates the shared list (3.1.5+ would refuse it).
+  CHECK(r("{% set ns = namespace(q=[1, 2, 3]) %}{{ ns.q.pop(0) }}{{ ns.q.pop() }}{{ ns.q }}") ==
+        "13[2]");
   auto syntax = [](const std::string& src) {
     try {
       ChatTemplate::from_source(src, "", "");
@@ -246,9 +250,23 @@ struct Outcome {
   std::string text;  // output, or the error message
 };
 
-bool have_jinja2() {
-  return llm::test::run_command("python3 -c 'import jinja2' >/dev/null 2>&1").exit_code == 0;
+// The Python that renders the reference: $LLM_PYTHON, else Debian's /usr/bin/python3 (with
+// python3-jinja2), else python3 from PATH — the first that imports jinja2; "" if none does.
+const std::string& python_with_jinja2() {
+  static const std::string found = [] {
+    std::vector<std::string> candidates;
+    if (const char* env = std::getenv("LLM_PYTHON")) candidates.emplace_back(env);
+    candidates.emplace_back("/usr/bin/python3");
+    candidates.emplace_back("python3");
+    for (const auto& py : candidates)
+      if (llm::test::run_command("'" + py + "' -c 'import jinja2' >/dev/null 2>&1").exit_code == 0)
+        return py;
+    return std::string();
+  }();
+  return found;
 }
+
+bool have_jinja2() { return !python_with_jinja2().empty(); }
 
 // Renders all cases with jinja2 in one python process. nullopt (with `why`) on failure.
 std::optional<std::vector<Outcome>> run_reference(const std::map<std::string, std::string>& templates,
@@ -274,7 +292,7 @@ std::optional<std::vector<Outcome>> run_reference(const std::map<std::string, st
     f << req.dump();
   }
   std::string script = std::string(LLM_SOURCE_DIR) + "/tests/chat_template_ref.py";
-  auto res = llm::test::run_command("python3 '" + script + "' < '" + path + "'");
+  auto res = llm::test::run_command("'" + python_with_jinja2() + "' '" + script + "' < '" + path + "'");
   std::filesystem::remove(path);
   if (res.exit_code != 0) {
     *why = "reference renderer failed: " + res.err;
@@ -316,6 +334,9 @@ size_t compare_all(const std::map<std::string, std::string>& templates,
     const RefCase& c = cases[i];
     Outcome ours = render_ours(templates.at(c.template_name), c);
     bool same = ours.ok == ref[i].ok && (!ours.ok || ours.text == ref[i].text);
+    if (std::getenv("LLM_TEST_VERBOSE") && !ref[i].ok)  // both raised: show the two messages
+      MESSAGE(c.template_name << " / " << c.label << ": jinja2 " << ref[i].text << " | ours "
+                              << ours.text);
     if (same) {
       ++agree;
       continue;
@@ -419,8 +440,8 @@ const std::vector<std::pair<std::string, ordered_json>>& snippets() {
        {}},
       {"{{ d.get('a') }} {{ d.get('zz') }} {{ d.get('zz', 0) }} {{ d.items is callable }} {{ d['items'] }} {{ d.items() | list | length }}",
        {{"d", {{"a", 1}, {"items", "key named items"}}}}},
-      {"{{ l.index(2) }} {{ l.count(2) }} {{ l.copy() }} {{ l.pop is defined }}", {{"l", {1, 2, 3, 2}}}},
-      {"{{ l.pop() }}", {{"l", {1, 2}}}},
+      // (list.pop / list.clear are left out: jinja2 3.1.2 allows them, 3.1.5+ refuses them.)
+      {"{{ l.index(2) }} {{ l.count(2) }} {{ l.copy() }}", {{"l", {1, 2, 3, 2}}}},
       {"{% set d = {'k': 1, 2: 'two', none: 'n'} %}{{ d }} {{ d[2] }} {{ d | tojson }} {{ dict(a=1, b=[2]) }} "
        "{{ {'a': 1}.items() | list }} {{ namespace(x=1).x }}",
        {}},
@@ -451,6 +472,23 @@ const std::vector<std::pair<std::string, ordered_json>>& snippets() {
       {"{{ (1, 2) + [3] }}", {}},
       {"{{ 1 < 'a' }}", {}},
       {"{% if x is string %}s{% elif x is mapping %}m{% elif x is iterable %}i{% else %}o{% endif %}", {{"x", {1}}}},
+      // Found by differential fuzzing against jinja2:
+      {"{% for i in [1, 2] %}{% break %}{% else %}E{% endfor %}|{% for i in [1, 2] %}{% continue %}{% else %}F"
+       "{% endfor %}|{% for i in [1, 2] %}{{ i }}{% if i == 2 %}{% break %}{% endif %}{% else %}G{% endfor %}",
+       {}},
+      {"{% for i in [1, 2, 3] %}{% set y %}a{% if i == 2 %}{% break %}{% endif %}{% endset %}{{ y }}{% endfor %}"
+       "{% for i in [1, 2] %}{% filter upper %}b{% continue %}{% endfilter %}{% endfor %}",
+       {}},
+      {"{% for i in [1] %}[{{ w }}]{% endfor %}{% set w = 2 %}{{ w }}|{{ v }}{% set v = 4 %}{{ v }}|"
+       "{% if false %}{% set x = 3 %}{% endif %}{{ x }}|{% for i in [1] %}{% for j in [1] %}({{ x }})"
+       "{% endfor %}{% set x = 5 %}{% endfor %}|{% macro m() %}{{ u }}{% endmacro %}{{ m() }}{% set u = 6 %}"
+       "{{ m() }}|{% if true %}{% set t = 1 %}{% elif false %}{% set t = 2 %}{% else %}{% set t = 3 %}"
+       "{% endif %}{% for i in [1] %}{{ t }}{% endfor %}",
+       {{"w", 7}, {"v", 8}, {"x", 1}, {"u", 9}, {"t", 0}}},
+      {"{{ 2.5 is even }}{{ 4.0 is even }}{{ 3 is odd }}{{ -3 is odd }}{{ 7.5 is divisibleby 2.5 }}"
+       "{{ 'x%sy' % ['a'] }}{{ 'ab' % {} }}{{ '%s' % x }}",
+       {}},
+      {"{{ none[1:] }}|{{ none[1:] | length }}|{% for a in [1][5:] %}{% endfor %}{{ 'ab'[1:] }}", {}},
       {"{{ content | trim | replace('\\n', ' ') }}{{ content.strip()[:5] }}", {{"content", "  line1\nline2  "}}},
       {"{{ msg.content.split('</think>')[-1].lstrip('\\n') }}|{{ (msg.content.split('<think>')[1] if '<think>' in msg.content) }}",
        {{"msg", {{"content", "<think>\nreasoning here\n</think>\n\nThe answer."}}}}},
@@ -529,6 +567,22 @@ std::vector<RefCase> conversations(const std::string& tmpl) {
   add("assistant with <think> in content", j(R"([{"role":"user","content":"Q1"},
       {"role":"assistant","content":"<think>\nhmm\n</think>\n\nA1"},{"role":"user","content":"Q2"}])"),
       nullptr, true);
+  add("tool call, 9-char ids, empty content", j(R"([{"role":"user","content":"Weather in Oslo for 3 days?"},
+      {"role":"assistant","content":"","tool_calls":[{"id":"a1B2c3D4e","type":"function",
+        "function":{"name":"get_weather","arguments":{"city":"Oslo","days":3}}}]},
+      {"role":"tool","tool_call_id":"a1B2c3D4e","name":"get_weather","content":"snow, -5 C"},
+      {"role":"assistant","content":"Snowy, around -5 C."},{"role":"user","content":"Thanks"}])"),
+      tools, true);
+  add("rich tool schema", j(R"([{"role":"user","content":"Book it."}])"), j(R"([
+    {"type":"function","function":{"name":"book_flight","description":"Book a flight.\nSecond line.",
+      "parameters":{"type":"object","additionalProperties":false,"properties":{
+        "passengers":{"type":"array","description":"Who flies","items":{"type":"object",
+          "properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0}},"required":["name"]}},
+        "class":{"type":"string","enum":["economy","business"],"default":"economy"},
+        "budget":{"type":["number","null"],"default":0.75},
+        "flexible":{"type":"boolean","default":true},
+        "when":{"anyOf":[{"type":"string","format":"date"},{"type":"null"}]}},
+        "required":["passengers"]}}}])"), true);
   return c;
 }
 
@@ -549,7 +603,8 @@ TEST_CASE("jinja: feature snippets match jinja2 byte for byte") {
   REQUIRE_MESSAGE(ref, why);
   REQUIRE(ref->size() == cases.size());
   size_t agree = compare_all(templates, cases, *ref, nullptr);
-  MESSAGE(agree << " / " << cases.size() << " snippets agree with jinja2");
+  MESSAGE(agree << " / " << cases.size() << " snippets agree with jinja2 (" << python_with_jinja2()
+                << ")");
   CHECK(agree == cases.size());
 }
 
