@@ -114,17 +114,24 @@ Value f_capitalize(Interp&, const Value& v, const CallArgs&) {
   return Value::string(py_capitalize(soft_str(v).str()));
 }
 Value f_title(Interp&, const Value& v, const CallArgs&) {
-  // Words start after runs of [-\s({\[<]; each word: first char upper, rest lower.
+  // jinja2's do_title: split on runs of [-\s({\[<]; each piece: first char upper, rest lower.
   std::u32string u = to_u32(soft_str(v).str());
+  auto is_sep = [](char32_t c) {
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_py_space(c);
+  };
   std::string out;
-  bool start = true;
-  for (char32_t c : u) {
-    bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_py_space(c);
-    std::string one;
-    utf8_append(one, c);
-    if (sep) out += one;
-    else out += start ? py_upper(one) : py_lower(one);
-    start = sep;
+  for (size_t i = 0; i < u.size();) {
+    size_t j = i;
+    bool sep = is_sep(u[i]);
+    while (j < u.size() && is_sep(u[j]) == sep) ++j;
+    std::string piece = to_utf8(std::u32string_view(u).substr(i, j - i));
+    if (sep) {
+      out += piece;
+    } else {
+      out += py_upper(to_utf8(std::u32string_view(u).substr(i, 1)));
+      out += py_lower(to_utf8(std::u32string_view(u).substr(i + 1, j - i - 1)));
+    }
+    i = j;
   }
   return Value::string(out);
 }

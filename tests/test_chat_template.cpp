@@ -15,6 +15,7 @@
 
 #include "engine/chat_template.h"
 #include "engine/error.h"
+#include "engine/jinja_text.h"
 #include "test_util.h"
 
 using llm::ChatTemplate;
@@ -351,9 +352,33 @@ size_t compare_all(const std::map<std::string, std::string>& templates,
   return agree;
 }
 
+// Every code point of the blocks that have case mappings and of some that test repr(),
+// json.dumps and whitespace (Python's str methods over Unicode).
+std::string unicode_sample() {
+  static const std::pair<char32_t, char32_t> kBlocks[] = {
+      {0x20, 0x7E},       {0xA0, 0x58F},      {0x10A0, 0x10FF},   {0x13A0, 0x13FF},
+      {0x1C80, 0x1CBF},   {0x1D00, 0x1FFF},   {0x2100, 0x218F},   {0x24B6, 0x24E9},
+      {0x2C00, 0x2D2F},   {0xA640, 0xA7FF},   {0xAB70, 0xABBF},   {0xFB00, 0xFB17},
+      {0xFF21, 0xFF5A},   {0x10400, 0x1044F}, {0x104B0, 0x104FB}, {0x10C80, 0x10CFF},
+      {0x118A0, 0x118DF}, {0x16E40, 0x16E7F}, {0x1D400, 0x1D4FF}, {0x1E900, 0x1E94B},
+      // controls, format characters, separators, private use, unassigned (repr escapes)
+      {0x1, 0x1F},        {0x7F, 0x9F},       {0x600, 0x6FF},     {0x2000, 0x206F},
+      {0x3000, 0x3010},   {0xE000, 0xE00F},   {0xFFF0, 0xFFFF},   {0x1F600, 0x1F64F},
+      {0xE0000, 0xE0080}, {0x10FFF0, 0x10FFFF}};
+  std::string s;
+  for (const auto& [a, b] : kBlocks)
+    for (char32_t c = a; c <= b; ++c) llm::jinja::utf8_append(s, c);
+  return s;
+}
+
 // Language-feature snippets, each rendered by both engines with `vars`.
 const std::vector<std::pair<std::string, ordered_json>>& snippets() {
   static const std::vector<std::pair<std::string, ordered_json>> list = {
+      {"{{ s.upper() }}|{{ s.lower() }}|{{ s.title() }}|{{ s.capitalize() }}|{{ s | title }}|"
+       "{{ s | capitalize }}|{% for c in s %}{{ 'U' if c.isupper() else 'L' if c.islower() else '.' }}"
+       "{% endfor %}|{{ 'ΑΣ ΑΣ. ΣΑ Σ ΑΣΑ ὈΔΥΣΣΕΎΣ' | lower }}|{{ s | length }}|{{ s[::-7] }}|{{ [s] }}|"
+       "{{ s | tojson }}|{{ s | tojson(ensure_ascii=true) }}|{{ s.split() | length }}|{{ s | trim | length }}",
+       {{"s", unicode_sample()}}},
       {"a\n  {% if true %}\n    b\n  {% endif %}\nc\n", {}},
       {"  {%- if true %} x {% endif -%}  \n y {# c #} \n  {#- c -#}  z", {}},
       {"{% for i in range(3) %}\n  {{ i }}\n{% endfor %}\n", {}},
