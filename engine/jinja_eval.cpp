@@ -112,8 +112,7 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
       case StmtKind::Macro: scope->set(s.name, make_macro(s, scope)); break;
       case StmtKind::CallBlock: {
         auto caller = std::make_shared<Callable>();
-        caller->name = "caller";
-        caller->is_macro = true;
+        caller->is_macro = true;  // nameless: prints as <Macro anonymous>
         const Stmt* sp = &s;
         std::weak_ptr<Scope> weak = scope;
         caller->fn = [sp, weak](Interp& in, CallArgs& a) { return in.invoke_macro(*sp, weak, a); };

@@ -45,6 +45,28 @@ std::vector<int64_t> slice_indices(int64_t len, std::optional<int64_t> start,
   return idx;
 }
 
+// CPython's float_divmod: (floor quotient, remainder with the divisor's sign), b != 0.
+std::pair<double, double> py_float_divmod(double a, double b) {
+  double mod = std::fmod(a, b);
+  double div = (a - mod) / b;
+  if (mod != 0) {
+    if ((b < 0) != (mod < 0)) {
+      mod += b;
+      div -= 1.0;
+    }
+  } else {
+    mod = std::copysign(0.0, b);
+  }
+  double floordiv;
+  if (div != 0) {
+    floordiv = std::floor(div);
+    if (div - floordiv > 0.5) floordiv += 1.0;
+  } else {
+    floordiv = std::copysign(0.0, a / b);
+  }
+  return {floordiv, mod};
+}
+
 int64_t checked(bool overflow, int64_t v) {
   if (overflow) fail("integer overflow (values beyond 64 bits are not supported)");
   return v;
@@ -83,6 +105,8 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
       out += spec == "%" ? s : std::string(buf);
     } else if (conv == 'd' || conv == 'i') {
       if (!v.is_number()) fail("%d format: a real number is required, not " + v.type_name());
+      if (v.type() == Type::Float && !(std::fabs(v.as_float()) < 9223372036854775808.0))
+        fail("integer overflow (values beyond 64 bits are not supported)");
       std::snprintf(buf, sizeof buf, (spec + "lld").c_str(),
                     static_cast<long long>(v.type() == Type::Float ? std::trunc(v.as_float())
                                                                    : v.as_int()));
@@ -308,7 +332,7 @@ Value Interp::binary(Op op, const Value& a, const Value& b) {
   if (op == Op::FloorDiv) {
     if (!nums) unsupported();
     if (b.as_float() == 0) fail("integer division or modulo by zero");
-    if (floats) return Value::number(std::floor(a.as_float() / b.as_float()));
+    if (floats) return Value::number(py_float_divmod(a.as_float(), b.as_float()).first);
     int64_t x = a.as_int(), y = b.as_int();
     if (x == INT64_MIN && y == -1) checked(true, 0);
     int64_t q = x / y;
@@ -319,12 +343,7 @@ Value Interp::binary(Op op, const Value& a, const Value& b) {
     if (a.is_string()) return Value::string(percent_format(a.str(), b));
     if (!nums) unsupported();
     if (b.as_float() == 0) fail("integer modulo by zero");
-    if (floats) {
-      double y = b.as_float();
-      double m = std::fmod(a.as_float(), y);
-      if (m != 0 && ((m < 0) != (y < 0))) m += y;
-      return Value::number(m);
-    }
+    if (floats) return Value::number(py_float_divmod(a.as_float(), b.as_float()).second);
     int64_t x = a.as_int(), y = b.as_int();
     if (y == -1) return Value::integer(0);
     int64_t m = x % y;

@@ -334,9 +334,14 @@ Value f_int(Interp&, const Value& v, const CallArgs& a) {
   if (v.is_undefined()) fail(v.undefined_message());  // int(Undefined) raises
   Value dflt = p.get_or(0, Value::integer(0));
   int64_t base = p.int_arg(1).value_or(10);
+  auto from_double = [](double d) {
+    if (std::fabs(d) >= 9223372036854775808.0)
+      fail("integer overflow (values beyond 64 bits are not supported)");
+    return Value::integer(static_cast<int64_t>(std::trunc(d)));
+  };
   if (v.type() == Type::Float) {
     if (!std::isfinite(v.as_float())) return dflt;
-    return Value::integer(static_cast<int64_t>(std::trunc(v.as_float())));
+    return from_double(v.as_float());
   }
   if (v.is_number()) return Value::integer(v.as_int());
   if (v.is_string()) {
@@ -351,7 +356,7 @@ Value f_int(Interp&, const Value& v, const CallArgs& a) {
       if (!errno && end == clean.c_str() + clean.size()) return Value::integer(r);
     }
     if (auto d = parse_py_float(v.str()); d && std::isfinite(*d))  // "42.23"|int gives 42
-      return Value::integer(static_cast<int64_t>(std::trunc(*d)));
+      return from_double(*d);
   }
   return dflt;
 }

@@ -1,5 +1,6 @@
 #include "engine/jinja_parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 
 #include "engine/jinja_analysis.h"
@@ -256,6 +257,23 @@ class Parser {
     expect_op(")");
   }
 
+  // jinja2's macro_body: which of caller/kwargs/varargs the body uses specially. A body
+  // that reads `caller` while `caller` is a parameter needs that parameter to have a default;
+  // `kwargs`/`varargs` listed as parameters are plain parameters.
+  void special_names(Stmt& s) {
+    auto is_param = [&](const char* n) {
+      return std::find(s.params.begin(), s.params.end(), n) != s.params.end();
+    };
+    bool reads_caller = body_uses(s.body, "caller");
+    for (size_t i = 0; i < s.params.size(); ++i)
+      if (reads_caller && s.params[i] == "caller" && !s.defaults[i])
+        throw TemplateError("When defining macros or call blocks the special \"caller\" "
+                            "argument must be omitted or be given a default.", s.line);
+    s.uses_caller = s.kind == StmtKind::Macro && reads_caller;
+    s.uses_kwargs = body_uses(s.body, "kwargs") && !is_param("kwargs");
+    s.uses_varargs = body_uses(s.body, "varargs") && !is_param("varargs");
+  }
+
   // Whether a macro body reads `name` (jinja2 decides caller/varargs/kwargs statically).
   static bool expr_uses(const Expr* e, const std::string& name) {
     if (!e) return false;
@@ -295,9 +313,7 @@ class Parser {
     loop_depth_.push_back(0);
     s->body = parse_body({"endmacro"}, true);
     loop_depth_.pop_back();
-    s->uses_caller = body_uses(s->body, "caller");
-    s->uses_varargs = body_uses(s->body, "varargs");
-    s->uses_kwargs = body_uses(s->body, "kwargs");
+    special_names(*s);
     return s;
   }
 
@@ -310,8 +326,7 @@ class Parser {
     loop_depth_.push_back(0);
     s->body = parse_body({"endcall"}, true);
     loop_depth_.pop_back();
-    s->uses_varargs = body_uses(s->body, "varargs");
-    s->uses_kwargs = body_uses(s->body, "kwargs");
+    special_names(*s);
     return s;
   }
 

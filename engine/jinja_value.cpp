@@ -227,7 +227,9 @@ void Value::repr_into(std::string& out, int depth) const {
       return;
     }
     case Type::Callable:
-      out += fn().is_macro ? "<Macro '" + fn().name + "'>" : "<built-in method " + fn().name + ">";
+      if (!fn().is_macro) out += "<built-in method " + fn().name + ">";
+      else if (fn().name.empty()) out += "<Macro anonymous>";
+      else out += "<Macro '" + fn().name + "'>";
       return;
   }
 }

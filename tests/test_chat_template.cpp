@@ -514,6 +514,10 @@ const std::vector<std::pair<std::string, ordered_json>>& snippets() {
        "{{ 'x%sy' % ['a'] }}{{ 'ab' % {} }}{{ '%s' % x }}",
        {}},
       {"{{ none[1:] }}|{{ none[1:] | length }}|{% for a in [1][5:] %}{% endfor %}{{ 'ab'[1:] }}", {}},
+      {"{% macro m(kwargs=1) %}{{ kwargs }}{% endmacro %}{{ m() }}{% macro v() %}{{ kwargs }}{% endmacro %}"
+       "{% call v() %}x{% endcall %}|{{ -12914704656053544960.0 % 7 }} {{ -7.5 // 2 }} {{ 7.0 % -2 }} {{ -0.0 // 1 }}",
+       {}},
+      {"{% macro m(caller) %}{{ caller() }}{% endmacro %}", {}},
       {"{{ content | trim | replace('\\n', ' ') }}{{ content.strip()[:5] }}", {{"content", "  line1\nline2  "}}},
       {"{{ msg.content.split('</think>')[-1].lstrip('\\n') }}|{{ (msg.content.split('<think>')[1] if '<think>' in msg.content) }}",
        {{"msg", {{"content", "<think>\nreasoning here\n</think>\n\nThe answer."}}}}},
