@@ -13,8 +13,8 @@ namespace {
 // an inline if, and the right side of and/or when reached, count — so that is decided when
 // the subtree is folded (Interp::eval), and here they only need to be possible.
 bool is_contextual_filter(const std::string& name) {
-  static const char* const kContextual[] = {"map", "select", "reject", "selectattr",
-                                            "rejectattr", "random"};
+  static const char* const kContextual[] = {"map",        "select",     "reject",
+                                            "selectattr", "rejectattr", "random"};
   for (const char* c : kContextual)
     if (name == c) return true;
   return false;
@@ -23,12 +23,16 @@ bool is_contextual_filter(const std::string& name) {
 bool is_const(const Expr* e) {
   if (!e) return true;
   switch (e->kind) {
-    case ExprKind::Const: return true;
+    case ExprKind::Const:
+      return true;
     case ExprKind::Name:
-    case ExprKind::Call: return false;
-    case ExprKind::CondExpr: return is_const(e->a.get()) && (is_const(e->b.get()) || (e->c && is_const(e->c.get())));
+    case ExprKind::Call:
+      return false;
+    case ExprKind::CondExpr:
+      return is_const(e->a.get()) && (is_const(e->b.get()) || (e->c && is_const(e->c.get())));
     case ExprKind::And:
-    case ExprKind::Or: return is_const(e->a.get());
+    case ExprKind::Or:
+      return is_const(e->a.get());
     case ExprKind::Filter:
     case ExprKind::Test: {
       if (!e->a || is_contextual_filter(e->name)) return false;
@@ -201,11 +205,15 @@ class FrameVisitor {
 
   void target(const Target& t, bool as_param) {
     switch (t.kind) {
-      case Target::Kind::Name: as_param ? sym_->param(t.name) : sym_->store(t.name); break;
+      case Target::Kind::Name:
+        as_param ? sym_->param(t.name) : sym_->store(t.name);
+        break;
       case Target::Kind::Tuple:
         for (const auto& x : t.items) target(x, as_param);
         break;
-      case Target::Kind::NsAttr: sym_->load(t.name); break;
+      case Target::Kind::NsAttr:
+        sym_->load(t.name);
+        break;
     }
   }
 
@@ -217,18 +225,31 @@ class FrameVisitor {
     switch (s.kind) {
       case StmtKind::Data:
       case StmtKind::Break:
-      case StmtKind::Continue: break;
-      case StmtKind::Print: expr(s.expr.get()); break;
-      case StmtKind::If: if_branches(s.branches, 0, true, &s.else_body); break;
-      case StmtKind::For: expr(s.expr.get()); break;
+      case StmtKind::Continue:
+        break;
+      case StmtKind::Print:
+        expr(s.expr.get());
+        break;
+      case StmtKind::If:
+        if_branches(s.branches, 0, true, &s.else_body);
+        break;
+      case StmtKind::For:
+        expr(s.expr.get());
+        break;
       case StmtKind::Set:
         expr(s.expr.get());
         target(s.target, false);
         break;
-      case StmtKind::SetBlock: target(s.target, false); break;
-      case StmtKind::Macro: sym_->store(s.name); break;
+      case StmtKind::SetBlock:
+        target(s.target, false);
+        break;
+      case StmtKind::Macro:
+        sym_->store(s.name);
+        break;
       case StmtKind::CallBlock:
-      case StmtKind::FilterBlock: expr(s.expr.get()); break;
+      case StmtKind::FilterBlock:
+        expr(s.expr.get());
+        break;
       case StmtKind::Scope:
         for (const auto& d : s.defaults) expr(d.get());
         break;
@@ -267,7 +288,8 @@ class FrameVisitor {
 void analyze_frames_in(StmtList& body, const Symbols& frame);
 
 // Analyses the frame opened by one statement (RootVisitor) and the frames inside it.
-std::vector<std::string> analyze_frame(const Symbols& parent, const std::vector<std::string>& params,
+std::vector<std::string> analyze_frame(const Symbols& parent,
+                                       const std::vector<std::string>& params,
                                        const std::vector<const Expr*>& exprs, StmtList& body,
                                        const Target* target, bool exprs_after_body = false) {
   Symbols sym;
@@ -312,16 +334,21 @@ void analyze_frames_in(StmtList& body, const Symbols& frame) {
       case StmtKind::Scope:  // with: its names are parameters of the inner frame
         s.frame_undefined = analyze_frame(frame, s.params, {}, s.body, nullptr);
         break;
-      default: break;
+      default:
+        break;
     }
   }
 }
 
 }  // namespace
 
-void check_names(const StmtList& body) { check_names_in(body, false); }
+void check_names(const StmtList& body) {
+  check_names_in(body, false);
+}
 
-void mark_constants(StmtList& body) { mark_constants_in(body); }
+void mark_constants(StmtList& body) {
+  mark_constants_in(body);
+}
 
 std::vector<std::string> analyze_scopes(StmtList& body) {
   Symbols root;

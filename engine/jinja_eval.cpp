@@ -8,7 +8,6 @@
 
 namespace llm::jinja {
 
-
 namespace {
 
 std::shared_ptr<Interp::Scope> child_of(const std::shared_ptr<Interp::Scope>& parent);
@@ -38,10 +37,17 @@ void Interp::charge_bytes(size_t bytes) {
 
 void Interp::charge_value(const Value& v) {
   switch (v.type()) {
-    case Type::String: charge_bytes(v.str().size()); break;
-    case Type::List: charge_bytes(v.items().size() * 32); break;
-    case Type::Dict: charge_bytes(v.dict().items.size() * 64); break;
-    default: break;
+    case Type::String:
+      charge_bytes(v.str().size());
+      break;
+    case Type::List:
+      charge_bytes(v.items().size() * 32);
+      break;
+    case Type::Dict:
+      charge_bytes(v.dict().items.size() * 64);
+      break;
+    default:
+      break;
   }
 }
 
@@ -100,16 +106,24 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
   step();
   try {
     switch (s.kind) {
-      case StmtKind::Data: emit(out, s.text); break;
-      case StmtKind::Print: emit(out, print_value(*s.expr, scope)); break;
+      case StmtKind::Data:
+        emit(out, s.text);
+        break;
+      case StmtKind::Print:
+        emit(out, print_value(*s.expr, scope));
+        break;
       case StmtKind::If:
         for (const auto& br : s.branches)
           if (eval(*br.first, scope).truthy()) return exec(br.second, scope, out);
         return exec(s.else_body, scope, out);
-      case StmtKind::For: return exec_for(s, scope, out);
+      case StmtKind::For:
+        return exec_for(s, scope, out);
       case StmtKind::Set:
-      case StmtKind::SetBlock: return exec_set(s, scope);
-      case StmtKind::Macro: scope->set(s.name, make_macro(s, scope)); break;
+      case StmtKind::SetBlock:
+        return exec_set(s, scope);
+      case StmtKind::Macro:
+        scope->set(s.name, make_macro(s, scope));
+        break;
       case StmtKind::CallBlock: {
         auto caller = std::make_shared<Callable>();
         caller->is_macro = true;  // nameless: prints as <Macro anonymous>
@@ -136,8 +150,10 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
           inner->set(s.params[i], eval(*s.defaults[i], scope));
         return exec(s.body, inner, out);
       }
-      case StmtKind::Break: return Flow::Break;
-      case StmtKind::Continue: return Flow::Continue;
+      case StmtKind::Break:
+        return Flow::Break;
+      case StmtKind::Continue:
+        return Flow::Continue;
     }
   } catch (const TemplateError& e) {
     if (e.line() == 0 && !dynamic_cast<const RaisedError*>(&e))
@@ -149,7 +165,8 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
 
 std::vector<Value> iterate(const Value& v) {
   switch (v.type()) {
-    case Type::List: return v.items();
+    case Type::List:
+      return v.items();
     case Type::Dict: {
       std::vector<Value> keys;
       keys.reserve(v.dict().items.size());
@@ -169,7 +186,8 @@ std::vector<Value> iterate(const Value& v) {
     case Type::Undefined:
       if (v.is_forbidden()) fail(v.undefined_message());
       return {};
-    default: fail("'" + v.type_name() + "' object is not iterable");
+    default:
+      fail("'" + v.type_name() + "' object is not iterable");
   }
 }
 
@@ -217,9 +235,9 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
 
   // jinja2's LoopContext as a dict; the fields are rewritten in place every iteration.
   auto loop = std::make_shared<ValueDict>();
-  static const char* const kFields[] = {"index0", "index", "first", "last", "length",
-                                        "revindex", "revindex0", "previtem", "nextitem",
-                                        "depth", "depth0", "cycle"};
+  static const char* const kFields[] = {"index0",   "index",    "first",     "last",
+                                        "length",   "revindex", "revindex0", "previtem",
+                                        "nextitem", "depth",    "depth0",    "cycle"};
   for (const char* f : kFields) loop->items.emplace_back(Value::string(f), Value());
   auto& field = loop->items;
   field[4].second = Value::integer(n);
@@ -260,14 +278,16 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
 
 void Interp::assign(const Target& t, const Value& v, Scope& scope) {
   switch (t.kind) {
-    case Target::Kind::Name: scope.set(t.name, v); return;
+    case Target::Kind::Name:
+      scope.set(t.name, v);
+      return;
     case Target::Kind::Tuple: {
       std::vector<Value> parts = iterate(v);
       if (parts.size() != t.items.size()) {
         if (parts.size() > t.items.size())
           fail("too many values to unpack (expected " + std::to_string(t.items.size()) + ")");
-        fail("not enough values to unpack (expected " + std::to_string(t.items.size()) +
-             ", got " + std::to_string(parts.size()) + ")");
+        fail("not enough values to unpack (expected " + std::to_string(t.items.size()) + ", got " +
+             std::to_string(parts.size()) + ")");
       }
       for (size_t i = 0; i < parts.size(); ++i) assign(t.items[i], parts[i], scope);
       return;
@@ -398,8 +418,10 @@ Value Interp::call(const Value& callee, CallArgs& args) {
       if (!callee.fn().is_macro) charge_value(r);  // macros charged their output already
       return r;
     }
-    case Type::Undefined: fail(callee.undefined_message());
-    default: fail("'" + callee.type_name() + "' object is not callable");
+    case Type::Undefined:
+      fail(callee.undefined_message());
+    default:
+      fail("'" + callee.type_name() + "' object is not callable");
   }
 }
 

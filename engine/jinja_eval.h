@@ -1,6 +1,7 @@
 // Renders a parsed Jinja template: statements, expressions, scoping and macros with
-// jinja2's semantics (for loops and macros open a scope, `if` does not; `set` inside a
-// loop does not leak; namespace() objects are shared; undefined values print as "").
+// jinja2's semantics (for loops and macros open a scope, `if` does not; a `set` inside a
+// loop does not leak and does not survive to the next iteration; namespace() objects are
+// shared; undefined values print as ""; names start as jinja_analysis.h decided).
 //
 // Hostile templates are bounded: nesting depth, macro recursion, a step budget (every
 // evaluated node and loop iteration, plus the bytes of every string or list built) and the
@@ -20,11 +21,11 @@ namespace llm::jinja {
 // every byte of input, so that long conversations through templates that are quadratic in
 // the number of messages still render while a hostile template stops within seconds.
 struct Limits {
-  int max_depth = 500;                // nested evaluation frames (expressions, blocks, calls)
-  int max_call_depth = 100;           // macro / caller recursion
-  uint64_t max_steps = 20000000;      // work budget, see above
+  int max_depth = 500;            // nested evaluation frames (expressions, blocks, calls)
+  int max_call_depth = 100;       // macro / caller recursion
+  uint64_t max_steps = 20000000;  // work budget, see above
   uint64_t steps_per_input_byte = 200;
-  size_t max_string = 64u << 20;      // bytes of any string, the output included
+  size_t max_string = 64u << 20;  // bytes of any string, the output included
 };
 
 // raise_exception(msg) from a template: the message is the template author's, verbatim.
@@ -38,8 +39,8 @@ class Interp {
   Interp(const Limits& limits, std::function<std::tm()> now);
   ~Interp();
 
-  // Renders `body` with the given top-level variables; `input_bytes` (the size of the
-  // caller's data) raises the step budget, see Limits.
+  // Renders a template with the given top-level variables; `input_bytes` (the size of the
+  // caller's data) raises the step budget, see Limits. One Interp per render.
   std::string render(const Template& tmpl, const ValueDict& vars, size_t input_bytes = 0);
 
   // --- used by the built-ins -----------------------------------------------------------
@@ -48,7 +49,7 @@ class Interp {
   Value getitem(const Value& obj, const Value& key);         // jinja2 sandbox getitem
   // Charges work proportional to `bytes` of data built; raises when the budget is spent.
   void charge_bytes(size_t bytes);
-  void charge_value(const Value& v);  // for a value a filter or function just built
+  void charge_value(const Value& v);    // for a value a filter or function just built
   void check_size(size_t bytes) const;  // a string or list about to be built
   std::tm now() const { return now_(); }
   const Limits& limits() const { return limits_; }

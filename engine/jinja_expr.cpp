@@ -75,9 +75,8 @@ int64_t checked(bool overflow, int64_t v) {
 }  // namespace
 
 std::string percent_format(const std::string& fmt, const Value& arg) {
-  std::vector<Value> args = arg.is_list() && arg.list_kind() == ListKind::Tuple
-                                ? arg.items()
-                                : std::vector<Value>{arg};
+  std::vector<Value> args =
+      arg.is_list() && arg.list_kind() == ListKind::Tuple ? arg.items() : std::vector<Value>{arg};
   std::string out;
   size_t next = 0;
   for (size_t i = 0; i < fmt.size(); ++i) {
@@ -107,9 +106,9 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
       if (!v.is_number()) fail("%d format: a real number is required, not " + v.type_name());
       if (v.type() == Type::Float && !(std::fabs(v.as_float()) < 9223372036854775808.0))
         fail("integer overflow (values beyond 64 bits are not supported)");
-      std::snprintf(buf, sizeof buf, (spec + "lld").c_str(),
-                    static_cast<long long>(v.type() == Type::Float ? std::trunc(v.as_float())
-                                                                   : v.as_int()));
+      std::snprintf(
+          buf, sizeof buf, (spec + "lld").c_str(),
+          static_cast<long long>(v.type() == Type::Float ? std::trunc(v.as_float()) : v.as_int()));
       out += buf;
     } else if (conv == 'f' || conv == 'e' || conv == 'g') {
       if (!v.is_number()) fail("must be real number, not " + v.type_name());
@@ -121,13 +120,12 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
   }
   // Python skips this check when the argument could be a mapping (anything subscriptable
   // but a tuple or str: a list, a dict, jinja2's Undefined).
-  bool mapping_like = (arg.is_list() && arg.list_kind() == ListKind::List) || arg.is_dict() ||
-                      arg.is_undefined();
+  bool mapping_like =
+      (arg.is_list() && arg.list_kind() == ListKind::List) || arg.is_dict() || arg.is_undefined();
   if (next < args.size() && !mapping_like)
     fail("not all arguments converted during string formatting");
   return out;
 }
-
 
 Value Interp::lookup(const std::string& name, const Scope& scope) {
   for (const Scope* s = &scope; s; s = s->parent.get()) {
@@ -155,7 +153,8 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
 
 Value Interp::getitem(const Value& obj, const Value& key) {
   switch (obj.type()) {
-    case Type::Undefined: fail(obj.undefined_message());
+    case Type::Undefined:
+      fail(obj.undefined_message());
     case Type::Dict:
       if (!key.is_list() && !key.is_dict())
         if (const Value* v = obj.dict().find(key)) return *v;
@@ -177,7 +176,8 @@ Value Interp::getitem(const Value& obj, const Value& key) {
         }
       }
       break;
-    default: break;
+    default:
+      break;
   }
   if (key.is_string()) {  // obj[name] failed: the sandbox falls back to getattr
     const std::string& name = key.str();
@@ -200,8 +200,10 @@ Value Interp::slice(const Value& obj, const Expr& getitem, const std::shared_ptr
   for (int k = 0; k < 3; ++k) {
     if (!parts[k]) continue;
     Value v = eval(*parts[k], scope);
-    if (v.is_int() || v.type() == Type::Bool) bounds[k] = v.as_int();
-    else if (!v.is_none()) ok = false;
+    if (v.is_int() || v.type() == Type::Bool)
+      bounds[k] = v.as_int();
+    else if (!v.is_none())
+      ok = false;
   }
   if (obj.is_undefined()) fail(obj.undefined_message());
   bool sliceable = obj.is_string() || (obj.is_list() && obj.list_kind() != ListKind::Iterator);
@@ -232,14 +234,22 @@ bool Interp::compare_op(Op op, const Value& a, const Value& b) {
   if ((op == Op::In || op == Op::NotIn) && (b.is_list() || b.is_dict()))
     charge_bytes((b.is_list() ? b.items().size() : b.dict().items.size()) * 32);  // linear scan
   switch (op) {
-    case Op::Eq: return equals(a, b);
-    case Op::Ne: return !equals(a, b);
-    case Op::In: return contains(b, a);
-    case Op::NotIn: return !contains(b, a);
-    case Op::Lt: return compare(a, b) < 0;
-    case Op::Le: return compare(a, b) <= 0;
-    case Op::Gt: return compare(a, b) > 0;
-    default: return compare(a, b) >= 0;
+    case Op::Eq:
+      return equals(a, b);
+    case Op::Ne:
+      return !equals(a, b);
+    case Op::In:
+      return contains(b, a);
+    case Op::NotIn:
+      return !contains(b, a);
+    case Op::Lt:
+      return compare(a, b) < 0;
+    case Op::Le:
+      return compare(a, b) <= 0;
+    case Op::Gt:
+      return compare(a, b) > 0;
+    default:
+      return compare(a, b) >= 0;
   }
 }
 
@@ -250,8 +260,8 @@ Value Interp::binary(Op op, const Value& a, const Value& b) {
   const bool nums = a.is_number() && b.is_number();
   const bool floats = nums && (a.type() == Type::Float || b.type() == Type::Float);
   auto unsupported = [&]() {
-    fail(std::string("unsupported operand type(s) for ") + op_symbol(op) + ": '" + a.type_name() + "' and '" +
-         b.type_name() + "'");
+    fail(std::string("unsupported operand type(s) for ") + op_symbol(op) + ": '" + a.type_name() +
+         "' and '" + b.type_name() + "'");
   };
   auto repeat = [&](const Value& seq, int64_t count) -> Value {
     if (count < 0) count = 0;
@@ -373,8 +383,7 @@ Value Interp::binary(Op op, const Value& a, const Value& b) {
   fail(std::string("unknown operator ") + op_symbol(op));
 }
 
-void Interp::eval_args(const CallSpec& spec, const std::shared_ptr<Scope>& scope,
-                       CallArgs& out) {
+void Interp::eval_args(const CallSpec& spec, const std::shared_ptr<Scope>& scope, CallArgs& out) {
   for (const auto& a : spec.args) out.pos.push_back(eval(*a, scope));
   for (const auto& kv : spec.kwargs) out.kw.emplace_back(kv.first, eval(*kv.second, scope));
   if (spec.dyn_args) {
@@ -398,7 +407,8 @@ bool safe_repr(const Value& v) {
     case Type::Bool:
     case Type::Int:
     case Type::Float:
-    case Type::String: return true;
+    case Type::String:
+      return true;
     case Type::List:
       if (v.list_kind() == ListKind::Iterator) return false;
       for (const auto& x : v.items())
@@ -408,7 +418,8 @@ bool safe_repr(const Value& v) {
       for (const auto& kv : v.dict().items)
         if (!safe_repr(kv.first) || !safe_repr(kv.second)) return false;
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 }  // namespace
@@ -456,17 +467,20 @@ Value Interp::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
 
 Value Interp::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
   switch (e.kind) {
-    case ExprKind::Const: return e.value;
+    case ExprKind::Const:
+      return e.value;
     case ExprKind::Name:
       if (folding_) fail("not constant");  // jinja2's Impossible
       return lookup(e.name, *scope);
-    case ExprKind::Getattr: return getattr(eval(*e.a, scope), e.name);
+    case ExprKind::Getattr:
+      return getattr(eval(*e.a, scope), e.name);
     case ExprKind::Getitem: {
       Value obj = eval(*e.a, scope);
       if (e.b->kind == ExprKind::Slice) return slice(obj, e, scope);
       return getitem(obj, eval(*e.b, scope));
     }
-    case ExprKind::Slice: fail("slice outside of []");
+    case ExprKind::Slice:
+      fail("slice outside of []");
     case ExprKind::Call: {
       if (folding_) fail("not constant");
       Value callee = eval(*e.a, scope);
@@ -489,7 +503,8 @@ Value Interp::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
       eval_args(e.call, scope, args);
       return Value::boolean(call_test(*this, e.name, v, args));
     }
-    case ExprKind::Not: return Value::boolean(!eval(*e.a, scope).truthy());
+    case ExprKind::Not:
+      return Value::boolean(!eval(*e.a, scope).truthy());
     case ExprKind::Neg:
     case ExprKind::Pos: {
       Value v = eval(*e.a, scope);
@@ -500,8 +515,8 @@ Value Interp::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
         if (neg && v.as_int() == INT64_MIN) checked(true, 0);
         return Value::integer(neg ? -v.as_int() : v.as_int());
       }
-      fail(std::string("bad operand type for unary ") + (neg ? "-" : "+") + ": '" +
-           v.type_name() + "'");
+      fail(std::string("bad operand type for unary ") + (neg ? "-" : "+") + ": '" + v.type_name() +
+           "'");
     }
     case ExprKind::Binary: {
       Value a = eval(*e.a, scope);

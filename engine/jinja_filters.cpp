@@ -37,7 +37,9 @@ std::optional<int64_t> Params::int_arg(size_t i) const {
   return vals_[i]->as_int();
 }
 
-Value soft_str(const Value& v) { return v.is_string() ? v : Value::string(v.to_str()); }
+Value soft_str(const Value& v) {
+  return v.is_string() ? v : Value::string(v.to_str());
+}
 
 namespace {
 
@@ -55,7 +57,9 @@ Value get_attribute_path(Interp& in, const Value& item, const Value& attribute) 
   return cur;
 }
 
-Value lower_if_string(const Value& v) { return v.is_string() ? Value::string(py_lower(v.str())) : v; }
+Value lower_if_string(const Value& v) {
+  return v.is_string() ? Value::string(py_lower(v.str())) : v;
+}
 
 size_t require_length(const Value& v) {
   if (auto n = v.length()) return *n;
@@ -68,10 +72,12 @@ Value f_tojson(Interp&, const Value& v, const CallArgs& a) {
   opt.ensure_ascii = p.flag(0, false);
   opt.sort_keys = p.flag(3, false);
   if (const Value* ind = p.get(1); ind && !ind->is_none()) {
-    if (ind->is_string()) opt.indent = ind->str();
+    if (ind->is_string())
+      opt.indent = ind->str();
     else if (ind->is_number() && ind->type() != Type::Float)
       opt.indent = std::string(static_cast<size_t>(std::max<int64_t>(0, ind->as_int())), ' ');
-    else fail("tojson: indent must be an integer or a string");
+    else
+      fail("tojson: indent must be an integer or a string");
     opt.item_sep = ",";
   }
   if (const Value* sep = p.get(2); sep && !sep->is_none()) {
@@ -171,13 +177,16 @@ Value f_last(Interp&, const Value& v, const CallArgs&) {
   return items.back();
 }
 
-Value f_list(Interp&, const Value& v, const CallArgs&) { return Value::list(iterate(v)); }
+Value f_list(Interp&, const Value& v, const CallArgs&) {
+  return Value::list(iterate(v));
+}
 
 Value f_items(Interp&, const Value& v, const CallArgs&) {
   if (v.is_undefined()) return Value::list({}, ListKind::Iterator);
   if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
   std::vector<Value> out;
-  for (const auto& kv : v.dict().items) out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
+  for (const auto& kv : v.dict().items)
+    out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
   return Value::list(std::move(out), ListKind::Iterator);
 }
 
@@ -189,7 +198,8 @@ Value f_dictsort(Interp&, const Value& v, const CallArgs& a) {
   size_t pos = by == "key" ? 0 : 1;
   bool cs = p.flag(0, false), rev = p.flag(2, false);
   std::vector<Value> items;
-  for (const auto& kv : v.dict().items) items.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
+  for (const auto& kv : v.dict().items)
+    items.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
     Value kx = x.items()[pos], ky = y.items()[pos];
     if (!cs) kx = lower_if_string(kx), ky = lower_if_string(ky);
@@ -206,8 +216,10 @@ Value f_sort(Interp& in, const Value& v, const CallArgs& a) {
   std::vector<Value> attrs;
   if (const Value* at = p.get(2); at && !at->is_none()) {
     if (at->is_string())
-      for (const auto& s : py_split(at->str(), std::string(","), -1)) attrs.push_back(Value::string(s));
-    else attrs.push_back(*at);
+      for (const auto& s : py_split(at->str(), std::string(","), -1))
+        attrs.push_back(Value::string(s));
+    else
+      attrs.push_back(*at);
   }
   std::vector<size_t> order(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -262,8 +274,12 @@ Value min_max(Interp& in, const Value& v, const CallArgs& a, bool want_max) {
   }
   return items[best];
 }
-Value f_min(Interp& in, const Value& v, const CallArgs& a) { return min_max(in, v, a, false); }
-Value f_max(Interp& in, const Value& v, const CallArgs& a) { return min_max(in, v, a, true); }
+Value f_min(Interp& in, const Value& v, const CallArgs& a) {
+  return min_max(in, v, a, false);
+}
+Value f_max(Interp& in, const Value& v, const CallArgs& a) {
+  return min_max(in, v, a, true);
+}
 
 Value f_map(Interp& in, const Value& v, const CallArgs& a) {
   std::vector<Value> out;
@@ -309,17 +325,26 @@ Value select_reject(Interp& in, const Value& v, const CallArgs& a, bool select, 
   }
   return Value::list(std::move(out), ListKind::Iterator);
 }
-Value f_select(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, true, false); }
-Value f_reject(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, false, false); }
-Value f_selectattr(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, true, true); }
-Value f_rejectattr(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, false, true); }
+Value f_select(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, true, false);
+}
+Value f_reject(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, false, false);
+}
+Value f_selectattr(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, true, true);
+}
+Value f_rejectattr(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, false, true);
+}
 
 // Python float(str): strip whitespace, underscores between digits, inf/nan.
 std::optional<double> parse_py_float(const std::string& s) {
   std::string t = py_strip(s, std::nullopt, true, true);
   std::string clean;
   for (size_t i = 0; i < t.size(); ++i) {
-    if (t[i] == '_' && i > 0 && i + 1 < t.size() && isdigit(t[i - 1]) && isdigit(t[i + 1])) continue;
+    if (t[i] == '_' && i > 0 && i + 1 < t.size() && isdigit(t[i - 1]) && isdigit(t[i + 1]))
+      continue;
     clean.push_back(t[i]);
   }
   if (clean.empty() || clean.find_first_of("xXpP") != std::string::npos) return std::nullopt;
@@ -397,21 +422,25 @@ Value f_round(Interp&, const Value& v, const CallArgs& a) {
   }
   double scale = std::pow(10.0, static_cast<double>(prec));
   double y = x * scale;
-  double r = method == "ceil" ? std::ceil(y) : method == "floor" ? std::floor(y) : std::nearbyint(y);
+  double r = method == "ceil"    ? std::ceil(y)
+             : method == "floor" ? std::floor(y)
+                                 : std::nearbyint(y);
   return Value::number(r / scale);
 }
 
 Value f_replace(Interp& in, const Value& v, const CallArgs& a) {
   Params p(a, "replace", {"old", "new", "count"});
   if (!p.get(0) || !p.get(1)) fail("replace() missing required arguments");
-  std::string r = py_replace(v.to_str(), p.get(0)->to_str(), p.get(1)->to_str(),
-                             p.int_arg(2).value_or(-1));
+  std::string r =
+      py_replace(v.to_str(), p.get(0)->to_str(), p.get(1)->to_str(), p.int_arg(2).value_or(-1));
   in.check_size(r.size());
   in.charge_bytes(r.size());
   return Value::string(std::move(r));
 }
 
-Value f_safe(Interp&, const Value& v, const CallArgs&) { return Value::string(v.to_str(), true); }
+Value f_safe(Interp&, const Value& v, const CallArgs&) {
+  return Value::string(v.to_str(), true);
+}
 Value f_escape(Interp&, const Value& v, const CallArgs&) {
   if (v.is_string() && v.is_safe()) return v;
   return Value::string(html_escape(v.to_str()), true);
@@ -426,8 +455,10 @@ Value f_indent(Interp&, const Value& v, const CallArgs& a) {
     fail("unsupported operand type(s) for +=: '" + v.type_name() + "' and 'str'");
   std::string ind = " ";
   const Value* w = p.get(0);
-  if (w && w->is_string()) ind = w->str();
-  else ind = std::string(static_cast<size_t>(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
+  if (w && w->is_string())
+    ind = w->str();
+  else
+    ind = std::string(static_cast<size_t>(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
   std::vector<std::string> lines = py_splitlines(v.to_str() + "\n");
   std::string out;
   if (p.flag(2, false)) {
@@ -500,20 +531,48 @@ Value f_attr(Interp& in, const Value& v, const CallArgs& a) {
 
 const std::unordered_map<std::string_view, FilterFn>& filters() {
   static const std::unordered_map<std::string_view, FilterFn> table = {
-      {"abs", f_abs},         {"attr", f_attr},           {"capitalize", f_capitalize},
-      {"center", f_center},   {"count", f_length},        {"d", f_default},
-      {"default", f_default}, {"dictsort", f_dictsort},   {"e", f_escape},
-      {"escape", f_escape},   {"first", f_first},         {"float", f_float},
-      {"forceescape", f_forceescape}, {"format", f_format}, {"indent", f_indent},
-      {"int", f_int},         {"items", f_items},         {"join", f_join},
-      {"last", f_last},       {"length", f_length},       {"list", f_list},
-      {"lower", f_lower},     {"map", f_map},             {"max", f_max},
-      {"min", f_min},         {"reject", f_reject},       {"rejectattr", f_rejectattr},
-      {"replace", f_replace}, {"reverse", f_reverse},     {"round", f_round},
-      {"safe", f_safe},       {"select", f_select},       {"selectattr", f_selectattr},
-      {"sort", f_sort},       {"string", f_string},       {"sum", f_sum},
-      {"title", f_title},     {"tojson", f_tojson},       {"trim", f_trim},
-      {"unique", f_unique},   {"upper", f_upper},         {"wordcount", f_wordcount},
+      {"abs", f_abs},
+      {"attr", f_attr},
+      {"capitalize", f_capitalize},
+      {"center", f_center},
+      {"count", f_length},
+      {"d", f_default},
+      {"default", f_default},
+      {"dictsort", f_dictsort},
+      {"e", f_escape},
+      {"escape", f_escape},
+      {"first", f_first},
+      {"float", f_float},
+      {"forceescape", f_forceescape},
+      {"format", f_format},
+      {"indent", f_indent},
+      {"int", f_int},
+      {"items", f_items},
+      {"join", f_join},
+      {"last", f_last},
+      {"length", f_length},
+      {"list", f_list},
+      {"lower", f_lower},
+      {"map", f_map},
+      {"max", f_max},
+      {"min", f_min},
+      {"reject", f_reject},
+      {"rejectattr", f_rejectattr},
+      {"replace", f_replace},
+      {"reverse", f_reverse},
+      {"round", f_round},
+      {"safe", f_safe},
+      {"select", f_select},
+      {"selectattr", f_selectattr},
+      {"sort", f_sort},
+      {"string", f_string},
+      {"sum", f_sum},
+      {"title", f_title},
+      {"tojson", f_tojson},
+      {"trim", f_trim},
+      {"unique", f_unique},
+      {"upper", f_upper},
+      {"wordcount", f_wordcount},
   };
   return table;
 }
@@ -546,10 +605,14 @@ bool t_sameas(Interp&, const Value& v, const CallArgs& a) {
   if (v.type() != o.type()) return false;
   switch (v.type()) {
     case Type::None:
-    case Type::Undefined: return v.identity() == o.identity();
-    case Type::Bool: return v.as_bool() == o.as_bool();
-    case Type::Int: return v.as_int() == o.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
-    default: return v.identity() && v.identity() == o.identity();
+    case Type::Undefined:
+      return v.identity() == o.identity();
+    case Type::Bool:
+      return v.as_bool() == o.as_bool();
+    case Type::Int:
+      return v.as_int() == o.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
+    default:
+      return v.identity() && v.identity() == o.identity();
   }
 }
 
@@ -565,12 +628,16 @@ const std::unordered_map<std::string_view, TestFn>& tests() {
        }},
       {"defined", [](Interp&, const Value& v, const CallArgs&) { return !v.is_undefined(); }},
       {"undefined", [](Interp&, const Value& v, const CallArgs&) { return v.is_undefined(); }},
-      {"filter", [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && has_filter(v.str()); }},
-      {"test", [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && has_test(v.str()); }},
+      {"filter", [](Interp&, const Value& v,
+                    const CallArgs&) { return v.is_string() && has_filter(v.str()); }},
+      {"test",
+       [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && has_test(v.str()); }},
       {"none", [](Interp&, const Value& v, const CallArgs&) { return v.is_none(); }},
       {"boolean", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Bool; }},
-      {"false", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Bool && !v.as_bool(); }},
-      {"true", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Bool && v.as_bool(); }},
+      {"false", [](Interp&, const Value& v,
+                   const CallArgs&) { return v.type() == Type::Bool && !v.as_bool(); }},
+      {"true", [](Interp&, const Value& v,
+                  const CallArgs&) { return v.type() == Type::Bool && v.as_bool(); }},
       {"integer", [](Interp&, const Value& v, const CallArgs&) { return v.is_int(); }},
       {"float", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Float; }},
       {"lower", [](Interp&, const Value& v, const CallArgs&) { return py_is_lower(v.to_str()); }},
@@ -587,34 +654,50 @@ const std::unordered_map<std::string_view, TestFn>& tests() {
        [](Interp&, const Value& v, const CallArgs&) {
          return v.is_undefined() || v.is_string() || v.is_dict() || v.is_list();
        }},
-      {"callable",
-       [](Interp&, const Value& v, const CallArgs&) { return v.is_callable() || v.is_undefined(); }},
+      {"callable", [](Interp&, const Value& v,
+                      const CallArgs&) { return v.is_callable() || v.is_undefined(); }},
       {"sameas", t_sameas},
-      {"escaped", [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && v.is_safe(); }},
+      {"escaped",
+       [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && v.is_safe(); }},
       {"in", [](Interp&, const Value& v, const CallArgs& a) { return contains(arg0(a, "in"), v); }},
       {"==", [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "==")); }},
       {"eq", [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "eq")); }},
-      {"equalto", [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "equalto")); }},
+      {"equalto",
+       [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "equalto")); }},
       {"!=", [](Interp&, const Value& v, const CallArgs& a) { return !equals(v, arg0(a, "!=")); }},
       {"ne", [](Interp&, const Value& v, const CallArgs& a) { return !equals(v, arg0(a, "ne")); }},
-      {">", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">")) > 0; }},
-      {"gt", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "gt")) > 0; }},
-      {"greaterthan", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "greaterthan")) > 0; }},
-      {">=", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">=")) >= 0; }},
-      {"ge", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "ge")) >= 0; }},
-      {"<", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<")) < 0; }},
-      {"lt", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "lt")) < 0; }},
-      {"lessthan", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "lessthan")) < 0; }},
-      {"<=", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<=")) <= 0; }},
-      {"le", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "le")) <= 0; }},
+      {">",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">")) > 0; }},
+      {"gt",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "gt")) > 0; }},
+      {"greaterthan", [](Interp&, const Value& v,
+                         const CallArgs& a) { return compare(v, arg0(a, "greaterthan")) > 0; }},
+      {">=",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">=")) >= 0; }},
+      {"ge",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "ge")) >= 0; }},
+      {"<",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<")) < 0; }},
+      {"lt",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "lt")) < 0; }},
+      {"lessthan", [](Interp&, const Value& v,
+                      const CallArgs& a) { return compare(v, arg0(a, "lessthan")) < 0; }},
+      {"<=",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<=")) <= 0; }},
+      {"le",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "le")) <= 0; }},
   };
   return table;
 }
 
 }  // namespace
 
-bool has_filter(std::string_view name) { return filters().count(name) != 0; }
-bool has_test(std::string_view name) { return tests().count(name) != 0; }
+bool has_filter(std::string_view name) {
+  return filters().count(name) != 0;
+}
+bool has_test(std::string_view name) {
+  return tests().count(name) != 0;
+}
 
 Value call_filter(Interp& in, std::string_view name, const Value& value, CallArgs& args) {
   auto it = filters().find(name);

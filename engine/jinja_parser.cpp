@@ -43,16 +43,26 @@ class Parser {
   }
   static std::string describe(const Token& tk) {
     switch (tk.type) {
-      case Tok::Data: return "template data / text";
-      case Tok::VarBegin: return "begin of print statement";
-      case Tok::VarEnd: return "end of print statement";
-      case Tok::BlockBegin: return "begin of statement block";
-      case Tok::BlockEnd: return "end of statement block";
-      case Tok::Eof: return "end of template";
-      case Tok::String: return "string";
-      case Tok::Int: return "integer";
-      case Tok::Float: return "float";
-      default: return tk.text;
+      case Tok::Data:
+        return "template data / text";
+      case Tok::VarBegin:
+        return "begin of print statement";
+      case Tok::VarEnd:
+        return "end of print statement";
+      case Tok::BlockBegin:
+        return "begin of statement block";
+      case Tok::BlockEnd:
+        return "end of statement block";
+      case Tok::Eof:
+        return "end of template";
+      case Tok::String:
+        return "string";
+      case Tok::Int:
+        return "integer";
+      case Tok::Float:
+        return "float";
+      default:
+        return tk.text;
     }
   }
   [[noreturn]] void fail_at(const std::string& msg) const { throw TemplateError(msg, cur().line); }
@@ -185,8 +195,7 @@ class Parser {
       return s;
     }
     if (tag == "break" || tag == "continue") {
-      if (loop_depth_.empty() || loop_depth_.back() == 0)
-        fail_at("'" + tag + "' outside loop");
+      if (loop_depth_.empty() || loop_depth_.back() == 0) fail_at("'" + tag + "' outside loop");
       next();
       return stmt(tag == "break" ? StmtKind::Break : StmtKind::Continue, line);
     }
@@ -267,8 +276,10 @@ class Parser {
     bool reads_caller = body_uses(s.body, "caller");
     for (size_t i = 0; i < s.params.size(); ++i)
       if (reads_caller && s.params[i] == "caller" && !s.defaults[i])
-        throw TemplateError("When defining macros or call blocks the special \"caller\" "
-                            "argument must be omitted or be given a default.", s.line);
+        throw TemplateError(
+            "When defining macros or call blocks the special \"caller\" "
+            "argument must be omitted or be given a default.",
+            s.line);
     s.uses_caller = s.kind == StmtKind::Macro && reads_caller;
     s.uses_kwargs = body_uses(s.body, "kwargs") && !is_param("kwargs");
     s.uses_varargs = body_uses(s.body, "varargs") && !is_param("varargs");
@@ -386,8 +397,8 @@ class Parser {
   }
   static Op op_of(const std::string& sym) {
     static const std::pair<const char*, Op> kOps[] = {
-        {"+", Op::Add}, {"-", Op::Sub},  {"*", Op::Mul}, {"/", Op::Div},  {"//", Op::FloorDiv},
-        {"%", Op::Mod}, {"**", Op::Pow}, {"==", Op::Eq}, {"!=", Op::Ne},  {"<", Op::Lt},
+        {"+", Op::Add}, {"-", Op::Sub},  {"*", Op::Mul}, {"/", Op::Div}, {"//", Op::FloorDiv},
+        {"%", Op::Mod}, {"**", Op::Pow}, {"==", Op::Eq}, {"!=", Op::Ne}, {"<", Op::Lt},
         {"<=", Op::Le}, {">", Op::Gt},   {">=", Op::Ge}};
     for (const auto& [text, op] : kOps)
       if (sym == text) return op;
@@ -481,7 +492,8 @@ class Parser {
   ExprPtr parse_pow() {
     int line = cur().line;
     ExprPtr e = parse_unary(true);
-    while (skip_op("**")) e = binary(ExprKind::Binary, std::move(e), parse_unary(true), line, Op::Pow);
+    while (skip_op("**"))
+      e = binary(ExprKind::Binary, std::move(e), parse_unary(true), line, Op::Pow);
     return e;
   }
 
@@ -508,9 +520,12 @@ class Parser {
     int line = tk.line;
     if (tk.type == Tok::Name) {
       ExprPtr e = node(ExprKind::Const, line);
-      if (tk.text == "true" || tk.text == "True") e->value = Value::boolean(true);
-      else if (tk.text == "false" || tk.text == "False") e->value = Value::boolean(false);
-      else if (tk.text == "none" || tk.text == "None") e->value = Value::none();
+      if (tk.text == "true" || tk.text == "True")
+        e->value = Value::boolean(true);
+      else if (tk.text == "false" || tk.text == "False")
+        e->value = Value::boolean(false);
+      else if (tk.text == "none" || tk.text == "None")
+        e->value = Value::none();
       else {
         e->kind = ExprKind::Name;
         e->name = tk.text;
@@ -565,7 +580,8 @@ class Parser {
 
   bool is_tuple_end(std::initializer_list<const char*> extra_end) const {
     const Token& tk = cur();
-    if (tk.type == Tok::VarEnd || tk.type == Tok::BlockEnd || (tk.type == Tok::Op && tk.text == ")"))
+    if (tk.type == Tok::VarEnd || tk.type == Tok::BlockEnd ||
+        (tk.type == Tok::Op && tk.text == ")"))
       return true;
     if (tk.type == Tok::Name)
       for (const char* e : extra_end)
@@ -582,10 +598,14 @@ class Parser {
     while (true) {
       if (!args.empty()) expect_op(",");
       if (is_tuple_end(extra_end)) break;
-      if (simplified) args.push_back(parse_primary());
-      else args.push_back(parse_expression(with_condexpr));
-      if (is_op(",")) is_tuple = true;
-      else break;
+      if (simplified)
+        args.push_back(parse_primary());
+      else
+        args.push_back(parse_expression(with_condexpr));
+      if (is_op(","))
+        is_tuple = true;
+      else
+        break;
     }
     if (!is_tuple) {
       if (!args.empty()) return std::move(args[0]);
@@ -598,18 +618,25 @@ class Parser {
 
   ExprPtr parse_postfix(ExprPtr e) {
     while (true) {
-      if (is_op(".") || is_op("[")) e = parse_subscript(std::move(e));
-      else if (is_op("(")) e = parse_call(std::move(e));
-      else return e;
+      if (is_op(".") || is_op("["))
+        e = parse_subscript(std::move(e));
+      else if (is_op("("))
+        e = parse_call(std::move(e));
+      else
+        return e;
     }
   }
 
   ExprPtr parse_filter_expr(ExprPtr e) {
     while (true) {
-      if (is_op("|")) e = parse_filter(std::move(e), false);
-      else if (is_name("is")) e = parse_test(std::move(e));
-      else if (is_op("(")) e = parse_call(std::move(e));
-      else return e;
+      if (is_op("|"))
+        e = parse_filter(std::move(e), false);
+      else if (is_name("is"))
+        e = parse_test(std::move(e));
+      else if (is_op("("))
+        e = parse_call(std::move(e));
+      else
+        return e;
     }
   }
 
@@ -733,7 +760,8 @@ class Parser {
     t->name = name;
     const Token& tk = cur();
     bool arg_start = tk.type == Tok::Name || tk.type == Tok::String || tk.type == Tok::Int ||
-                     tk.type == Tok::Float || (tk.type == Tok::Op && (tk.text == "[" || tk.text == "{"));
+                     tk.type == Tok::Float ||
+                     (tk.type == Tok::Op && (tk.text == "[" || tk.text == "{"));
     if (is_op("(")) {
       parse_call_args(t->call);
     } else if (arg_start && !is_name("else") && !is_name("or") && !is_name("and")) {

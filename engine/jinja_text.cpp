@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <iterator>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 
 namespace llm::jinja {
 
@@ -85,8 +85,8 @@ size_t utf8_length(std::string_view s) {
 bool is_py_space(char32_t c) {
   if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
   if (c < 0x85) return false;
-  return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
-         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+  return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
+         c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 std::string py_strip(std::string_view s, const std::optional<std::string>& chars, bool left,
@@ -264,11 +264,21 @@ bool in_ranges(const CpRange (&ranges)[N], char32_t c) {
   return it != std::begin(ranges) && c <= std::prev(it)->last;
 }
 
-bool is_lower_cp(char32_t c) { return c < 0x80 ? (c >= 'a' && c <= 'z') : in_ranges(kLowercase, c); }
-bool is_upper_cp(char32_t c) { return c < 0x80 ? (c >= 'A' && c <= 'Z') : in_ranges(kUppercase, c); }
-bool is_title_cp(char32_t c) { return c >= 0x80 && in_ranges(kTitlecase, c); }
-bool is_cased(char32_t c) { return is_lower_cp(c) || is_upper_cp(c) || is_title_cp(c); }
-bool is_case_ignorable(char32_t c) { return in_ranges(kCaseIgnorable, c); }
+bool is_lower_cp(char32_t c) {
+  return c < 0x80 ? (c >= 'a' && c <= 'z') : in_ranges(kLowercase, c);
+}
+bool is_upper_cp(char32_t c) {
+  return c < 0x80 ? (c >= 'A' && c <= 'Z') : in_ranges(kUppercase, c);
+}
+bool is_title_cp(char32_t c) {
+  return c >= 0x80 && in_ranges(kTitlecase, c);
+}
+bool is_cased(char32_t c) {
+  return is_lower_cp(c) || is_upper_cp(c) || is_title_cp(c);
+}
+bool is_case_ignorable(char32_t c) {
+  return in_ranges(kCaseIgnorable, c);
+}
 
 void append_upper(std::string& out, char32_t c) {
   if (c < 0x80) {
@@ -291,8 +301,10 @@ void append_lower(std::string& out, char32_t c) {
 }
 
 void append_title(std::string& out, char32_t c) {
-  if (const CaseSpecial* sp = find_special(kTitleSpecial, c)) out += sp->utf8;
-  else append_upper(out, c);
+  if (const CaseSpecial* sp = find_special(kTitleSpecial, c))
+    out += sp->utf8;
+  else
+    append_upper(out, c);
 }
 
 // Python's final-sigma rule for str.lower(): U+03A3 becomes U+03C2 after a cased letter
@@ -330,8 +342,10 @@ std::string py_lower(std::string_view s) {
   }
   std::u32string u = to_u32(s);
   for (size_t i = 0; i < u.size(); ++i) {
-    if (u[i] == 0x3A3) utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
-    else append_lower(out, u[i]);
+    if (u[i] == 0x3A3)
+      utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
+    else
+      append_lower(out, u[i]);
   }
   return out;
 }
@@ -342,9 +356,12 @@ std::string py_title(std::string_view s) {
   bool prev_cased = false;
   for (size_t i = 0; i < u.size(); ++i) {
     char32_t c = u[i];
-    if (!prev_cased) append_title(out, c);
-    else if (c == 0x3A3) utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
-    else append_lower(out, c);
+    if (!prev_cased)
+      append_title(out, c);
+    else if (c == 0x3A3)
+      utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
+    else
+      append_lower(out, c);
     prev_cased = is_cased(c);
   }
   return out;
@@ -354,9 +371,12 @@ std::string py_capitalize(std::string_view s) {
   std::string out;
   std::u32string u = to_u32(s);
   for (size_t i = 0; i < u.size(); ++i) {
-    if (i == 0) append_title(out, u[i]);
-    else if (u[i] == 0x3A3) utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
-    else append_lower(out, u[i]);
+    if (i == 0)
+      append_title(out, u[i]);
+    else if (u[i] == 0x3A3)
+      utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
+    else
+      append_lower(out, u[i]);
   }
   return out;
 }
@@ -441,14 +461,29 @@ void json_escape_string(std::string& out, std::string_view s, bool ensure_ascii)
     }
     char32_t c = utf8_next(s, i);
     switch (c) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      case '\b':
+        out += "\\b";
+        continue;
+      case '\f':
+        out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (c < 0x20 || (ensure_ascii && c == 0x7F)) {
       append_hex(out, "\\u", c, 4);
@@ -470,12 +505,23 @@ std::string html_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&#39;"; break;
-      case '"': out += "&#34;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
