@@ -10,6 +10,7 @@
 #include <ctime>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/jinja_ast.h"
@@ -89,6 +90,7 @@ class Interp {
 
   Value eval(const Expr& e, const std::shared_ptr<Scope>& scope);
   std::string print_value(const Expr& e, const std::shared_ptr<Scope>& scope);
+  std::optional<Value> try_fold(const Expr& e, const std::shared_ptr<Scope>& scope);
   Value eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope);
   void eval_args(const CallSpec& spec, const std::shared_ptr<Scope>& scope, CallArgs& out);
   Value lookup(const std::string& name, const Scope& scope);

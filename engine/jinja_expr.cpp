@@ -424,19 +424,24 @@ bool safe_repr(const Value& v) {
 }
 }  // namespace
 
-// {{ expr }}: jinja2's code generator folds a constant output expression whatever its value
-// (an Undefined from a failed constant slice prints as ""), not only safe literals.
-std::string Interp::print_value(const Expr& e, const std::shared_ptr<Scope>& scope) {
-  if (e.constant && !folding_) {
-    folding_ = true;
-    std::optional<Value> folded;
-    try {
-      folded = eval_inner(e, scope);
-    } catch (const TemplateError&) {
-    }
-    folding_ = false;
-    if (folded) return folded->to_str();
+// jinja2's optimizer evaluates constant subtrees at compile time, with the sandbox's getitem
+// for slices; a subtree whose evaluation raises is left to run time. nullopt: not folded.
+std::optional<Value> Interp::try_fold(const Expr& e, const std::shared_ptr<Scope>& scope) {
+  if (!e.constant || folding_) return std::nullopt;
+  folding_ = true;
+  std::optional<Value> folded;
+  try {
+    folded = eval_inner(e, scope);
+  } catch (const TemplateError&) {
   }
+  folding_ = false;
+  return folded;
+}
+
+// {{ expr }}: the code generator folds a constant output expression whatever its value (an
+// Undefined from a failed constant slice prints as ""), not only safe literals.
+std::string Interp::print_value(const Expr& e, const std::shared_ptr<Scope>& scope) {
+  if (auto folded = try_fold(e, scope)) return folded->to_str();
   return eval(e, scope).to_str();
 }
 
@@ -444,19 +449,9 @@ Value Interp::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
   step();
   DepthGuard guard(*this);
   try {
-    if (e.constant && !folding_) {
-      // What jinja2's optimizer does at compile time: evaluate the constant subtree with
-      // folding semantics; keep the result if it raised nothing and has a safe repr, else
-      // evaluate this node at run time (its constant children get the same treatment).
-      folding_ = true;
-      std::optional<Value> folded;
-      try {
-        folded = eval_inner(e, scope);
-      } catch (const TemplateError&) {
-      }
-      folding_ = false;
-      if (folded && safe_repr(*folded)) return *folded;
-    }
+    // Elsewhere the optimizer keeps a folded value only if it has a safe repr; otherwise
+    // this node runs at run time (its constant children get the same treatment).
+    if (auto folded = try_fold(e, scope); folded && safe_repr(*folded)) return *folded;
     return eval_inner(e, scope);
   } catch (const TemplateError& err) {
     if (err.line() == 0 && !dynamic_cast<const RaisedError*>(&err))

@@ -318,6 +318,14 @@ bool final_sigma(const std::u32string& u, size_t i) {
   return k == u.size() || !is_cased(u[k]);
 }
 
+// lower() of u[i] in its context (the final-sigma rule needs the neighbours).
+void append_lower_at(std::string& out, const std::u32string& u, size_t i) {
+  if (u[i] == 0x3A3)
+    utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
+  else
+    append_lower(out, u[i]);
+}
+
 bool is_ascii(std::string_view s) {
   for (char c : s)
     if (static_cast<unsigned char>(c) >= 0x80) return false;
@@ -342,10 +350,7 @@ std::string py_lower(std::string_view s) {
   }
   std::u32string u = to_u32(s);
   for (size_t i = 0; i < u.size(); ++i) {
-    if (u[i] == 0x3A3)
-      utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
-    else
-      append_lower(out, u[i]);
+    append_lower_at(out, u, i);
   }
   return out;
 }
@@ -358,10 +363,8 @@ std::string py_title(std::string_view s) {
     char32_t c = u[i];
     if (!prev_cased)
       append_title(out, c);
-    else if (c == 0x3A3)
-      utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
     else
-      append_lower(out, c);
+      append_lower_at(out, u, i);
     prev_cased = is_cased(c);
   }
   return out;
@@ -373,10 +376,8 @@ std::string py_capitalize(std::string_view s) {
   for (size_t i = 0; i < u.size(); ++i) {
     if (i == 0)
       append_title(out, u[i]);
-    else if (u[i] == 0x3A3)
-      utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
     else
-      append_lower(out, u[i]);
+      append_lower_at(out, u, i);
   }
   return out;
 }
