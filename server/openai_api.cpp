@@ -229,7 +229,9 @@ ChatRequest parse_chat_request(const std::string& body) {
     if (!content) {
       if (*role != "assistant" || !has_tool_calls)
         bad_param(p + ".content", "Missing required parameter: '" + p + ".content'.");
-      out["content"] = nullptr;
+      // Several real templates (Qwen3, Phi-3.5, Granite) fail on a null content; an empty
+      // string renders the same turn everywhere.
+      out["content"] = "";
     } else {
       out["content"] = content_text(*content, p + ".content");
     }
