@@ -1,0 +1,106 @@
+// Grammar-constrained decoding at the token level: which tokens may come next so that the
+// generated text stays a prefix of the grammar's language (OpenAI response_format).
+//
+// How the engine uses it, per sequence, every decode step:
+//
+//   auto index = TokenIndex::build(tokenizer);            // once per model, shared
+//   auto c = make_json_constraint(index, &schema);        // per request (throws llm::Error)
+//   ...
+//   c->mask(logits);            // before sampling: disallowed tokens get -INFINITY
+//   int32_t id = sampler.sample(logits).id;
+//   c->accept(id);              // after sampling, before the next mask()
+//   // stop when the sampled id is end-of-generation (allowed only once complete())
+//
+// mask() keeps logit_bias/penalties working: call it on the raw logits before the sampler,
+// which then never picks a -INFINITY token. For n > 1 make one constraint per choice with
+// clone() (before any accept(), or to fork a sequence). A constraint is not thread-safe;
+// different constraints may run on different threads (they share only immutable data).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/grammar.h"
+
+namespace llm {
+
+class Tokenizer;
+struct JsonSchemaOptions;
+
+class TokenConstraint {  // one per sequence
+ public:
+  virtual ~TokenConstraint() = default;
+  // Sets the logits of tokens that cannot continue the grammar to -INFINITY.
+  // End-of-generation ids are allowed only when the grammar is complete here.
+  virtual void mask(float* logits) = 0;    // logits: (n_vocab)
+  virtual void accept(int32_t token) = 0;  // advance by a sampled token (asserts it was allowed)
+  virtual bool complete() const = 0;       // the text so far is a full match
+  virtual std::unique_ptr<TokenConstraint> clone() const = 0;  // for n > 1 / forks
+};
+
+// Per tokenizer, built once (about 0.1-0.3 s for 150K tokens) and shared by every
+// constraint: the bytes of each token and a byte trie over them, so that mask() walks
+// every token in one pass and drops a whole subtree at the first byte the grammar refuses.
+//
+// Allowed at all: tokens with a non-empty piece that are not control, user-defined,
+// unknown or unused (those never appear in constrained output); end-of-generation ids only
+// once the grammar is complete.
+//
+// Trie nodes in depth-first (= sorted) order; node 0 is the root (empty prefix):
+//   column    | meaning
+//   byte      | the byte on the edge from the parent
+//   depth     | length of the prefix (the root is 0)
+//   end       | one past the last node of this node's subtree (skip target)
+//   tok_begin | tokens whose piece is exactly this prefix: tokens[tok_begin,
+//             | nodes[i + 1].tok_begin) (a sentinel node closes the array)
+class TokenIndex {
+ public:
+  struct Node {
+    uint32_t end;
+    uint32_t tok_begin;
+    uint16_t depth;
+    uint8_t byte;
+  };
+
+  explicit TokenIndex(const Tokenizer& tok);
+  static std::shared_ptr<const TokenIndex> build(const Tokenizer& tok) {
+    return std::make_shared<const TokenIndex>(tok);
+  }
+
+  int n_vocab() const { return n_vocab_; }
+  bool is_eog(int32_t id) const { return eog_mask_[static_cast<size_t>(id)]; }
+  const std::vector<int32_t>& eog_ids() const { return eog_; }
+  const std::string& piece(int32_t id) const { return piece_[static_cast<size_t>(id)]; }
+  const std::vector<Node>& nodes() const { return nodes_; }  // (n_nodes + 1 sentinel)
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  size_t max_depth() const { return max_depth_; }
+
+ private:
+  int n_vocab_ = 0;
+  std::vector<std::string> piece_;  // (n_vocab) "" for tokens never allowed by a grammar
+  std::vector<uint8_t> eog_mask_;   // (n_vocab)
+  std::vector<int32_t> eog_;
+  std::vector<Node> nodes_;
+  std::vector<int32_t> tokens_;  // (allowed tokens) grouped by trie node
+  size_t max_depth_ = 0;
+};
+
+// A constraint for any grammar (shared, immutable program; see ByteProgram::compile).
+std::unique_ptr<TokenConstraint> make_grammar_constraint(std::shared_ptr<const TokenIndex> index,
+                                                         std::shared_ptr<const ByteProgram> prog);
+
+// response_format: schema == nullptr gives any JSON object ("json_object"); otherwise the
+// JSON Schema (json_schema.h; pass `strict` through opt). Throws llm::Error naming the
+// schema path for what is not supported, so the server can answer 400.
+std::unique_ptr<TokenConstraint> make_json_constraint(std::shared_ptr<const TokenIndex> index,
+                                                      const nlohmann::ordered_json* schema,
+                                                      const JsonSchemaOptions& opt);
+std::unique_ptr<TokenConstraint> make_json_constraint(std::shared_ptr<const TokenIndex> index,
+                                                      const nlohmann::ordered_json* schema);
+// The same, building a TokenIndex for this call only (slow: prefer the overloads above).
+std::unique_ptr<TokenConstraint> make_json_constraint(const Tokenizer& tok,
+                                                      const nlohmann::ordered_json* schema);
+
+}  // namespace llm
