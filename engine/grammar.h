@@ -103,6 +103,21 @@ class Grammar {
 //   sets       | n_sets        | 256-bit byte sets (deduplicated)
 //   byte_class | 256           | byte -> equivalence class: bytes of one class are in
 //              |               | exactly the same sets, so transitions can be cached per class
+// A fixed partition of bytes into 8 categories, shared by the matcher and the token trie
+// so that a trie walk can skip a subtree whose every byte is in categories that keep the
+// matcher in the same state (the body of a JSON string).
+//   0: 0x00-0x1F   1: space   2: '"'   3: '\\'   4: 0-9   5: other ASCII   6: 0x80-0xBF
+//   7: 0xC0-0xFF
+inline int byte_category(uint8_t b) {
+  if (b < 0x20) return 0;
+  if (b == ' ') return 1;
+  if (b == '"') return 2;
+  if (b == '\\') return 3;
+  if (b >= '0' && b <= '9') return 4;
+  if (b < 0x80) return 5;
+  return b < 0xC0 ? 6 : 7;
+}
+
 struct ByteProgram {
   enum class Op : uint8_t { End, Byte, Ref };
   struct Elem {
@@ -124,7 +139,7 @@ struct ByteProgram {
 
   // Lowers a grammar. Throws llm::Error for undefined rules, left recursion, or a program
   // over max_elems elements (a schema asking for huge repetition counts).
-  static std::shared_ptr<const ByteProgram> compile(const Grammar& g, size_t max_elems = 4'000'000);
+  static std::shared_ptr<const ByteProgram> compile(const Grammar& g, size_t max_elems = 2'000'000);
 };
 
 }  // namespace llm

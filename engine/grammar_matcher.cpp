@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <functional>
 
 namespace llm {
 
@@ -34,6 +35,7 @@ void GrammarMatcher::clear_tables() {
   state_id_.clear();
   accepting_.clear();
   trans_.clear();
+  loop_cats_.clear();
   visited_.assign(1, 0);
   epoch_ = 0;
   intern_state({});  // kDead
@@ -66,6 +68,7 @@ GrammarMatcher::State GrammarMatcher::intern_state(const std::vector<uint32_t>& 
   state_id_.emplace(h, s);
   accepting_.push_back(!stacks.empty() && stacks[0] == 0);
   trans_.resize(trans_.size() + n_classes_, kUnknown);
+  loop_cats_.push_back(0);
   return s;
 }
 
@@ -129,6 +132,45 @@ GrammarMatcher::State GrammarMatcher::compute(State s, uint8_t byte) {
   return t;
 }
 
+uint8_t GrammarMatcher::compute_loop(State s) {
+  uint8_t fail = 0;  // categories with a byte that leaves s
+  for (int b = 0; b < 256; ++b) {
+    int c = byte_category(static_cast<uint8_t>(b));
+    if (!(fail >> c & 1) && step(s, static_cast<uint8_t>(b)) != s) fail |= 1 << c;
+  }
+  uint8_t loop = static_cast<uint8_t>(~fail);
+  loop_cats_[s] = static_cast<uint16_t>((loop_cats_[s] & 0x600) | 0x100 | loop);
+  return loop;
+}
+
+bool GrammarMatcher::compute_utf8_loop(State s) {
+  // Walk every lead byte and every continuation byte, memoising (state, bytes left).
+  std::vector<std::pair<uint64_t, bool>> memo;
+  std::function<bool(State, int)> back = [&](State q, int left) -> bool {
+    if (left == 0) return q == s;
+    if (q == kDead) return false;
+    uint64_t key = (uint64_t{q} << 8) | static_cast<uint64_t>(left);
+    for (const auto& [k, v] : memo) {
+      if (k == key) return v;
+    }
+    bool ok = true;
+    for (int c = 0x80; ok && c <= 0xBF; ++c) ok = back(step(q, static_cast<uint8_t>(c)), left - 1);
+    memo.push_back({key, ok});
+    return ok;
+  };
+  bool ok = true;
+  for (int b = 0xC2; ok && b <= 0xF4; ++b) {
+    int len = b <= 0xDF ? 2 : b <= 0xEF ? 3 : 4;
+    int lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+    int hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+    State q = step(s, static_cast<uint8_t>(b));
+    for (int c = lo; ok && c <= hi; ++c)
+      ok = q != kDead && back(step(q, static_cast<uint8_t>(c)), len - 2);
+  }
+  loop_cats_[s] |= static_cast<uint16_t>(0x200 | (ok ? 0x400 : 0));
+  return ok;
+}
+
 GrammarMatcher::State GrammarMatcher::run(State s, std::string_view bytes) {
   for (char c : bytes) {
     if (s == kDead) break;
@@ -146,7 +188,7 @@ bool GrammarMatcher::advance(std::string_view bytes) {
 
 size_t GrammarMatcher::memory_bytes() const {
   return stacks_.size() * (sizeof(Frame) + sizeof(uint32_t) + 32) + set_.size() * sizeof(uint32_t) +
-         accepting_.size() * (4 + 1 + 32) + trans_.size() * sizeof(uint32_t);
+         accepting_.size() * (4 + 1 + 32 + 2) + trans_.size() * sizeof(uint32_t);
 }
 
 void GrammarMatcher::compact() {

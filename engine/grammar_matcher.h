@@ -45,6 +45,17 @@ class GrammarMatcher {
   }
   State run(State s, std::string_view bytes);              // kDead as soon as a byte fails
   bool accepting(State s) const { return accepting_[s]; }  // the root rule can end here
+  // Bit c set: every byte of category c (byte_category) leads from s back to s.
+  // Computed on first use per state.
+  uint8_t loop_categories(State s) {
+    uint16_t v = loop_cats_[s];
+    return v & 0x100 ? static_cast<uint8_t>(v) : compute_loop(s);
+  }
+  // Every valid UTF-8 encoded character of two or more bytes leads from s back to s.
+  bool utf8_loop(State s) {
+    uint16_t v = loop_cats_[s];
+    return v & 0x200 ? (v & 0x400) != 0 : compute_utf8_loop(s);
+  }
 
   // Moves the current state along bytes; false (state unchanged) when they don't match.
   bool advance(std::string_view bytes);
@@ -69,6 +80,8 @@ class GrammarMatcher {
   };
 
   State compute(State s, uint8_t byte);
+  uint8_t compute_loop(State s);
+  bool compute_utf8_loop(State s);
   void closure();  // expands work_ into scratch_ (sorted, unique stack ids)
   uint32_t intern_frame(uint32_t pos, uint32_t parent);
   State intern_state(const std::vector<uint32_t>& stacks);
@@ -87,6 +100,8 @@ class GrammarMatcher {
   std::unordered_multimap<uint64_t, uint32_t> state_id_;  // hash of the set -> state
   std::vector<uint8_t> accepting_;                        // (n_states)
   std::vector<uint32_t> trans_;                           // (n_states, n_classes)
+  // (n_states) loop categories; 0x100: they are known; 0x200: utf8_loop known, 0x400: its value
+  std::vector<uint16_t> loop_cats_;
 
   // Scratch for compute().
   std::vector<Item> work_;

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "engine/error.h"
+#include "engine/json_scalars.h"
 #include "engine/regex_grammar.h"
 
 namespace llm {
@@ -15,10 +16,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-constexpr uint32_t kMaxIndent = 24;     // spaces/tabs after a newline
-constexpr uint32_t kMaxIntDigits = 18;  // keeps every integer inside int64
-constexpr uint32_t kMaxFracDigits = 20;
-constexpr uint32_t kMaxExpDigits = 2;  // 1e99 at most: always a finite double
+constexpr uint32_t kMaxIndent = 24;  // spaces/tabs after a newline
 constexpr int kMaxDepth = 64;
 constexpr double kMaxBound = 1e18;
 
@@ -82,107 +80,6 @@ enum Gen {
   kNull,
   kGenCount
 };
-
-Expr digits(uint32_t min, uint32_t max) {
-  return repeat(chars({{'0', '9'}}), min, max);
-}
-
-// Decimal digit strings of the same length from x to y (x <= y), the classic range-to-regex
-// construction: split on the first digit, recurse on the rest.
-Expr same_length_range(const std::string& x, const std::string& y) {
-  size_t n = x.size();
-  if (n == 1) return chars({{static_cast<uint32_t>(x[0]), static_cast<uint32_t>(y[0])}});
-  std::string xr = x.substr(1), yr = y.substr(1);
-  if (x[0] == y[0]) return seq({lit(std::string(1, x[0])), same_length_range(xr, yr)});
-  std::vector<Expr> alts;
-  char lo = x[0], hi = y[0];
-  if (xr != std::string(n - 1, '0')) {
-    alts.push_back(
-        seq({lit(std::string(1, x[0])), same_length_range(xr, std::string(n - 1, '9'))}));
-    ++lo;
-  }
-  if (yr != std::string(n - 1, '9')) {
-    alts.push_back(
-        seq({lit(std::string(1, y[0])), same_length_range(std::string(n - 1, '0'), yr)}));
-    --hi;
-  }
-  if (lo <= hi) {
-    alts.push_back(seq({chars({{static_cast<uint32_t>(lo), static_cast<uint32_t>(hi)}}),
-                        digits(static_cast<uint32_t>(n - 1), static_cast<uint32_t>(n - 1))}));
-  }
-  return alt(std::move(alts));
-}
-
-uint64_t pow10u(uint32_t k) {
-  uint64_t v = 1;
-  while (k--) v *= 10;
-  return v;
-}
-
-// Non-negative integers in [a, b] without leading zeros; no b: up to kMaxIntDigits digits.
-Expr nonneg_int_range(uint64_t a, std::optional<uint64_t> b) {
-  uint32_t la = static_cast<uint32_t>(std::to_string(a).size());
-  uint32_t lb = b ? static_cast<uint32_t>(std::to_string(*b).size()) : la;
-  std::vector<Expr> alts;
-  for (uint32_t len = la; len <= lb; ++len) {
-    uint64_t lo = std::max(a, len == 1 ? 0 : pow10u(len - 1));
-    uint64_t hi = pow10u(len) - 1;
-    if (b) hi = std::min(hi, *b);
-    if (lo <= hi) alts.push_back(same_length_range(std::to_string(lo), std::to_string(hi)));
-  }
-  if (!b && la < kMaxIntDigits) {  // every longer number
-    alts.push_back(seq({chars({{'1', '9'}}), digits(la, kMaxIntDigits - 1)}));
-  }
-  return alt(std::move(alts));
-}
-
-// Integers in [lo, hi]; a missing side is open.
-Expr int_range(std::optional<int64_t> lo, std::optional<int64_t> hi) {
-  std::vector<Expr> alts;
-  if (!hi || *hi >= 0) {
-    uint64_t a = lo && *lo > 0 ? static_cast<uint64_t>(*lo) : 0;
-    std::optional<uint64_t> b;
-    if (hi) b = static_cast<uint64_t>(*hi);
-    alts.push_back(nonneg_int_range(a, b));
-  }
-  if (!lo || *lo < 0) {  // -m with m in [max(1, -hi), -lo]
-    uint64_t a = hi && *hi < 0 ? static_cast<uint64_t>(-*hi) : 1;
-    std::optional<uint64_t> b;
-    if (lo) b = static_cast<uint64_t>(-*lo);
-    alts.push_back(seq({lit("-"), nonneg_int_range(a, b)}));
-  }
-  return alt(std::move(alts));
-}
-
-Expr any_frac() {
-  return opt(seq({lit("."), digits(1, kMaxFracDigits)}));
-}
-Expr zero_frac() {
-  return opt(seq({lit("."), repeat(lit("0"), 1, kMaxFracDigits)}));
-}
-Expr nonzero_frac() {
-  return seq({lit("."), repeat(lit("0"), 0, kMaxFracDigits - 1), chars({{'1', '9'}}),
-              digits(0, kMaxFracDigits - 1)});
-}
-
-// Decimal magnitudes m (no sign, no exponent) with mlo <(=) m <(=) mhi.
-std::optional<Expr> magnitude(uint64_t mlo, bool mlo_ex, std::optional<uint64_t> mhi, bool mhi_ex) {
-  std::vector<Expr> alts;
-  uint64_t a = mlo + (mlo_ex ? 1 : 0);
-  if (!mhi || (*mhi >= 1 && a <= *mhi - 1)) {  // integer part in [a, mhi - 1], any fraction
-    std::optional<uint64_t> b;
-    if (mhi) b = *mhi - 1;
-    alts.push_back(seq({nonneg_int_range(a, b), any_frac()}));
-  }
-  if (mlo_ex && (!mhi || mlo < *mhi)) {  // just above mlo
-    alts.push_back(seq({lit(std::to_string(mlo)), nonzero_frac()}));
-  }
-  if (mhi && !mhi_ex && (*mhi > mlo || (*mhi == mlo && !mlo_ex))) {  // exactly mhi
-    alts.push_back(seq({lit(std::to_string(*mhi)), zero_frac()}));
-  }
-  if (alts.empty()) return std::nullopt;
-  return alt(std::move(alts));
-}
 
 struct Bounds {
   std::optional<double> lo, hi;
@@ -272,14 +169,15 @@ class SchemaCompiler {
       }
       case kNumber:
         g_.define(
-            r, seq({ref(gen(kInteger)), any_frac(),
+            r, seq({ref(gen(kInteger)), json_fraction(),
                     opt(seq({chars({{'E', 'E'}, {'e', 'e'}}), opt(chars({{'+', '+'}, {'-', '-'}})),
-                             digits(1, kMaxExpDigits)}))}));
+                             json_digits(1, kMaxExpDigits)}))}));
         break;
       case kInteger:
-        g_.define(r,
-                  seq({opt(lit("-")),
-                       alt({lit("0"), seq({chars({{'1', '9'}}), digits(0, kMaxIntDigits - 1)})})}));
+        g_.define(
+            r,
+            seq({opt(lit("-")),
+                 alt({lit("0"), seq({chars({{'1', '9'}}), json_digits(0, kMaxIntDigits - 1)})})}));
         break;
       case kBoolean:
         g_.define(r, alt({lit("true"), lit("false")}));
@@ -606,7 +504,7 @@ class SchemaCompiler {
       if (b.lo) lo = static_cast<int64_t>(b.lo_ex ? std::floor(*b.lo) + 1 : std::ceil(*b.lo));
       if (b.hi) hi = static_cast<int64_t>(b.hi_ex ? std::ceil(*b.hi) - 1 : std::floor(*b.hi));
       if (lo && hi && *lo > *hi) fail(path, "no integer lies between minimum and maximum");
-      return int_range(lo, hi);
+      return json_int_range(lo, hi);
     }
     // Non-integral bounds are widened to integers (documented in the header).
     std::optional<int64_t> lo, hi;
@@ -619,78 +517,9 @@ class SchemaCompiler {
       hi = static_cast<int64_t>(std::ceil(*b.hi));
       hi_ex = b.hi_ex && std::ceil(*b.hi) == *b.hi;
     }
-    if (lo && hi && (*lo > *hi || (*lo == *hi && (lo_ex || hi_ex)))) {
-      fail(path, "no number lies between minimum and maximum");
-    }
-    std::vector<Expr> alts;
-    if (!hi || *hi > 0 || (*hi == 0 && !hi_ex)) {  // x >= 0
-      bool pos_lo = lo && *lo >= 0;
-      std::optional<uint64_t> mhi;
-      if (hi) mhi = static_cast<uint64_t>(*hi);
-      if (auto m =
-              magnitude(pos_lo ? static_cast<uint64_t>(*lo) : 0, pos_lo && lo_ex, mhi, hi_ex)) {
-        alts.push_back(std::move(*m));
-      }
-    }
-    if (!lo || *lo < 0) {  // x < 0, written -m with m > 0
-      bool neg_hi = hi && *hi < 0;
-      std::optional<uint64_t> mhi;
-      if (lo) mhi = static_cast<uint64_t>(-*lo);
-      if (auto m = magnitude(neg_hi ? static_cast<uint64_t>(-*hi) : 0, neg_hi ? hi_ex : true, mhi,
-                             lo_ex)) {
-        alts.push_back(seq({lit("-"), std::move(*m)}));
-      }
-    }
-    if (alts.empty()) fail(path, "no number lies between minimum and maximum");
-    return alt(std::move(alts));
-  }
-
-  std::optional<Expr> format_expr(const std::string& f) {
-    auto d = [](uint32_t n) { return digits(n, n); };
-    Expr hex = chars({{'0', '9'}, {'A', 'F'}, {'a', 'f'}});
-    Expr date =
-        seq({d(4), lit("-"),
-             alt({seq({lit("0"), chars({{'1', '9'}})}), seq({lit("1"), chars({{'0', '2'}})})}),
-             lit("-"),
-             alt({seq({lit("0"), chars({{'1', '9'}})}), seq({chars({{'1', '2'}}), d(1)}),
-                  seq({lit("3"), chars({{'0', '1'}})})})});
-    Expr hh = alt({seq({chars({{'0', '1'}}), d(1)}), seq({lit("2"), chars({{'0', '3'}})})});
-    Expr mm = seq({chars({{'0', '5'}}), d(1)});
-    Expr time = seq({hh, lit(":"), mm, lit(":"), mm, opt(seq({lit("."), digits(1, 9)})),
-                     alt({chars({{'Z', 'Z'}, {'z', 'z'}}),
-                          seq({chars({{'+', '+'}, {'-', '-'}}), hh, lit(":"), mm})})});
-    Expr label =
-        seq({chars({{'0', '9'}, {'A', 'Z'}, {'a', 'z'}}),
-             opt(seq({repeat(chars({{'-', '-'}, {'0', '9'}, {'A', 'Z'}, {'a', 'z'}}), 0, 61),
-                      chars({{'0', '9'}, {'A', 'Z'}, {'a', 'z'}})}))});
-    if (f == "date") return date;
-    if (f == "time") return time;
-    if (f == "date-time") return seq({date, chars({{'T', 'T'}, {'t', 't'}}), time});
-    if (f == "uuid") {
-      return seq({repeat(hex, 8, 8), lit("-"), repeat(hex, 4, 4), lit("-"), repeat(hex, 4, 4),
-                  lit("-"), repeat(hex, 4, 4), lit("-"), repeat(hex, 12, 12)});
-    }
-    if (f == "email") {
-      // RFC 5322 dot-atom local part, then a hostname with at least two labels.
-      Expr atom = repeat(chars({{'!', '!'},
-                                {'#', '\''},
-                                {'*', '+'},
-                                {'-', '-'},
-                                {'/', '9'},
-                                {'=', '='},
-                                {'?', '?'},
-                                {'A', 'Z'},
-                                {'^', '~'}}),
-                         1, 64);
-      return seq({atom, repeat(seq({lit("."), atom}), 0, 3), lit("@"), label,
-                  repeat(seq({lit("."), label}), 1, 4)});
-    }
-    if (f == "hostname") return seq({label, repeat(seq({lit("."), label}), 0, 4)});
-    if (f == "ipv4") {
-      Expr octet = nonneg_int_range(0, 255);
-      return seq({octet, lit("."), octet, lit("."), octet, lit("."), octet});
-    }
-    return std::nullopt;  // not a format we know: an annotation
+    std::optional<Expr> e = json_number_range(lo, lo_ex, hi, hi_ex);
+    if (!e) fail(path, "no number lies between minimum and maximum");
+    return std::move(*e);
   }
 
   Expr compile_string(const Json& s, const std::string& path) {
@@ -700,7 +529,7 @@ class SchemaCompiler {
     if (max < min) fail(path, "maxLength is below minLength");
     std::optional<Expr> format;
     if (s.contains("format") && s["format"].is_string())
-      format = format_expr(s["format"].get<std::string>());
+      format = json_string_format(s["format"].get<std::string>());
     Expr body;
     if (s.contains("pattern")) {
       if (!s["pattern"].is_string()) fail(path, "pattern must be a string");

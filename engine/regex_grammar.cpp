@@ -3,28 +3,11 @@
 #include <cstdio>
 
 #include "engine/error.h"
+#include "engine/unicode.h"
 
 namespace llm {
 
 namespace {
-
-void append_utf8(std::string& s, uint32_t cp) {
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 const std::vector<CharRange> kDigit = {{'0', '9'}};
 const std::vector<CharRange> kWord = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
@@ -132,7 +115,7 @@ class RegexParser {
       default: {
         --pos_;
         std::string s;
-        append_utf8(s, next_code_point());
+        utf8_append(s, next_code_point());
         return lit(s);
       }
     }
@@ -187,8 +170,9 @@ class RegexParser {
       case 'B':
         unsupported("the word boundary \\B");
       case 'p':
+        return chars(property_ranges(), false);
       case 'P':
-        unsupported("the Unicode property escape \\p / \\P");
+        return chars(property_ranges(), true);
       case 'k':
         unsupported("the backreference \\k<name>");
       case 'c':
@@ -239,6 +223,36 @@ class RegexParser {
   }
 
   static Expr single(uint32_t cp) { return chars({{cp, cp}}); }
+
+  // After \p or \P: {X} with X a general category (L, Lu, N, Nd ...), optionally written
+  // gc=X or General_Category=X; the code point ranges of that category.
+  std::vector<CharRange> property_ranges() {
+    if (!eat('{')) fail("\\p needs {...}");
+    size_t close = p_.find('}', pos_);
+    if (close == std::string_view::npos) fail("unterminated \\p{...}");
+    std::string name(p_.substr(pos_, close - pos_));
+    pos_ = close + 1;
+    for (const char* prefix : {"gc=", "General_Category="}) {
+      if (name.rfind(prefix, 0) == 0) name = name.substr(std::string(prefix).size());
+    }
+    static const char* const kNames[] = {
+        "Cn", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Pc", "Pd", "Ps",
+        "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co"};
+    uint32_t mask = 0;
+    for (uint32_t c = 0; c < std::size(kNames); ++c) {
+      if (name == kNames[c] || (name.size() == 1 && name[0] == kNames[c][0])) mask |= 1u << c;
+    }
+    if (mask == 0) unsupported("the property \\p{" + name + "} (only general categories)");
+    std::vector<CharRange> out;
+    for (size_t i = 0; i < unicode_data::kCategoryRunCount; ++i) {
+      const CategoryRun& run = unicode_data::kCategoryRuns[i];
+      uint32_t end = i + 1 < unicode_data::kCategoryRunCount
+                         ? unicode_data::kCategoryRuns[i + 1].first - 1
+                         : kMaxCodePoint;
+      if (mask >> static_cast<uint32_t>(run.cat) & 1) out.push_back({run.first, end});
+    }
+    return out;
+  }
 
   Expr parse_class() {
     bool neg = eat('^');

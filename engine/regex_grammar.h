@@ -2,16 +2,18 @@
 // "pattern") compiled into a grammar expression over code points.
 //
 // Supported: literals; escapes \d \D \w \W \s \S \t \n \r \v \f \0 \xHH \uHHHH (surrogate
-// pairs combined) \u{H...} and escaped punctuation; `.` (any character but line
-// terminators); classes [...] / [^...] with ranges and class escapes; groups (...), (?:...),
-// (?<name>...); alternation |; quantifiers * + ? {n} {n,} {n,m} and their lazy forms (same
-// language); ^ and $ at the start and end of the pattern or of its top-level alternatives.
+// pairs combined) \u{H...}, \p{..} / \P{..} with a general category (L, Lu, Nd ...) and
+// escaped punctuation; `.` (any character but line terminators); classes [...] / [^...]
+// with ranges and class escapes; groups (...), (?:...), (?<name>...); alternation |;
+// quantifiers * + ? {n} {n,} {n,m} and their lazy forms (same language); ^ and $ at the
+// start and end of the pattern or of its top-level alternatives.
 // An alternative without ^ (or $) may have anything before (or after) it: JSON Schema
 // patterns search, they are not anchored.
 //
 // Unsupported, reported by name through llm::Error: backreferences (\1, \k<name>),
-// lookaround ((?=, (?!, (?<=, (?<!), word boundaries (\b, \B), Unicode properties (\p, \P),
-// \c control escapes, and ^ or $ anywhere else.
+// lookaround ((?=, (?!, (?<=, (?<!), word boundaries (\b, \B), \c control escapes, octal
+// escapes, properties other than general categories (\p{Script=..}), and ^ or $ anywhere
+// else.
 #pragma once
 #include <string_view>
 

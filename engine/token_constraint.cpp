@@ -14,6 +14,43 @@ namespace llm {
 
 // ---------------------------------------------------------------- TokenIndex
 
+namespace {
+
+// valid[k]: bytes [k, end) are valid UTF-8, the last character possibly cut short.
+// Strict as the grammar's lowering: no overlong forms, surrogates or code points above
+// U+10FFFF.
+std::vector<uint8_t> valid_utf8_from(const std::string& p) {
+  size_t n = p.size();
+  std::vector<uint8_t> valid(n + 1, 1);
+  for (size_t k = n; k-- > 0;) {
+    uint8_t b = static_cast<uint8_t>(p[k]);
+    if (b < 0x80) {
+      valid[k] = valid[k + 1];
+      continue;
+    }
+    size_t len = b >= 0xC2 && b <= 0xDF   ? 2
+                 : b >= 0xE0 && b <= 0xEF ? 3
+                 : b >= 0xF0 && b <= 0xF4 ? 4
+                                          : 0;
+    bool ok = len > 0;
+    for (size_t i = 1; ok && i < len && k + i < n; ++i) {
+      uint8_t c = static_cast<uint8_t>(p[k + i]);
+      uint8_t lo = 0x80, hi = 0xBF;
+      if (i == 1) {
+        if (b == 0xE0) lo = 0xA0;
+        if (b == 0xED) hi = 0x9F;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;
+      }
+      ok = c >= lo && c <= hi;
+    }
+    valid[k] = ok && (k + len >= n || valid[k + len]);
+  }
+  return valid;
+}
+
+}  // namespace
+
 TokenIndex::TokenIndex(const Tokenizer& tok) : n_vocab_(tok.n_vocab()) {
   piece_.resize(static_cast<size_t>(n_vocab_));
   eog_mask_.assign(static_cast<size_t>(n_vocab_), 0);
@@ -25,7 +62,7 @@ TokenIndex::TokenIndex(const Tokenizer& tok) : n_vocab_(tok.n_vocab()) {
   for (int32_t id = 0; id < n_vocab_; ++id) {
     if (eog_mask_[static_cast<size_t>(id)] || (tok.attr(id) & kNever)) continue;
     std::string p = tok.token_to_piece(id);
-    if (p.empty() || p.size() > UINT16_MAX) continue;
+    if (p.empty() || p.size() > 0x7FFF) continue;
     piece_[static_cast<size_t>(id)] = std::move(p);
     ids.push_back(id);
   }
@@ -35,8 +72,9 @@ TokenIndex::TokenIndex(const Tokenizer& tok) : n_vocab_(tok.n_vocab()) {
     const std::string &pa = piece_[static_cast<size_t>(a)], &pb = piece_[static_cast<size_t>(b)];
     return pa != pb ? pa < pb : a < b;
   });
-  nodes_.push_back({0, 0, 0, 0});
-  std::vector<uint32_t> path{0};  // node index of each prefix length of the last piece
+  nodes_.push_back({0, 0, 0, 1, 0, 0});
+  std::vector<uint32_t> parent{0};  // (n_nodes) for the subtree byte sets below
+  std::vector<uint32_t> path{0};    // node index of each prefix length of the last piece
   const std::string* prev = nullptr;
   for (int32_t id : ids) {
     const std::string& p = piece_[static_cast<size_t>(id)];
@@ -51,9 +89,15 @@ TokenIndex::TokenIndex(const Tokenizer& tok) : n_vocab_(tok.n_vocab()) {
       path.pop_back();
     }
     for (size_t d = common; d < p.size(); ++d) {
+      parent.push_back(path.back());
       path.push_back(static_cast<uint32_t>(nodes_.size()));
-      nodes_.push_back({0, static_cast<uint32_t>(tokens_.size()), static_cast<uint16_t>(d + 1),
-                        static_cast<uint8_t>(p[d])});
+      nodes_.push_back({0, static_cast<uint32_t>(tokens_.size()), static_cast<uint16_t>(d + 1), 1,
+                        static_cast<uint8_t>(p[d]), 0});
+    }
+    // A node keeps its utf8 flag only if this token, too, is valid UTF-8 from there on.
+    std::vector<uint8_t> valid = valid_utf8_from(p);
+    for (size_t d = 1; d <= p.size(); ++d) {
+      if (!valid[d - 1]) nodes_[path[d]].utf8 = 0;
     }
     tokens_.push_back(id);  // belongs to the last node created (equal pieces are adjacent)
     max_depth_ = std::max(max_depth_, p.size());
@@ -63,7 +107,13 @@ TokenIndex::TokenIndex(const Tokenizer& tok) : n_vocab_(tok.n_vocab()) {
     nodes_[path.back()].end = static_cast<uint32_t>(nodes_.size());
     path.pop_back();
   }
-  nodes_.push_back({0, static_cast<uint32_t>(tokens_.size()), 0, 0});  // sentinel
+  nodes_.push_back({0, static_cast<uint32_t>(tokens_.size()), 0, 0, 0, 0});  // sentinel
+
+  // Subtree categories, children before parents (reverse preorder).
+  for (size_t i = nodes_.size() - 2; i >= 1; --i) {
+    nodes_[i].cats |= static_cast<uint8_t>(1 << byte_category(nodes_[i].byte));
+    nodes_[parent[i]].cats |= nodes_[i].cats;
+  }
 }
 
 // ---------------------------------------------------------------- the constraint
@@ -164,7 +214,20 @@ class GrammarConstraint final : public TokenConstraint {
     const size_t n_nodes = nodes.size() - 1;  // without the sentinel
     for (size_t i = 1; i < n_nodes;) {
       const TokenIndex::Node& nd = nodes[i];
-      State t = m_.step(st[nd.depth - 1], nd.byte);
+      State p = st[nd.depth - 1];
+      uint8_t loop = m_.loop_categories(p);
+      uint8_t rest = nd.cats & ~loop;      // categories that may leave p
+      constexpr uint8_t kNonAscii = 0xC0;  // categories 6 and 7
+      if (loop && (!rest || (!(rest & ~kNonAscii) && nd.utf8 && m_.utf8_loop(p)))) {
+        // Every byte below keeps the state at p: every token in the subtree is allowed.
+        for (uint32_t k = nd.tok_begin; k < nodes[nd.end].tok_begin; ++k) {
+          uint32_t id = static_cast<uint32_t>(toks[k]);
+          bits[id >> 6] |= 1ull << (id & 63);
+        }
+        i = nd.end;
+        continue;
+      }
+      State t = m_.step(p, nd.byte);
       if (t == GrammarMatcher::kDead) {
         i = nd.end;
         continue;

@@ -44,9 +44,9 @@ class TokenConstraint {  // one per sequence
 // constraint: the bytes of each token and a byte trie over them, so that mask() walks
 // every token in one pass and drops a whole subtree at the first byte the grammar refuses.
 //
-// Allowed at all: tokens with a non-empty piece that are not control, user-defined,
-// unknown or unused (those never appear in constrained output); end-of-generation ids only
-// once the grammar is complete.
+// Allowed at all: tokens with a non-empty piece (under 32 KiB) that are not control,
+// user-defined, unknown or unused (those never appear in constrained output);
+// end-of-generation ids only once the grammar is complete.
 //
 // Trie nodes in depth-first (= sorted) order; node 0 is the root (empty prefix):
 //   column    | meaning
@@ -54,14 +54,25 @@ class TokenConstraint {  // one per sequence
 //   depth     | length of the prefix (the root is 0)
 //   end       | one past the last node of this node's subtree (skip target)
 //   tok_begin | tokens whose piece is exactly this prefix: tokens[tok_begin,
-//             | nodes[i + 1].tok_begin) (a sentinel node closes the array)
+//             | nodes[i + 1].tok_begin) (a sentinel node closes the array); the whole
+//             | subtree's tokens are tokens[tok_begin, nodes[end].tok_begin)
+//   cats      | bit c: some edge of the subtree (its own edge included) carries a byte
+//             | of category c (byte_category in grammar.h). When every such category
+//             | loops the matcher state back to itself (the body of an unbounded JSON
+//             | string), the walk takes the subtree's tokens wholesale.
+//   utf8      | 1: from this node's edge on, every token of the subtree continues with
+//             | valid UTF-8 (possibly cut short at its end). Then non-ASCII bytes need not
+//             | loop byte by byte: a state that every whole character leads back to
+//             | (GrammarMatcher::utf8_loop) allows the subtree too.
 class TokenIndex {
  public:
   struct Node {
     uint32_t end;
     uint32_t tok_begin;
-    uint16_t depth;
+    uint16_t depth : 15;
+    uint16_t utf8 : 1;
     uint8_t byte;
+    uint8_t cats;
   };
 
   explicit TokenIndex(const Tokenizer& tok);

@@ -11,6 +11,7 @@
 #include "engine/grammar.h"
 #include "engine/grammar_matcher.h"
 #include "engine/regex_grammar.h"
+#include "engine/unicode.h"
 
 using namespace llm;
 
@@ -307,13 +308,44 @@ TEST_CASE("regex: named groups, lazy quantifiers, surrogate escapes") {
   CHECK(!m.accepts("2024-"));
 }
 
+// \p{..}: checked against the category table directly (std::regex has no \p).
+TEST_CASE("regex: general category escapes") {
+  Grammar g;
+  g.set_root(g.add_rule("root", regex_to_expr("^\\p{Lu}\\p{gc=Ll}*\\P{L}$")));
+  GrammarMatcher m(ByteProgram::compile(g));
+  CHECK(m.accepts("Ab1"));
+  CHECK(m.accepts("\xC3\x89t\xC3\xA9!"));  // Été!
+  CHECK(m.accepts("\xCE\x94\xCE\xB4 "));   // Δδ
+  CHECK(!m.accepts("ab1"));
+  CHECK(!m.accepts("AB1"));
+  CHECK(!m.accepts("Abc"));
+  std::mt19937 rng(3);
+  int wrong = 0;
+  for (int i = 0; i < 20000; ++i) {
+    uint32_t cp = rng() % 0x30000;
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    bool upper = unicode_category(cp) == UCat::Lu;
+    wrong += m.accepts(utf8(cp) + "1") != upper;
+  }
+  CHECK(wrong == 0);
+}
+
 TEST_CASE("regex: unsupported features are named") {
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"(?=a)", "lookahead"},      {"(?<=a)b", "lookbehind"},      {"\\bfoo", "word boundary"},
-      {"(a)\\1", "backreference"}, {"\\p{L}", "Unicode property"}, {"a^b", "'^' inside"},
-      {"a$b", "'$' inside"},       {"(?i)a", "group modifier"},    {"[b-a]", "out of order"},
-      {"(ab", "missing ')'"},      {"*a", "nothing to repeat"},    {"a{2,1}", "n < m"},
-      {"\\k<x>", "backreference"}, {"\\cA", "control escape"}};
+      {"(?=a)", "lookahead"},
+      {"(?<=a)b", "lookbehind"},
+      {"\\bfoo", "word boundary"},
+      {"(a)\\1", "backreference"},
+      {"\\p{Script=Greek}", "only general categories"},
+      {"a^b", "'^' inside"},
+      {"a$b", "'$' inside"},
+      {"(?i)a", "group modifier"},
+      {"[b-a]", "out of order"},
+      {"(ab", "missing ')'"},
+      {"*a", "nothing to repeat"},
+      {"a{2,1}", "n < m"},
+      {"\\k<x>", "backreference"},
+      {"\\cA", "control escape"}};
   for (const auto& [p, needle] : bad) {
     INFO(p);
     try {
