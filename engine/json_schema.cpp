@@ -332,6 +332,12 @@ class SchemaCompiler {
         if (v < cur) cur = v;
       } else if (k == "additionalProperties" && (cur == false || v == false)) {
         cur = false;
+      } else if (k == "enum" && cur.is_array() && v.is_array()) {
+        Json both = Json::array();
+        for (const Json& x : cur) {
+          if (std::find(v.begin(), v.end(), x) != v.end()) both.push_back(x);
+        }
+        cur = std::move(both);  // empty: compile_enum reports it
       } else if (k == "items" && cur.is_object() && v.is_object()) {
         cur = Json{{"allOf", Json::array({cur, v})}};
       } else if (std::none_of(std::begin(kAssertions), std::end(kAssertions),
@@ -603,9 +609,9 @@ class SchemaCompiler {
     return seq({lit("["), ws, seq(std::move(items)), ws, lit("]")});
   }
 
-  // The body of a key string that is none of `names` (raw characters only, no escapes).
-  Expr other_key(const std::vector<std::string>& names, size_t prefix_len,
-                 const std::vector<const std::string*>& cands) {
+  // The body of a key string that is none of the names in `cands` (all sharing their first
+  // prefix_len bytes with the key so far): raw characters only, no escapes.
+  Expr other_key(size_t prefix_len, const std::vector<const std::string*>& cands) {
     Expr keychar = chars({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}, true);
     std::vector<Expr> alts;
     bool is_name = false;
@@ -633,7 +639,7 @@ class SchemaCompiler {
       used.push_back({cp, cp});
       size_t len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
       std::string ch = group[0]->substr(prefix_len, len);
-      alts.push_back(seq({lit(ch), other_key(names, prefix_len + len, group)}));
+      alts.push_back(seq({lit(ch), other_key(prefix_len + len, group)}));
     }
     // A character no name continues with: any key from here on differs from every name.
     used.push_back({0, 0x1F});
@@ -700,12 +706,16 @@ class SchemaCompiler {
     }
     std::optional<Expr> extra_kv;
     if (extra) {
-      std::vector<std::string> names;
+      // Names that need escapes cannot be spelled by an escape-free key anyway.
       std::vector<const std::string*> cands;
-      for (const auto& p : props) names.push_back(p.first);
-      for (const auto& n : names) cands.push_back(&n);
-      Expr key = names.empty() ? ref(gen(kString))
-                               : seq({lit("\""), other_key(names, 0, cands), lit("\"")});
+      for (const auto& p : props) {
+        bool plain = std::none_of(p.first.begin(), p.first.end(), [](char c) {
+          return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+        });
+        if (plain) cands.push_back(&p.first);
+      }
+      Expr key =
+          props.empty() ? ref(gen(kString)) : seq({lit("\""), other_key(0, cands), lit("\"")});
       extra_kv = as_rule(seq({key, ws, lit(":"), ws, compile(*extra, extra_path, depth + 1)}),
                          base + "-extra");
     }

@@ -1,20 +1,31 @@
 // Grammar-constrained decoding at the token level: which tokens may come next so that the
 // generated text stays a prefix of the grammar's language (OpenAI response_format).
 //
-// How the engine uses it, per sequence, every decode step:
+// How the engine uses it:
 //
-//   auto index = TokenIndex::build(tokenizer);            // once per model, shared
-//   auto c = make_json_constraint(index, &schema);        // per request (throws llm::Error)
-//   ...
-//   c->mask(logits);            // before sampling: disallowed tokens get -INFINITY
-//   int32_t id = sampler.sample(logits).id;
-//   c->accept(id);              // after sampling, before the next mask()
-//   // stop when the sampled id is end-of-generation (allowed only once complete())
+//   // once per model, shared by every request and thread (immutable):
+//   std::shared_ptr<const TokenIndex> index = TokenIndex::build(tokenizer);
+//   // per request, when parsing it (llm::Error -> HTTP 400 with the message):
+//   //   {"type": "json_object"}                     -> schema = nullptr
+//   //   {"type": "json_schema", "json_schema": {"schema": S, "strict": b}}
+//   //                                               -> schema = &S, opt.strict = b
+//   auto c = make_json_constraint(index, schema, JsonSchemaOptions{.strict = b});
+//   // per choice (n > 1): c->clone() before the first accept()
+//   // every decode step of that sequence, on the host logits (n_vocab floats):
+//   c->mask(logits);                          // 1. before sampling: banned tokens -> -INFINITY
+//   int32_t id = sampler.sample(logits).id;   // 2. logit_bias/penalties still apply
+//   c->accept(id);                            // 3. before the next mask()
+//   // end-of-generation ids are allowed only when complete(): stop when one is sampled.
+//   // Stop strings and max_tokens still end generation early (finish_reason "stop" /
+//   // "length"); the text is then a prefix of valid JSON, as with OpenAI.
 //
-// mask() keeps logit_bias/penalties working: call it on the raw logits before the sampler,
-// which then never picks a -INFINITY token. For n > 1 make one constraint per choice with
-// clone() (before any accept(), or to fork a sequence). A constraint is not thread-safe;
-// different constraints may run on different threads (they share only immutable data).
+// Cost (CPU time per mask(), 128K-152K vocabularies, tests/test_token_constraint.cpp): about
+// 0.1 ms between JSON tokens and in a string body whose state repeats (a per-constraint
+// cache of allowed-token sets), 0.3 ms the first time in a string, 1.5-2.5 ms per token
+// inside a string with maxLength (each count is a new state).
+//
+// A constraint is not thread-safe; different constraints may run on different threads
+// (they share only immutable data).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -40,7 +51,7 @@ class TokenConstraint {  // one per sequence
   virtual std::unique_ptr<TokenConstraint> clone() const = 0;  // for n > 1 / forks
 };
 
-// Per tokenizer, built once (about 0.1-0.3 s for 150K tokens) and shared by every
+// Per tokenizer, built once (about 60-80 ms for 150K tokens) and shared by every
 // constraint: the bytes of each token and a byte trie over them, so that mask() walks
 // every token in one pass and drops a whole subtree at the first byte the grammar refuses.
 //

@@ -77,6 +77,10 @@ TEST_CASE("json_schema: objects") {
       {"{}", R"({"a":1,"x":"y"})", R"({"b":"1","abc":"2","":"3"})", R"({"ab":null,"é":"ü"})"},
       {R"({"x":1})", R"({"a":"s"})", R"({"x":"y","a":1})", R"({"a":1,"a":"s"})", R"({"ab":"s"})",
        R"({"a\u0062":"s"})"});
+  // Listed names that need escapes still never collide with escape-free extra keys.
+  check_texts(
+      R"({"type": "object", "properties": {"q\"": {"type": "integer"}}, "additionalProperties": true})",
+      {R"({"q\"":1})", R"({"q":"x"})", R"({"q\"":1,"r":[]})"}, {R"({"q\"":"s"})"});
   // No properties: any object; additionalProperties false: only {}.
   check_texts(R"({"type": "object"})", {R"({"x":[1,{"y":null}]})", "{}"}, {"[]"});
   check_texts(R"({"type": "object", "additionalProperties": false})", {"{}", "{ }"},
@@ -120,6 +124,7 @@ TEST_CASE("json_schema: enum, const, anyOf, allOf, nullable, type lists") {
                             {"properties": {"b": {"type": "string"}}, "required": ["b"]},
                             {"properties": {"a": {"minimum": 5}}}]})",
       {R"({"a":5,"b":""})"}, {R"({"a":4,"b":""})", R"({"a":5})", R"({"b":""})"});
+  check_texts(R"({"allOf": [{"enum": [1, 2, 3]}, {"enum": [3, 2, 5]}]})", {"2", "3"}, {"1", "5"});
   check_texts(R"({"type": ["integer", "null", "boolean"]})", {"1", "null", "false"},
               {"\"1\"", "1.5"});
   check_texts(R"({"type": "string", "nullable": true, "maxLength": 2})", {"null", "\"ab\""},

@@ -1,4 +1,5 @@
-// Token-level constraints over the real llama-bpe (128K) and qwen2 (152K) vocabularies:
+// Token-level constraints over the real llama-bpe (128K), qwen2 (152K) and llama-spm (32K,
+// SentencePiece with byte tokens) vocabularies:
 // random walks that mask random logits, take the best allowed token and accept it until
 // end-of-generation; the text must parse and validate. Each mask is checked against a
 // brute-force reference (every token's bytes run through a separate matcher) at regular
@@ -178,7 +179,7 @@ std::string walk(const Vocab& v, const std::shared_ptr<const ByteProgram>& prog,
 }  // namespace
 
 TEST_CASE("token constraint: random walks over real vocabularies parse and validate") {
-  for (const char* name : {"llama-bpe", "qwen2"}) {
+  for (const char* name : {"llama-bpe", "qwen2", "llama-spm"}) {
     Vocab* v = load_vocab(name);
     if (!v) LLM_SKIP(std::string("../shared/vocab/ggml-vocab-") + name + ".gguf not found");
     FastRng rng{0x9E3779B97F4A7C15ull};
