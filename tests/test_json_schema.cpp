@@ -294,6 +294,9 @@ TEST_CASE("json_schema: random byte walks parse and validate") {
     OJson schema = c.schema[0] ? OJson::parse(c.schema) : OJson{{"type", "object"}};
     GrammarMatcher m = schema_matcher(c.schema, c.strict);
     test::Validator v(schema, c.strict);
+    INFO(c.name << " example: " << c.example);
+    CHECK(m.accepts(c.example));
+    CHECK(v.check(OJson::parse(c.example)) == "");
     for (int i = 0; i < 40; ++i) {
       std::string text = random_text(m, rng, 20 + i * 10);
       INFO(c.name << ": " << text);

@@ -207,6 +207,34 @@ TEST_CASE("token constraint: random walks over real vocabularies parse and valid
   }
 }
 
+// Each schema's example document, tokenized the way the tokenizer encodes it, is allowed
+// token by token and ends complete with end-of-generation allowed.
+TEST_CASE("token constraint: tokenized example documents are allowed") {
+  for (const char* name : {"llama-bpe", "qwen2", "llama-spm"}) {
+    Vocab* v = load_vocab(name);
+    if (!v) LLM_SKIP(std::string("../shared/vocab/ggml-vocab-") + name + ".gguf not found");
+    std::vector<float> logits(static_cast<size_t>(v->tok.n_vocab()));
+    for (const test::SchemaCase& sc : test::schema_cases()) {
+      INFO(std::string(name) << " / " << std::string(sc.name));
+      auto c = make_grammar_constraint(v->index, program_for(sc));
+      std::vector<int32_t> ids = v->tok.encode(sc.example, false, false);
+      std::string text;
+      for (int32_t id : ids) {
+        std::fill(logits.begin(), logits.end(), 0.0f);
+        c->mask(logits.data());
+        INFO("after \"" << text << "\" token " << id << " \"" << v->index->piece(id) << "\"");
+        REQUIRE(logits[static_cast<size_t>(id)] == 0.0f);
+        c->accept(id);
+        text += v->index->piece(id);
+      }
+      CHECK(c->complete());
+      std::fill(logits.begin(), logits.end(), 0.0f);
+      c->mask(logits.data());
+      CHECK(logits[static_cast<size_t>(v->tok.eog_ids().at(0))] == 0.0f);
+    }
+  }
+}
+
 // The cost of mask() where decoding spends its time. For each case: a fresh constraint
 // is led through `prefix`, then masks `steps` times, accepting `step` after each mask.
 //   first: the first mask (cold: the trie walk builds DFA states as it goes)
