@@ -148,7 +148,8 @@ void Engine::drain_inbox() {
     seq->stop = p.req.stop;
     seq->priority = p.req.priority;
     seq->deadline = p.req.deadline;
-    active_.emplace(p.id, Active{std::move(p.sampler), std::move(p.cb)});
+    active_.emplace(p.id, Active{std::move(p.sampler), std::move(p.cb),
+                                 p.req.constraint ? p.req.constraint->clone() : nullptr});
     sched_.add(std::move(seq));
   }
   for (RequestId id : cancels)
@@ -244,10 +245,13 @@ bool Engine::step_once() {
 void Engine::sample_all(const ScheduleOutput& out) {
   std::vector<Sequence*> seqs;
   std::vector<Sampler*> samplers;
+  std::vector<TokenConstraint*> constraints;
   for (const ScheduledSeq& s : out.seqs) {
     if (!s.sample) continue;
     seqs.push_back(s.seq);
-    samplers.push_back(active_.at(s.seq->id).sampler.get());
+    Active& a = active_.at(s.seq->id);
+    samplers.push_back(a.sampler.get());
+    constraints.push_back(a.constraint.get());
   }
   const int n = static_cast<int>(seqs.size());
   std::vector<SampleResult> results(static_cast<size_t>(n));
@@ -257,7 +261,10 @@ void Engine::sample_all(const ScheduleOutput& out) {
 #endif
   for (int k = 0; k < n; ++k) {
     try {
-      results[k] = samplers[k]->sample(logits_.data() + static_cast<size_t>(k) * n_vocab_);
+      float* row = logits_.data() + static_cast<size_t>(k) * n_vocab_;
+      if (constraints[k]) constraints[k]->mask(row);  // tokens the grammar refuses -> -inf
+      results[k] = samplers[k]->sample(row);
+      if (constraints[k]) constraints[k]->accept(results[k].id);
     } catch (const std::exception& ex) {  // e.g. every token banned by logit_bias
       errors[k] = ex.what();
     }

@@ -75,6 +75,7 @@ int cmd_serve(int argc, char** argv) {
   ctx.tokenizer = lm.tokenizer.get();
   ctx.chat_template = &tmpl;
   ctx.tool_style = tool_style_of_template(chat_template_source(tmpl_flag, lm.model->file));
+  ctx.token_index = TokenIndex::build(*lm.tokenizer);
   HttpServer server(ctx, opt);
   server.bind();
 

@@ -395,8 +395,19 @@ void HttpServer::routes() {
         e.param = "model";
         throw ApiException(e);
       }
-      if (chat && creq->response_format != api::ResponseFormat::Text)
-        api::bad_param("response_format", "response_format json_object/json_schema is not supported by this server yet.");
+      // response_format: a JSON grammar every choice's tokens must follow.
+      std::shared_ptr<const TokenConstraint> constraint;
+      if (chat && creq->response_format != api::ResponseFormat::Text) {
+        const bool schema = creq->response_format == api::ResponseFormat::JsonSchema;
+        try {
+          JsonSchemaOptions so;
+          so.strict = creq->json_schema_strict;
+          constraint = make_json_constraint(ctx_.token_index, schema ? &creq->json_schema : nullptr, so);
+        } catch (const Error& e) {
+          api::bad_param(schema ? "response_format.json_schema.schema" : "response_format",
+                         std::string("Unsupported response_format: ") + e.what());
+        }
+      }
 
       // Prompts as token ids.
       std::vector<std::vector<int32_t>> prompts;
@@ -458,7 +469,8 @@ void HttpServer::routes() {
           r.sampling = sampling_of(g, i);
           r.n_logprobs = r.sampling.n_probs;
           r.stop.max_tokens = g.max_tokens ? *g.max_tokens : ctx_len - static_cast<int>(prompts[p].size());
-          r.stop.ignore_eos = g.ignore_eos;
+          r.stop.ignore_eos = g.ignore_eos && !constraint;  // a finished grammar ends with EOS
+          r.constraint = constraint;
           try {
             gen->add(static_cast<int>(p) * g.n + i, std::move(r), g.stop);
           } catch (const Error& e) {

@@ -12,6 +12,8 @@
 
 #include "engine/chat_template.h"
 #include "engine/engine.h"
+#include "engine/json_schema.h"
+#include "engine/token_constraint.h"
 #include "engine/tokenizer.h"
 #include "server/metrics.h"
 #include "server/tool_calls.h"
@@ -40,6 +42,9 @@ struct ServeContext {
   const Tokenizer* tokenizer = nullptr;
   const ChatTemplate* chat_template = nullptr;  // never null: the model's or a fallback
   ToolStyle tool_style = ToolStyle::Generic;
+  // The vocabulary's byte trie for grammar-constrained decoding (response_format), built
+  // once at startup and shared by every request's constraint.
+  std::shared_ptr<const TokenIndex> token_index;
 };
 
 class HttpServer {

@@ -317,6 +317,7 @@ ChatRequest parse_chat_request(const std::string& body) {
         wrong_type("response_format.json_schema.schema", *schema, "an object");
       r.response_format = ResponseFormat::JsonSchema;
       r.json_schema = schema ? *schema : json::object();
+      r.json_schema_strict = get_bool(*js, "strict").value_or(false);
     } else {
       bad_param("response_format.type", "Invalid value: '" + *type +
                                             "'. Supported values are: 'text', 'json_object', and 'json_schema'.");

@@ -73,6 +73,7 @@ struct ChatRequest {
   bool parallel_tool_calls = true;
   ResponseFormat response_format = ResponseFormat::Text;
   json json_schema;  // response_format.json_schema.schema when JsonSchema
+  bool json_schema_strict = false;  // response_format.json_schema.strict
   json chat_template_kwargs = json::object();  // extension, e.g. {"enable_thinking": false}
 };
 
