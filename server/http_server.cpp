@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -81,11 +82,17 @@ struct ChoiceState {
   std::string tool_buffer;   // held back while the answer may be a tool call
   bool holding = false;      // tool_buffer in use
   std::vector<api::TokenLogprobs> logprobs;
+  size_t streamed_bytes = 0;  // text of the tokens whose logprobs were streamed (text_offset)
   std::vector<api::ToolCall> tool_calls;
   bool done = false;
   std::string finish_reason;
   std::string error;
   RequestStats stats;
+  // Counted here for a choice that a stop string ends: the engine's statistics come only
+  // with its final event, which the cancel sends later (and after more tokens).
+  int n_prompt = 0;
+  int n_tokens = 0;
+  Clock::time_point t_submit, t_first, t_last;
 };
 
 // One HTTP request: its engine requests (n choices per prompt) and their text state.
@@ -103,7 +110,8 @@ class Generation {
     c.decoder = std::make_unique<StreamDecoder>(tok_);
     c.stop = std::make_unique<StopMatcher>(stops);
     c.holding = tools_;
-    n_logprobs_ = req.n_logprobs;
+    c.n_prompt = static_cast<int>(req.prompt.size());
+    c.t_submit = Clock::now();
     std::shared_ptr<EventBox> box = box_;
     c.id = engine_.submit(std::move(req), [box](const TokenEvent& e) { box->push(e); });
     by_id_[c.id] = choices_.size();
@@ -126,6 +134,8 @@ class Generation {
     d.index = c.index;
     std::string piece;
     if (ev.token >= 0) {
+      c.t_last = Clock::now();
+      if (c.n_tokens++ == 0) c.t_first = c.t_last;
       piece = c.decoder->push(ev.token);
       if (want_logprobs_) d.logprobs.push_back(token_logprobs(ev));
     }
@@ -134,8 +144,12 @@ class Generation {
     if (c.stop->stopped()) {
       c.done = true;
       c.finish_reason = "stop";
-      c.stats = ev.stats;
-      if (!ev.finished) engine_.cancel(c.id);
+      if (ev.finished) {
+        c.stats = ev.stats;
+      } else {
+        engine_.cancel(c.id);
+        c.stats = own_stats(c);
+      }
     } else if (ev.finished) {
       visible += c.stop->flush();
       c.done = true;
@@ -173,7 +187,11 @@ class Generation {
     return d;
   }
 
-  void set_logprobs(bool on) { want_logprobs_ = on; }
+  // on: report each token's logprob; top: how many alternatives with it (0..20).
+  void set_logprobs(bool on, int top) {
+    want_logprobs_ = on;
+    n_top_ = top;
+  }
   std::vector<ChoiceState>& choices() { return choices_; }
 
   void cancel_all() {
@@ -192,12 +210,23 @@ class Generation {
   }
 
  private:
+  static RequestStats own_stats(const ChoiceState& c) {
+    using Sec = std::chrono::duration<double>;
+    RequestStats s;
+    s.n_prompt = c.n_prompt;
+    s.n_generated = c.n_tokens;
+    s.e2e = Sec(Clock::now() - c.t_submit).count();
+    if (c.n_tokens > 0) s.ttft = Sec(c.t_first - c.t_submit).count();
+    if (c.n_tokens > 1) s.tpot = Sec(c.t_last - c.t_first).count() / (c.n_tokens - 1);
+    return s;
+  }
+
   api::TokenLogprobs token_logprobs(const TokenEvent& ev) const {
     api::TokenLogprobs t;
     t.token = tok_.token_to_piece(ev.token);
     t.logprob = ev.logprob;
     for (const TokenLogprob& x : ev.top)
-      if (static_cast<int>(t.top.size()) < n_logprobs_) t.top.push_back({tok_.token_to_piece(x.id), x.logprob});
+      if (static_cast<int>(t.top.size()) < n_top_) t.top.push_back({tok_.token_to_piece(x.id), x.logprob});
     return t;
   }
 
@@ -206,11 +235,27 @@ class Generation {
   bool tools_;
   ToolStyle style_;
   bool want_logprobs_ = false;
-  int n_logprobs_ = 0;
+  int n_top_ = 0;  // the engine reports at least one alternative; clients asked for this many
   std::shared_ptr<EventBox> box_;
   std::vector<ChoiceState> choices_;
   std::unordered_map<RequestId, size_t> by_id_;
 };
+
+// The API takes JSON only. A body sent as another media type (curl -d sends form data
+// unless told otherwise) is refused as OpenAI refuses it; no Content-Type at all is accepted.
+void check_content_type(const httplib::Request& req) {
+  if (!req.has_header("Content-Type")) return;
+  std::string ct = req.get_header_value("Content-Type");
+  std::string mime = ct.substr(0, ct.find(';'));
+  while (!mime.empty() && (mime.back() == ' ' || mime.back() == '\t')) mime.pop_back();
+  while (!mime.empty() && (mime.front() == ' ' || mime.front() == '\t')) mime.erase(0, 1);
+  std::transform(mime.begin(), mime.end(), mime.begin(), [](unsigned char c) { return std::tolower(c); });
+  bool json_type = mime == "application/json" || (mime.size() > 5 && mime.compare(mime.size() - 5, 5, "+json") == 0);
+  if (!json_type)
+    throw ApiException(make_error(
+        400, "Invalid Content-Type '" + ct + "': the request body must be JSON sent with 'Content-Type: application/json'.",
+        "invalid_request_error"));
+}
 
 SamplingParams sampling_of(const api::GenerationParams& g, int choice) {
   SamplingParams s;
@@ -264,6 +309,14 @@ void HttpServer::shutdown() {
   if (in_flight_.load() > 0) ctx_.engine->cancel_all();
 }
 
+std::string HttpServer::allowed_methods(const std::string& path) const {
+  if (path == "/v1/chat/completions" || path == "/v1/completions") return "POST, OPTIONS";
+  if (path == "/health" || path == "/metrics" || path == "/v1/models" || path.rfind("/v1/models/", 0) == 0 ||
+      (path == "/" && opt_.web_ui))
+    return "GET, HEAD, OPTIONS";
+  return "";
+}
+
 void HttpServer::routes() {
   httplib::Server& s = *svr_;
 
@@ -296,6 +349,12 @@ void HttpServer::routes() {
   // arrive here with an empty body: give them OpenAI's envelope.
   s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // A known path asked with another method: 405 with the methods it takes.
+    std::string allow = allowed_methods(req.path);
+    if ((res.status == 404 || res.status == 400) && !allow.empty() && allow.find(req.method) == std::string::npos) {
+      res.status = 405;
+      res.set_header("Allow", allow);
+    }
     ApiError e;
     e.status = res.status;
     if (res.status == 404) {
@@ -305,7 +364,8 @@ void HttpServer::routes() {
       e.message = "Request body too large: the limit is " + std::to_string(opt_.max_body_bytes) + " bytes.";
       e.code = "request_too_large";
     } else if (res.status == 405) {
-      e.message = "Method " + req.method + " is not allowed for " + req.path + ".";
+      e.message = "Method " + req.method + " is not allowed for " + req.path + "; use " + allow + ".";
+      e.code = "method_not_allowed";
     } else {
       e.message = res.status >= 500 ? "Internal server error." : "Bad request.";
       if (res.status >= 500) e.type = "server_error";
@@ -370,7 +430,7 @@ void HttpServer::routes() {
 
   // Both generation endpoints share this path: validate, tokenize, admit, then answer
   // whole or streamed.
-  auto generate = [this](const httplib::Request& req, httplib::Response& res, bool chat) {
+  auto generate = [this](const httplib::Request& req, const std::string& body, httplib::Response& res, bool chat) {
     struct Flight {
       std::atomic<int>& n;
       explicit Flight(std::atomic<int>& c) : n(c) { ++n; }
@@ -383,10 +443,11 @@ void HttpServer::routes() {
       Engine& engine = *ctx_.engine;
       std::optional<api::ChatRequest> creq;
       std::optional<api::CompletionRequest> preq;
+      check_content_type(req);
       if (chat)
-        creq = api::parse_chat_request(req.body);
+        creq = api::parse_chat_request(body);
       else
-        preq = api::parse_completion_request(req.body);
+        preq = api::parse_completion_request(body);
       const api::GenerationParams& g = chat ? creq->gen : preq->gen;
       if (g.model != opt_.model_id) {
         ApiError e = make_error(404, "The model '" + g.model + "' does not exist. This server serves '" +
@@ -450,7 +511,7 @@ void HttpServer::routes() {
 
       const bool tools = chat && !creq->tools.is_null() && creq->tool_choice != "none";
       auto gen = std::make_shared<Generation>(engine, tok, tools, ctx_.tool_style);
-      gen->set_logprobs(g.logprobs);
+      gen->set_logprobs(g.logprobs, g.top_logprobs);
       for (size_t p = 0; p < prompts.size(); ++p) {
         for (int i = 0; i < g.n; ++i) {
           Request r;
@@ -543,7 +604,9 @@ void HttpServer::routes() {
               ChoiceState& c = gen->choices()[static_cast<size_t>(d->index)];
               if (d->finished) record(c);
               if (chat) {
-                if (!d->text.empty() || (logprobs && !d->logprobs.empty() && !d->finished)) {
+                // Every token's logprobs are sent, the last one's too (whose text may be
+                // empty: a stop string, EOS), so that they add up to completion_tokens.
+                if (!d->text.empty() || (logprobs && !d->logprobs.empty())) {
                   api::ChatDelta cd;
                   cd.index = d->index;
                   cd.content = d->text;
@@ -564,12 +627,14 @@ void HttpServer::routes() {
                   if (!write(api::sse_event(api::chat_chunk_json(id, created, model, fd, include_usage)))) return false;
                 }
               } else {
-                if (!d->text.empty() || d->finished) {
+                if (!d->text.empty() || d->finished || (logprobs && !d->logprobs.empty())) {
                   std::optional<std::string> fr;
                   if (d->finished) fr = c.finish_reason == "error" ? "stop" : c.finish_reason;
-                  if (!write(api::sse_event(
-                          api::completion_chunk_json(id, created, model, d->index, d->text, fr, include_usage))))
+                  if (!write(api::sse_event(api::completion_chunk_json(id, created, model, d->index, d->text, fr,
+                                                                       include_usage, logprobs ? &d->logprobs : nullptr,
+                                                                       c.streamed_bytes))))
                     return false;
+                  for (const api::TokenLogprobs& t : d->logprobs) c.streamed_bytes += t.token.size();
                 }
               }
             }
@@ -595,12 +660,41 @@ void HttpServer::routes() {
     }
   };
 
-  s.Post("/v1/chat/completions", [generate](const httplib::Request& req, httplib::Response& res) {
-    generate(req, res, true);
-  });
-  s.Post("/v1/completions", [generate](const httplib::Request& req, httplib::Response& res) {
-    generate(req, res, false);
-  });
+  // The body is read here, not by httplib: its limit does not apply to chunked bodies
+  // (Transfer-Encoding: chunked), which could otherwise grow without bound.
+  auto post = [this, generate](bool chat) {
+    return [this, generate, chat](const httplib::Request& req, httplib::Response& res,
+                                  const httplib::ContentReader& reader) {
+      std::string body;
+      bool too_large = false;
+      bool read = reader([&](const char* data, size_t n) {
+        if (body.size() + n > opt_.max_body_bytes) {
+          too_large = true;
+          return false;
+        }
+        body.append(data, n);
+        return true;
+      });
+      if (too_large || res.status == 413) {
+        metrics_.on_request_rejected(413);
+        send_error(res, make_error(413, "Request body too large: the limit is " + std::to_string(opt_.max_body_bytes) +
+                                            " bytes.",
+                                   "invalid_request_error", "request_too_large"));
+        res.set_header("Connection", "close");  // the rest of the body is still unread
+        return;
+      }
+      if (!read) {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400, "The request body could not be read (truncated, or bad chunked encoding).",
+                                   "invalid_request_error"));
+        res.set_header("Connection", "close");
+        return;
+      }
+      generate(req, body, res, chat);
+    };
+  };
+  s.Post("/v1/chat/completions", post(true));
+  s.Post("/v1/completions", post(false));
 }
 
 }  // namespace llm

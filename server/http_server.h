@@ -61,6 +61,8 @@ class HttpServer {
 
  private:
   void routes();
+  // "GET, HEAD, OPTIONS" or "POST, OPTIONS" for a served path, "" for an unknown one.
+  std::string allowed_methods(const std::string& path) const;
   ServeContext ctx_;
   ServeOptions opt_;
   std::unique_ptr<httplib::Server> svr_;
