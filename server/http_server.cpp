@@ -243,18 +243,16 @@ class Generation {
 
 // The API takes JSON only. A body sent as another media type (curl -d sends form data
 // unless told otherwise) is refused as OpenAI refuses it; no Content-Type at all is accepted.
-void check_content_type(const httplib::Request& req) {
-  if (!req.has_header("Content-Type")) return;
+std::string content_type_error(const httplib::Request& req) {
+  if (!req.has_header("Content-Type")) return "";
   std::string ct = req.get_header_value("Content-Type");
   std::string mime = ct.substr(0, ct.find(';'));
   while (!mime.empty() && (mime.back() == ' ' || mime.back() == '\t')) mime.pop_back();
   while (!mime.empty() && (mime.front() == ' ' || mime.front() == '\t')) mime.erase(0, 1);
   std::transform(mime.begin(), mime.end(), mime.begin(), [](unsigned char c) { return std::tolower(c); });
   bool json_type = mime == "application/json" || (mime.size() > 5 && mime.compare(mime.size() - 5, 5, "+json") == 0);
-  if (!json_type)
-    throw ApiException(make_error(
-        400, "Invalid Content-Type '" + ct + "': the request body must be JSON sent with 'Content-Type: application/json'.",
-        "invalid_request_error"));
+  if (json_type) return "";
+  return "Invalid Content-Type '" + ct + "': the request body must be JSON sent with 'Content-Type: application/json'.";
 }
 
 SamplingParams sampling_of(const api::GenerationParams& g, int choice) {
@@ -317,6 +315,24 @@ std::string HttpServer::allowed_methods(const std::string& path) const {
   return "";
 }
 
+bool HttpServer::authorized(const httplib::Request& req) const {
+  bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics";
+  if (opt_.api_key.empty() || !protected_path) return true;
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  return auth.rfind(prefix, 0) == 0 && auth.substr(prefix.size()) == opt_.api_key;
+}
+
+void HttpServer::send_unauthorized(const httplib::Request& req, httplib::Response& res) {
+  metrics_.on_request_rejected(401);
+  send_error(res, make_error(401,
+                             req.get_header_value("Authorization").empty()
+                                 ? "You didn't provide an API key. You need to provide your API key in an "
+                                   "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                                 : "Incorrect API key provided.",
+                             "invalid_request_error", "invalid_api_key"));
+}
+
 void HttpServer::routes() {
   httplib::Server& s = *svr_;
 
@@ -328,19 +344,46 @@ void HttpServer::routes() {
       res.status = 204;
       return httplib::Server::HandlerResponse::Handled;
     }
-    bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics";
-    if (!opt_.api_key.empty() && protected_path) {
-      std::string auth = req.get_header_value("Authorization");
-      const std::string prefix = "Bearer ";
-      if (auth.rfind(prefix, 0) != 0 || auth.substr(prefix.size()) != opt_.api_key) {
-        metrics_.on_request_rejected(401);
-        send_error(res, make_error(401,
-                                   auth.empty() ? "You didn't provide an API key. You need to provide your API key in an "
-                                                  "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-                                                : "Incorrect API key provided.",
-                                   "invalid_request_error", "invalid_api_key"));
+    // Body framing that httplib would misread: a Content-Length that is not a number
+    // (a negative one reads as 2^64 - n and would wait for that many bytes), or one
+    // together with chunked encoding (the classic request-smuggling ambiguity).
+    if (req.has_header("Content-Length")) {
+      const std::string cl = req.get_header_value("Content-Length");
+      bool digits = !cl.empty() && cl.size() <= 18 &&
+                    std::all_of(cl.begin(), cl.end(), [](unsigned char c) { return std::isdigit(c); });
+      if (!digits || req.has_header("Transfer-Encoding") || req.get_header_value_count("Content-Length") > 1) {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400, "Invalid request framing: bad Content-Length header '" + cl + "'.",
+                                   "invalid_request_error"));
+        res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
+    }
+    // httplib reads a POST/PUT/PATCH that has neither Content-Length nor chunked encoding
+    // until the client closes the connection; HTTP says such a request has no body.
+    if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      std::string allow = allowed_methods(req.path);
+      if (allow.empty() || allow.find(req.method) == std::string::npos) {
+        res.status = 404;  // the error handler makes it 404 or 405 with its envelope
+      } else {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400,
+                                   "The request has no body: send the JSON body with a Content-Length header (or "
+                                   "chunked Transfer-Encoding).",
+                                   "invalid_request_error"));
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // A request with a body is answered only after its body was read: httplib leaves an
+    // unread body on the connection, where it would be parsed as the next request (and
+    // its error answer handed to the client's next request). The POST handlers check
+    // the key themselves.
+    bool has_body = req.has_header("Transfer-Encoding") ||
+                    (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    if (!has_body && !authorized(req)) {
+      send_unauthorized(req, res);
+      return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
@@ -430,7 +473,7 @@ void HttpServer::routes() {
 
   // Both generation endpoints share this path: validate, tokenize, admit, then answer
   // whole or streamed.
-  auto generate = [this](const httplib::Request& req, const std::string& body, httplib::Response& res, bool chat) {
+  auto generate = [this](const std::string& body, httplib::Response& res, bool chat) {
     struct Flight {
       std::atomic<int>& n;
       explicit Flight(std::atomic<int>& c) : n(c) { ++n; }
@@ -443,7 +486,6 @@ void HttpServer::routes() {
       Engine& engine = *ctx_.engine;
       std::optional<api::ChatRequest> creq;
       std::optional<api::CompletionRequest> preq;
-      check_content_type(req);
       if (chat)
         creq = api::parse_chat_request(body);
       else
@@ -665,16 +707,24 @@ void HttpServer::routes() {
   auto post = [this, generate](bool chat) {
     return [this, generate, chat](const httplib::Request& req, httplib::Response& res,
                                   const httplib::ContentReader& reader) {
+      // httplib parses multipart bodies itself and fails on them here: refused unread.
+      const std::string ct_error = content_type_error(req);
+      const bool multipart = req.is_multipart_form_data();
       std::string body;
       bool too_large = false;
-      bool read = reader([&](const char* data, size_t n) {
-        if (body.size() + n > opt_.max_body_bytes) {
-          too_large = true;
-          return false;
-        }
-        body.append(data, n);
-        return true;
-      });
+      bool read = multipart || reader([&](const char* data, size_t n) {
+                    if (body.size() + n > opt_.max_body_bytes) {
+                      too_large = true;
+                      return false;
+                    }
+                    body.append(data, n);
+                    return true;
+                  });
+      if (!authorized(req)) {
+        send_unauthorized(req, res);
+        if (too_large || !read || multipart) res.set_header("Connection", "close");
+        return;
+      }
       if (too_large || res.status == 413) {
         metrics_.on_request_rejected(413);
         send_error(res, make_error(413, "Request body too large: the limit is " + std::to_string(opt_.max_body_bytes) +
@@ -690,7 +740,13 @@ void HttpServer::routes() {
         res.set_header("Connection", "close");
         return;
       }
-      generate(req, body, res, chat);
+      if (!ct_error.empty()) {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400, ct_error, "invalid_request_error"));
+        if (multipart) res.set_header("Connection", "close");
+        return;
+      }
+      generate(body, res, chat);
     };
   };
   s.Post("/v1/chat/completions", post(true));

@@ -18,6 +18,8 @@
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace llm {
@@ -63,6 +65,9 @@ class HttpServer {
   void routes();
   // "GET, HEAD, OPTIONS" or "POST, OPTIONS" for a served path, "" for an unknown one.
   std::string allowed_methods(const std::string& path) const;
+  // With --api-key: whether the request may use its path (/v1/* and /metrics need the key).
+  bool authorized(const httplib::Request& req) const;
+  void send_unauthorized(const httplib::Request& req, httplib::Response& res);
   ServeContext ctx_;
   ServeOptions opt_;
   std::unique_ptr<httplib::Server> svr_;
