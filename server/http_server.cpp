@@ -98,8 +98,14 @@ struct ChoiceState {
 // One HTTP request: its engine requests (n choices per prompt) and their text state.
 class Generation {
  public:
-  Generation(Engine& engine, const Tokenizer& tok, bool tools, ToolStyle style)
-      : engine_(engine), tok_(tok), tools_(tools), style_(style), box_(std::make_shared<EventBox>()) {}
+  // queued: choices submitted that have not had an event yet (the server's queue length).
+  Generation(Engine& engine, const Tokenizer& tok, bool tools, ToolStyle style, std::shared_ptr<std::atomic<int>> queued)
+      : engine_(engine),
+        tok_(tok),
+        tools_(tools),
+        style_(style),
+        box_(std::make_shared<EventBox>()),
+        queued_(std::move(queued)) {}
 
   ~Generation() { cancel_all(); }
 
@@ -113,7 +119,20 @@ class Generation {
     c.n_prompt = static_cast<int>(req.prompt.size());
     c.t_submit = Clock::now();
     std::shared_ptr<EventBox> box = box_;
-    c.id = engine_.submit(std::move(req), [box](const TokenEvent& e) { box->push(e); });
+    // Every submitted request gets at least one event (its last one when cancelled), so
+    // the queue count always comes back down.
+    std::shared_ptr<std::atomic<int>> queued = queued_;
+    auto first = std::make_shared<std::atomic<bool>>(false);
+    queued->fetch_add(1);
+    try {
+      c.id = engine_.submit(std::move(req), [box, queued, first](const TokenEvent& e) {
+        if (!first->exchange(true)) queued->fetch_sub(1);
+        box->push(e);
+      });
+    } catch (...) {
+      queued->fetch_sub(1);
+      throw;
+    }
     by_id_[c.id] = choices_.size();
     choices_.push_back(std::move(c));
   }
@@ -237,6 +256,7 @@ class Generation {
   bool want_logprobs_ = false;
   int n_top_ = 0;  // the engine reports at least one alternative; clients asked for this many
   std::shared_ptr<EventBox> box_;
+  std::shared_ptr<std::atomic<int>> queued_;
   std::vector<ChoiceState> choices_;
   std::unordered_map<RequestId, size_t> by_id_;
 };
@@ -545,14 +565,18 @@ void HttpServer::routes() {
           throw ApiException(e);
         }
       }
-      if (engine.metrics().waiting >= opt_.max_waiting) {
+      // Admission: checked and submitted under one lock, against a count kept here (the
+      // engine's own waiting count is published once per step: a burst would pass it).
+      std::unique_lock<std::mutex> admit(admit_mu_);
+      const int n_choices = static_cast<int>(prompts.size()) * g.n;
+      if (queued_->load() > 0 && queued_->load() + n_choices > opt_.max_waiting) {
         res.set_header("Retry-After", "1");
         throw ApiException(make_error(429, "The server is busy: too many requests are waiting. Retry shortly.",
                                       "rate_limit_exceeded", "rate_limit_exceeded"));
       }
 
       const bool tools = chat && !creq->tools.is_null() && creq->tool_choice != "none";
-      auto gen = std::make_shared<Generation>(engine, tok, tools, ctx_.tool_style);
+      auto gen = std::make_shared<Generation>(engine, tok, tools, ctx_.tool_style, queued_);
       gen->set_logprobs(g.logprobs, g.top_logprobs);
       for (size_t p = 0; p < prompts.size(); ++p) {
         for (int i = 0; i < g.n; ++i) {
@@ -569,6 +593,7 @@ void HttpServer::routes() {
           }
         }
       }
+      admit.unlock();
       const std::string id = api::random_id(chat ? "chatcmpl-" : "cmpl-");
       const int64_t created = unix_now();
       std::string model = opt_.model_id;

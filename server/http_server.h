@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -75,6 +76,10 @@ class HttpServer {
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
+  // Choices submitted to the engine that have not started (no event yet): the queue
+  // that --max-queue bounds. Shared with the engine callbacks, which may outlive us.
+  std::shared_ptr<std::atomic<int>> queued_ = std::make_shared<std::atomic<int>>(0);
+  std::mutex admit_mu_;
 };
 
 }  // namespace llm
