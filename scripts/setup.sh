@@ -26,6 +26,11 @@ done
 pkgs=(build-essential cmake ninja-build pkg-config
       doctest-dev nlohmann-json3-dev libcpp-httplib-dev
       python3 python3-numpy python3-regex python3-jinja2 clang tmux)
+# The server's acceptance tests (tests/server) run in Node and drive Chromium. Asked for
+# by command, not package: a nodejs from elsewhere (NodeSource) already brings npm.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -20,6 +21,8 @@
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace llm {
@@ -66,6 +69,11 @@ class HttpServer {
 
  private:
   void routes();
+  // "GET, HEAD, OPTIONS" or "POST, OPTIONS" for a served path, "" for an unknown one.
+  std::string allowed_methods(const std::string& path) const;
+  // With --api-key: whether the request may use its path (/v1/* and /metrics need the key).
+  bool authorized(const httplib::Request& req) const;
+  void send_unauthorized(const httplib::Request& req, httplib::Response& res);
   ServeContext ctx_;
   ServeOptions opt_;
   std::unique_ptr<httplib::Server> svr_;
@@ -73,6 +81,10 @@ class HttpServer {
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
+  // Choices submitted to the engine that have not started (no event yet): the queue
+  // that --max-queue bounds. Shared with the engine callbacks, which may outlive us.
+  std::shared_ptr<std::atomic<int>> queued_ = std::make_shared<std::atomic<int>>(0);
+  std::mutex admit_mu_;
 };
 
 }  // namespace llm

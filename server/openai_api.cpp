@@ -433,9 +433,8 @@ json chat_logprobs_json(const std::vector<TokenLogprobs>& lps) {
   return {{"content", content}, {"refusal", nullptr}};
 }
 
-json completion_logprobs_json(const std::vector<TokenLogprobs>& lps) {
+json completion_logprobs_json(const std::vector<TokenLogprobs>& lps, size_t offset = 0) {
   json tokens = json::array(), logprobs = json::array(), tops = json::array(), offsets = json::array();
-  size_t offset = 0;
   for (const TokenLogprobs& t : lps) {
     tokens.push_back(valid_utf8(t.token));
     logprobs.push_back(t.logprob);
@@ -529,10 +528,11 @@ json chat_usage_chunk_json(const std::string& id, int64_t created, const std::st
 
 json completion_chunk_json(const std::string& id, int64_t created, const std::string& model, int index,
                            const std::string& text, const std::optional<std::string>& finish_reason,
-                           bool include_usage_field) {
+                           bool include_usage_field, const std::vector<TokenLogprobs>* logprobs,
+                           size_t text_offset) {
   json choice = {{"index", index},
                  {"text", text},
-                 {"logprobs", nullptr},
+                 {"logprobs", logprobs ? completion_logprobs_json(*logprobs, text_offset) : json(nullptr)},
                  {"finish_reason", finish_reason ? json(*finish_reason) : json(nullptr)}};
   json j = {{"id", id},       {"object", "text_completion"}, {"created", created},
             {"model", model}, {"system_fingerprint", kFingerprint}, {"choices", json::array({choice})}};

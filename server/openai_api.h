@@ -151,9 +151,12 @@ json chat_chunk_json(const std::string& id, int64_t created, const std::string& 
                      const ChatDelta& d, bool include_usage_field);
 json chat_usage_chunk_json(const std::string& id, int64_t created, const std::string& model,
                            const Usage& usage);
+// logprobs: the chunk's tokens when the request asked for them (null: "logprobs": null);
+// text_offset: where the chunk's first token starts in the choice's text.
 json completion_chunk_json(const std::string& id, int64_t created, const std::string& model, int index,
                            const std::string& text, const std::optional<std::string>& finish_reason,
-                           bool include_usage_field);
+                           bool include_usage_field, const std::vector<TokenLogprobs>* logprobs = nullptr,
+                           size_t text_offset = 0);
 json completion_usage_chunk_json(const std::string& id, int64_t created, const std::string& model,
                                  const Usage& usage);
 
