@@ -8,23 +8,27 @@
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "server/args.h"
+#include "server/spec_cli.h"
 
 namespace llm {
 
 // -m, -t, -c, --device, --gpu, --kv-tokens, --parallel, --batch-tokens, --block-size,
-// --policy, --no-prefix-cache.
+// --policy, --no-prefix-cache, and the speculative-decoding flags (server/spec_cli.h).
 void add_model_flags(Args& a);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Backend> backend;
+  SpecSetup spec;  // the proposer of --spec, if any
 };
 
 // Loads the model named by -m (or the first positional) on the chosen device.
 LoadedModel load_model(const Args& a);
 
 EngineConfig engine_config(const Args& a, const Tokenizer& tok);
+// The same, with the loaded model's speculative decoding.
+EngineConfig engine_config(const Args& a, const LoadedModel& lm);
 
 // The device: --device cuda|cpu, default CUDA when a GPU is present.
 DeviceKind device_of(const Args& a);
