@@ -52,7 +52,8 @@ void DraftModelProposer::truncate(SeqState& st, int n_tokens) {
   const size_t keep = static_cast<size_t>((n_tokens + bs - 1) / bs);
   if (st.table.blocks.size() <= keep) return;
   BlockTable tail;
-  tail.blocks.assign(st.table.blocks.begin() + static_cast<std::ptrdiff_t>(keep), st.table.blocks.end());
+  tail.blocks.assign(st.table.blocks.begin() + static_cast<std::ptrdiff_t>(keep),
+                     st.table.blocks.end());
   st.table.blocks.resize(keep);
   pool_.free(tail);
 }
@@ -79,11 +80,11 @@ namespace {
 
 // One request being drafted in this call.
 struct Job {
-  size_t r;                  // index in reqs
+  size_t r;  // index in reqs
   const std::vector<int32_t>* tokens;
-  int n;                     // tokens->size()
-  int k;                     // guesses to make
-  int pos;                   // next position to compute in the catch-up
+  int n;                           // tokens->size()
+  int k;                           // guesses to make
+  int pos;                         // next position to compute in the catch-up
   std::optional<Sampler> sampler;  // the target's, advanced over the guesses (penalties)
   bool greedy = true;
 };
@@ -113,8 +114,9 @@ void DraftModelProposer::run(std::vector<DraftRequest>& reqs,
     // Keep the K/V of the longest prefix still valid; the last token is always computed
     // again, its logits give the first guess.
     const size_t lim = std::min(st.cached.size(), t.size());
-    int common = static_cast<int>(std::mismatch(st.cached.begin(), st.cached.begin() + lim, t.begin()).first -
-                                  st.cached.begin());
+    int common = static_cast<int>(
+        std::mismatch(st.cached.begin(), st.cached.begin() + lim, t.begin()).first -
+        st.cached.begin());
     common = std::min(common, n - 1);
     truncate(st, common);
     // Positions [common, n + k - 1) get written: the catch-up, then guesses 1..k-1.
@@ -186,13 +188,14 @@ void DraftModelProposer::run(std::vector<DraftRequest>& reqs,
       const std::vector<int32_t>& d = reqs[j.r].draft;
       if (static_cast<int>(d.size()) >= j.k) continue;
       const int32_t tok = d.back();
-      batch_.add_sequence(&tok, 1, j.n + static_cast<int>(d.size()) - 1, states[ji]->table.blocks, bs,
-                          true);
+      batch_.add_sequence(&tok, 1, j.n + static_cast<int>(d.size()) - 1, states[ji]->table.blocks,
+                          bs, true);
       rows.push_back(ji);
     }
     if (rows.empty()) break;
     forward();
-    for (size_t i = 0; i < rows.size(); ++i) choose(rows[i], logits_.data() + i * static_cast<size_t>(V));
+    for (size_t i = 0; i < rows.size(); ++i)
+      choose(rows[i], logits_.data() + i * static_cast<size_t>(V));
   }
 
   // What the cache now holds: the tokens, then every guess but the last.
@@ -270,7 +273,8 @@ std::unique_ptr<Model> make_quantized_copy(const Model& target, DType type, int 
       const int64_t cols = src->shape[0];
       const size_t rb = row_bytes(src->type, cols);
       for (int64_t r = 0; r < n; ++r)
-        dequantize_row(src->type, src->data + static_cast<size_t>(row0 + r) * rb, dst + r * cols, cols);
+        dequantize_row(src->type, src->data + static_cast<size_t>(row0 + r) * rb, dst + r * cols,
+                       cols);
     };
     out.push_back(std::move(s));
   }

@@ -45,7 +45,8 @@ class DraftModelProposer : public Proposer {
 
   const Model& model() const { return *model_; }
   Backend& backend() { return *backend_; }
-  int64_t forwards() const { return forwards_; }  // draft forward steps so far
+  int64_t forwards() const { return forwards_; }   // draft forward steps so far
+  const BlockPool& pool() const { return pool_; }  // the draft's KV bookkeeping
 
  private:
   struct SeqState {

@@ -212,9 +212,10 @@ bool Engine::step_once() {
     try {
       if (spec_) {
         std::vector<Sampler*> samplers;
-        for (const ScheduledSeq& s : out.seqs) samplers.push_back(active_.at(s.seq->id).sampler.get());
-        drafted = spec_->plan(out, samplers, pool_, cfg_.sched.max_num_batched_tokens - out.n_tokens,
-                              max_model_len_);
+        for (const ScheduledSeq& s : out.seqs)
+          samplers.push_back(active_.at(s.seq->id).sampler.get());
+        drafted = spec_->plan(out, samplers, pool_,
+                              cfg_.sched.max_num_batched_tokens - out.n_tokens, max_model_len_);
       }
       if (drafted)
         spec_->fill_batch(out, batch_, pool_.block_size());

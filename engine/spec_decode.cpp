@@ -11,8 +11,9 @@ namespace llm {
 // --- distributions and the acceptance rule ------------------------------------------
 
 double dist_prob(const TokenDist& d, int32_t id) {
-  auto it = std::lower_bound(d.begin(), d.end(), id,
-                             [](const std::pair<int32_t, double>& e, int32_t v) { return e.first < v; });
+  auto it =
+      std::lower_bound(d.begin(), d.end(), id,
+                       [](const std::pair<int32_t, double>& e, int32_t v) { return e.first < v; });
   return it != d.end() && it->first == id ? it->second : 0.0;
 }
 
@@ -188,8 +189,8 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
     int k = choose_k(st);
     // Tokens past max_tokens would be thrown away; positions past max_model_len must not
     // be written. The verified step yields up to k + 1 tokens.
-    k = std::min({k, q.stop.max_tokens - q.num_generated() - 1, max_model_len - q.num_tokens(),
-                  budget});
+    k = std::min(
+        {k, q.stop.max_tokens - q.num_generated() - 1, max_model_len - q.num_tokens(), budget});
     if (k <= 0) continue;
     budget -= k;
     DraftRequest r;
@@ -260,7 +261,8 @@ void SpecDecoder::fill_batch(const ScheduleOutput& out, Batch& batch, int block_
     const int first_row = batch.n_tokens();
     batch.add_sequence(rows.data(), static_cast<int>(rows.size()), q.num_computed, q.table.blocks,
                        block_size, false);
-    for (int r = 0; r < static_cast<int>(rows.size()); ++r) batch.logit_rows.push_back(first_row + r);
+    for (int r = 0; r < static_cast<int>(rows.size()); ++r)
+      batch.logit_rows.push_back(first_row + r);
   }
 }
 

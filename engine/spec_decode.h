@@ -79,7 +79,7 @@ struct DraftRequest {
   const std::vector<int32_t>* tokens = nullptr;  // (n) prompt + generated; the last is the
                                                  // token the target is about to compute
   int k = 0;                                     // drafts wanted at most
-  const Sampler* sampler = nullptr;  // the target's sampler: parameters and history
+  const Sampler* sampler = nullptr;              // the target's sampler: parameters and history
   // Filled by the proposer:
   std::vector<int32_t> draft;  // (<= k) guessed tokens[n], tokens[n+1], ...
   std::vector<TokenDist> q;    // (draft.size()) the distribution each guess was drawn from

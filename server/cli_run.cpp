@@ -62,8 +62,8 @@ struct RunStats {
 // One request through the engine with speculative decoding; on_token gets each generated
 // token in order, end-of-text tokens excluded.
 RunStats run_speculative(Backend& backend, const SpecSetup& spec, const std::vector<int32_t>& ids,
-                         const SamplingParams& sp, const GenerateOptions& gopt, const Tokenizer& tok,
-                         const std::function<void(int32_t)>& on_token) {
+                         const SamplingParams& sp, const GenerateOptions& gopt,
+                         const Tokenizer& tok, const std::function<void(int32_t)>& on_token) {
   EngineConfig ec;
   ec.max_model_len = static_cast<int>(gopt.n_ctx);
   ec.sched.max_num_batched_tokens = gopt.batch_size;

@@ -111,7 +111,8 @@ std::string ServerMetrics::render(const ServerGauges& g) const {
   o += "llm_prefix_cache_hit_rate " + num(g.prefix_cache_hit_rate) + "\n";
   family("llm_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.");
   o += "llm_preemptions_total " + std::to_string(g.preemptions) + "\n";
-  family("llm_spec_draft_tokens_total", "counter", "Speculative draft tokens verified by the model.");
+  family("llm_spec_draft_tokens_total", "counter",
+         "Speculative draft tokens verified by the model.");
   o += "llm_spec_draft_tokens_total " + std::to_string(g.spec_drafted) + "\n";
   family("llm_spec_accepted_tokens_total", "counter", "Speculative draft tokens accepted.");
   o += "llm_spec_accepted_tokens_total " + std::to_string(g.spec_accepted) + "\n";

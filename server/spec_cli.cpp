@@ -14,12 +14,12 @@ void add_spec_flags(Args& a) {
          "lower-bit copy of the model itself (--draft-quant)",
          "draft with --draft-model, self with --draft-quant, else none");
   a.flag("--draft-model", "FILE", "draft model for --spec draft (same vocabulary as the model)");
-  a.flag("--draft-quant", "TYPE", "weight type of the self-speculation copy (q4_0, q8_0, q4_K, ...)",
-         "q4_0");
+  a.flag("--draft-quant", "TYPE",
+         "weight type of the self-speculation copy (q4_0, q8_0, q4_K, ...)", "q4_0");
   a.flag("--spec-k", "N", "draft tokens per sequence and step at most (adapted to acceptance)",
          "5");
-  a.flag("--spec-off-batch", "N",
-         "no speculation in steps with more than N decoding sequences", "32");
+  a.flag("--spec-off-batch", "N", "no speculation in steps with more than N decoding sequences",
+         "32");
 }
 
 std::string SpecSetup::describe() const {
@@ -74,7 +74,8 @@ SpecSetup make_spec(const Args& a, const Model& target, const BackendOptions& bo
       const auto t0 = std::chrono::steady_clock::now();
       auto dm = make_quantized_copy(target, *type, bo.n_threads);
       if (bo.verbose)
-        std::fprintf(stderr, "%sself-speculation: %s copy of the weights (%.1f MiB) made in %.2f s\n",
+        std::fprintf(stderr,
+                     "%sself-speculation: %s copy of the weights (%.1f MiB) made in %.2f s\n",
                      cmd.c_str(), dtype_name(*type),
                      static_cast<double>(dm->weight_bytes()) / (1024.0 * 1024),
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
