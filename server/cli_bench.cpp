@@ -17,6 +17,7 @@
 #include "engine/model.h"
 #include "quant/mix.h"
 #include "server/args.h"
+#include "server/bench_spec.h"
 #include "server/cli.h"
 
 #ifdef LLM_HAVE_CUDA
@@ -108,6 +109,7 @@ int cmd_bench(int argc, char** argv) {
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
   args.flag("--profile", "", "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
+  add_bench_spec_flags(args);  // speculative decoding's factors (server/bench_spec.h)
   if (!args.parse(argc, argv)) return 0;
   const std::string path = args.str("model");
   if (path.empty()) throw Error("bench: -m MODEL is required (see llm bench --help)");
@@ -126,6 +128,7 @@ int cmd_bench(int argc, char** argv) {
   opt.block_size = 16;
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
   opt.verbose = !json;
+  if (bench_spec_requested(args)) return run_bench_spec(args, opt);
 
   // Ceilings first, while the device is empty.
   std::string dev_name;
