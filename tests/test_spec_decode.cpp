@@ -872,3 +872,23 @@ TEST_CASE("spec: llm run --spec gives the same greedy text") {
   CHECK(bad2.exit_code != 0);
   CHECK(bad2.err.find("--draft-model") != std::string::npos);
 }
+
+TEST_CASE("spec: llm bench's speculation harness runs end to end") {
+  const std::string target = synthetic("bench-t.gguf", "tiny", FileType::F32, 1, 2);
+  const std::string draft = synthetic("bench-d.gguf", "tiny", FileType::Q4_0, 2, 1);
+  const test::CommandResult r = test::run_command(
+      test::llm_binary() + " bench -m " + target + " --draft-model " + draft +
+      " --device cpu -t 1 -p 20 -n 12 -r 1 --spec-k 3 --spec-batches 1,3 --spec-replay 0.9");
+  REQUIRE(r.exit_code == 0);
+  for (const char* s : {"r(3)", "    c  |", "speed-up", "ideal", "1/1", "3/3"}) {
+    CAPTURE(s);
+    CHECK(r.out.find(s) != std::string::npos);
+  }
+  // Without a draft model: r(k) only.
+  const test::CommandResult r2 = test::run_command(test::llm_binary() + " bench -m " + target +
+                                                   " --device cpu -t 1 -p 8 --spec-bench "
+                                                   "--spec-k 2 --spec-batches 2");
+  REQUIRE(r2.exit_code == 0);
+  CHECK(r2.out.find("r(2)") != std::string::npos);
+  CHECK(r2.out.find("speed-up") == std::string::npos);
+}
