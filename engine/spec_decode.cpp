@@ -178,6 +178,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
   std::vector<DraftRequest> reqs;
   std::vector<int> seq_of;  // (reqs.size()) index into out.seqs
   int budget = token_budget;
+  bool first_time = false;  // a sequence new to the proposer (a draft model prefills it)
   for (size_t i = 0; i < out.seqs.size(); ++i) {
     const ScheduledSeq& s = out.seqs[i];
     if (!s.sample || s.n_tokens != 1) continue;
@@ -200,6 +201,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
     r.sampler = samplers[i];
     reqs.push_back(std::move(r));
     seq_of.push_back(static_cast<int>(i));
+    first_time = first_time || fresh;
   }
   if (reqs.empty()) return false;
 
@@ -236,6 +238,9 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
     any = true;
   }
   if (any) ++stats_.steps;
+  // A step whose proposals include a draft model's prefill of a new prompt says nothing
+  // about the cost of a guess.
+  if (first_time) last_k_ = 0;
   return any;
 }
 
@@ -332,8 +337,10 @@ void SpecDecoder::commit(int i, Sequence* seq, BlockPool& pool) {
 
 void SpecDecoder::observe_forward(double seconds) {
   if (last_k_ <= 0 || !(seconds > 0)) return;
-  const double sample = last_propose_s_ / (last_k_ * seconds);
-  cost_ = cost_ == 0 ? sample : 0.9 * cost_ + 0.1 * sample;
+  // Capped: a guess dearer than a target step is not worth making anyway, and one slow
+  // step (a draft catching up after eviction) must not silence speculation for long.
+  const double sample = std::min(2.0, last_propose_s_ / (last_k_ * seconds));
+  cost_ = cost_ == 0 ? sample : 0.8 * cost_ + 0.2 * sample;
   last_k_ = 0;
 }
 
