@@ -70,6 +70,7 @@ Engine::Engine(Backend& backend, const EngineConfig& cfg)
   for (int32_t id : cfg_.eog_ids)
     if (id < 0 || id >= n_vocab_)
       throw Error("end-of-generation id " + std::to_string(id) + " is outside the vocabulary");
+  if (cfg_.spec.proposer) spec_ = std::make_unique<SpecDecoder>(cfg_.spec, n_vocab_);
   publish_metrics();
 }
 
@@ -167,6 +168,7 @@ void Engine::emit(const TokenEvent& ev) {
 void Engine::finish(RequestId id, FinishReason reason, const std::string& error, TokenEvent* ev) {
   std::unique_ptr<Sequence> seq = sched_.finish(id, reason, now());
   assert(seq);
+  if (spec_) spec_->release(id);
   TokenEvent own;
   TokenEvent& e = ev ? *ev : own;
   e.id = id;
@@ -207,14 +209,30 @@ bool Engine::step_once() {
     finish(id, FinishReason::Error, "the request does not fit the KV cache", nullptr);
 
   if (!out.empty()) {
-    const int n_sample = out.n_sample();
+    bool drafted = false;  // some sequence verifies speculative drafts in this step
     try {
-      out.fill_batch(batch_, pool_.block_size());
-      logits_.resize(static_cast<size_t>(n_sample) * n_vocab_);
+      if (spec_) {
+        std::vector<Sampler*> samplers;
+        for (const ScheduledSeq& s : out.seqs) {
+          // A grammar-constrained sequence does not speculate (its drafts would need the
+          // grammar's state at every draft position): no sampler, no drafts.
+          const Active& a = active_.at(s.seq->id);
+          samplers.push_back(a.constraint ? nullptr : a.sampler.get());
+        }
+        drafted = spec_->plan(out, samplers, pool_,
+                              cfg_.sched.max_num_batched_tokens - out.n_tokens, max_model_len_);
+      }
+      if (drafted)
+        spec_->fill_batch(out, batch_, pool_.block_size());
+      else
+        out.fill_batch(batch_, pool_.block_size());
+      logits_.resize(static_cast<size_t>(batch_.n_logits()) * n_vocab_);
       const double t_fwd = now();
       for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
       backend_.forward(batch_, logits_.data());
-      totals_.forward_s += now() - t_fwd;
+      const double dt_fwd = now() - t_fwd;
+      totals_.forward_s += dt_fwd;
+      if (drafted) spec_->observe_forward(dt_fwd);
     } catch (const std::exception& ex) {
       // The step's K/V is unknown: end what it computed, keep the rest going.
       for (const ScheduledSeq& s : out.seqs)
@@ -224,14 +242,15 @@ bool Engine::step_once() {
       return sched_.has_work();
     }
     sched_.update(out);
-    sample_all(out);
+    sample_all(out, drafted);
 
     const double dt = now() - t_start;
+    const int n_rows = batch_.n_tokens();  // the scheduled tokens plus any drafts
     totals_.step_s += dt;
-    totals_.batched_tokens += out.n_tokens;
-    if (out.n_tokens == static_cast<int>(out.seqs.size())) {  // one token each: pure decode
+    totals_.batched_tokens += n_rows;
+    if (n_rows == static_cast<int>(out.seqs.size())) {  // one token each: pure decode
       ++totals_.decode_steps;
-      totals_.decode_tokens += out.n_tokens;
+      totals_.decode_tokens += n_rows;
       totals_.decode_s += dt;
     }
   }
@@ -239,32 +258,45 @@ bool Engine::step_once() {
   return sched_.has_work();
 }
 
-// Samples every sequence that reached its token count (logits row k for the k-th of them),
-// then appends, checks stops and emits in batch order. The samplers are independent, so
-// they run in parallel: 128 sequences of a 128K vocabulary are ~16M logits per step.
-void Engine::sample_all(const ScheduleOutput& out) {
+// Samples every sequence that reached its token count (logits row k for the k-th of them,
+// or where the SpecDecoder put them), or verifies its drafts, then appends, checks stops
+// and emits in batch order: a verified step's tokens one by one, so that nothing past a
+// stop is emitted. The samplers are independent, so they run in parallel: 128 sequences of
+// a 128K vocabulary are ~16M logits per step.
+void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
+  std::vector<int> idx;  // index in out.seqs of each sampling sequence
   std::vector<Sequence*> seqs;
   std::vector<Sampler*> samplers;
   std::vector<TokenConstraint*> constraints;
-  for (const ScheduledSeq& s : out.seqs) {
+  for (size_t i = 0; i < out.seqs.size(); ++i) {
+    const ScheduledSeq& s = out.seqs[i];
     if (!s.sample) continue;
+    idx.push_back(static_cast<int>(i));
     seqs.push_back(s.seq);
     Active& a = active_.at(s.seq->id);
     samplers.push_back(a.sampler.get());
     constraints.push_back(a.constraint.get());
   }
+  auto verifies = [&](int k) { return drafted && spec_->has_drafts(idx[k]); };
   const int n = static_cast<int>(seqs.size());
-  std::vector<SampleResult> results(static_cast<size_t>(n));
+  std::vector<std::vector<SampleResult>> results(static_cast<size_t>(n));
   std::vector<std::string> errors(static_cast<size_t>(n));
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) if (n >= 8)
 #endif
   for (int k = 0; k < n; ++k) {
     try {
-      float* row = logits_.data() + static_cast<size_t>(k) * n_vocab_;
-      if (constraints[k]) constraints[k]->mask(row);  // tokens the grammar refuses -> -inf
-      results[k] = samplers[k]->sample(row);
-      if (constraints[k]) constraints[k]->accept(results[k].id);
+      const int row = drafted ? spec_->logit_row(idx[k]) : k;
+      float* logits = logits_.data() + static_cast<size_t>(row) * n_vocab_;
+      if (verifies(k)) {
+        results[k] = spec_->verify(idx[k], *samplers[k], logits);
+      } else {
+        if (constraints[k]) constraints[k]->mask(logits);  // tokens the grammar refuses -> -inf
+        SampleResult r = samplers[k]->sample(logits);
+        samplers[k]->accept(r.id);
+        if (constraints[k]) constraints[k]->accept(r.id);
+        results[k].push_back(std::move(r));
+      }
     } catch (const std::exception& ex) {  // e.g. every token banned by logit_bias
       errors[k] = ex.what();
     }
@@ -276,19 +308,23 @@ void Engine::sample_all(const ScheduleOutput& out) {
       finish(q.id, FinishReason::Error, errors[k], nullptr);
       continue;
     }
-    SampleResult& r = results[k];
-    samplers[k]->accept(r.id);
-    ++totals_.generated_tokens;
-    TokenEvent ev;
-    ev.id = q.id;
-    ev.token = r.id;
-    ev.logprob = r.logprob;
-    ev.top = std::move(r.top);
-    const FinishReason fr = q.append_token(r.id, cfg_.eog_ids, max_model_len_, t);
-    if (fr != FinishReason::None)
-      finish(q.id, fr, "", &ev);
-    else
+    bool finished = false;
+    for (SampleResult& r : results[k]) {
+      ++totals_.generated_tokens;
+      TokenEvent ev;
+      ev.id = q.id;
+      ev.token = r.id;
+      ev.logprob = r.logprob;
+      ev.top = std::move(r.top);
+      const FinishReason fr = q.append_token(r.id, cfg_.eog_ids, max_model_len_, t);
+      if (fr != FinishReason::None) {
+        finish(q.id, fr, "", &ev);  // q is gone from here on
+        finished = true;
+        break;
+      }
       emit(ev);
+    }
+    if (verifies(k)) spec_->commit(idx[k], finished ? nullptr : &q, pool_);
   }
 }
 
@@ -302,6 +338,7 @@ void Engine::publish_metrics() {
   m.prefix_query_tokens = st.prefix_query_tokens;
   m.prefix_hit_tokens = st.prefix_hit_tokens;
   m.kv = pool_.usage();
+  if (spec_) m.spec = spec_->stats();
   std::lock_guard<std::mutex> lk(mu_);
   m.waiting += static_cast<int>(inbox_.size());
   snapshot_ = m;

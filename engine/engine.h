@@ -33,6 +33,7 @@
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/spec_decode.h"
 #include "engine/token_constraint.h"
 
 namespace llm {
@@ -85,6 +86,7 @@ struct EngineConfig {
   bool prefix_caching = true;
   int max_model_len = 0;         // tokens per sequence; 0 = min(n_ctx_train, KV pool)
   std::vector<int32_t> eog_ids;  // end-of-generation ids (from the tokenizer)
+  SpecConfig spec;               // speculative decoding; off without a proposer
 };
 
 // A snapshot, taken at the end of each step.
@@ -112,6 +114,8 @@ struct EngineMetrics {
   int64_t decode_steps = 0;    // steps in which every sequence computed one token
   int64_t decode_tokens = 0;
   double decode_s = 0;
+
+  SpecStats spec;  // speculative decoding: drafted, accepted, tokens per verifying step
 
   double prefix_hit_rate() const {
     return prefix_query_tokens ? double(prefix_hit_tokens) / double(prefix_query_tokens) : 0.0;
@@ -184,7 +188,7 @@ class Engine {
   void drain_inbox();
   void finish(RequestId id, FinishReason reason, const std::string& error, TokenEvent* ev);
   void emit(const TokenEvent& ev);
-  void sample_all(const ScheduleOutput& out);
+  void sample_all(const ScheduleOutput& out, bool drafted);
   void publish_metrics();
   void loop();
 
@@ -201,6 +205,7 @@ class Engine {
   Batch batch_;
   std::vector<float> logits_;  // (n_sample, n_vocab)
   EngineMetrics totals_;       // the finished-request part of the metrics
+  std::unique_ptr<SpecDecoder> spec_;  // null without speculation
 
   // Shared with submitters, guarded by mu_.
   mutable std::mutex mu_;

@@ -182,6 +182,18 @@ SampleResult Sampler::sample(const float* logits) {
   return out;
 }
 
+SampleResult Sampler::score(const float* logits, int32_t id) {
+  if (id < 0 || id >= n_vocab_)
+    throw Error("sampling: token id " + std::to_string(id) + " is outside the vocabulary");
+  int32_t best;
+  const double lse = prepare(logits, &best);
+  SampleResult out;
+  if (p_.n_probs > 0) top_logprobs(lse, out);
+  out.id = id;
+  out.logprob = static_cast<float>(work_[static_cast<size_t>(id)] - lse);
+  return out;
+}
+
 std::vector<std::pair<int32_t, double>> Sampler::distribution(const float* logits) {
   int32_t best;
   prepare(logits, &best);

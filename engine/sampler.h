@@ -99,6 +99,11 @@ class Sampler {
   // with probability 1. For tests, and for checking other samplers against this one.
   std::vector<std::pair<int32_t, double>> distribution(const float* logits);
 
+  // What sample() would report had it drawn `id` (chosen elsewhere, e.g. by speculative
+  // decoding's verification): its logprob and the top n_probs of the same penalised
+  // logits. No RNG used; does not record the token.
+  SampleResult score(const float* logits, int32_t id);
+
   // Records a token for the penalties. Prompt tokens (prompt = true) enter only the
   // repeat-penalty window; generated ones also count for presence/frequency penalties.
   void accept(int32_t id, bool prompt = false);

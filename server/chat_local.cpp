@@ -148,7 +148,7 @@ std::unique_ptr<ChatBackend> make_local_chat(const Args& a) {
                 " tokens but token_embd.weight has " + std::to_string(lm.model->config.n_vocab) +
                 " rows");
   ChatTemplate tmpl = pick_chat_template(a.str("chat-template"), lm.model->file, *lm.tokenizer, "chat");
-  const EngineConfig cfg = engine_config(a, *lm.tokenizer);
+  const EngineConfig cfg = engine_config(a, lm);
   std::string path = a.str("model");
   if (path.empty() && !a.positional().empty()) path = a.positional()[0];
   auto chat = std::make_unique<LocalChat>(std::move(lm), cfg, std::move(tmpl), path);

@@ -18,6 +18,7 @@
 #include "quant/mix.h"
 #include "server/args.h"
 #include "server/bench_batch.h"
+#include "server/bench_spec.h"
 #include "server/cli.h"
 
 #ifdef LLM_HAVE_CUDA
@@ -117,6 +118,7 @@ int cmd_bench(int argc, char** argv) {
   args.flag("--shared-prefix", "N", "batched mode: the first N prompt tokens are shared (prefix caching)", "0");
   args.flag("--prefix-ttft", "N", "time to first token of a request whose first N tokens are cached vs uncached");
   args.flag("--batch-tokens", "N", "batched mode: engine token budget per step", "4096");
+  add_bench_spec_flags(args);  // speculative decoding's factors (server/bench_spec.h)
   if (!args.parse(argc, argv)) return 0;
   const std::string path = args.str("model");
   if (path.empty()) throw Error("bench: -m MODEL is required (see llm bench --help)");
@@ -160,6 +162,7 @@ int cmd_bench(int argc, char** argv) {
   if (shared_prefix < 0 || shared_prefix > n_prompt) throw Error("bench: --shared-prefix must be 0..-p");
   if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
   if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
+  if (bench_spec_requested(args)) return run_bench_spec(args, opt);
 
   // Ceilings first, while the device is empty.
   std::string dev_name;

@@ -22,6 +22,7 @@ void add_model_flags(Args& a) {
   a.flag("--batch-tokens", "N", "tokens per engine step (decodes + prefill chunks)", "2048");
   a.flag("--policy", "fcfs|priority|deadline", "scheduling policy", "fcfs");
   a.flag("--no-prefix-cache", "", "do not reuse the KV cache of shared prompt prefixes");
+  add_spec_flags(a);
 }
 
 DeviceKind device_of(const Args& a) {
@@ -47,12 +48,14 @@ LoadedModel load_model(const Args& a) {
   bo.kv_tokens = a.i64("--kv-tokens", 0);
   if (bo.n_threads < 0 || bo.block_size < 1 || bo.block_size > 1024 || bo.kv_tokens < 0)
     throw Error("llm " + a.command() + ": --threads, --block-size (1..1024) and --kv-tokens must be positive");
+  int ctx = static_cast<int>(a.i64("--ctx-size", 0));
+  if (ctx <= 0) ctx = std::min(lm.model->config.n_ctx_train, 4096);
   if (bo.device == DeviceKind::Cpu && bo.kv_tokens == 0) {
     // Room for several full contexts so that concurrent requests can batch.
-    int ctx = static_cast<int>(a.i64("--ctx-size", 0));
-    if (ctx <= 0) ctx = std::min(lm.model->config.n_ctx_train, 4096);
     bo.kv_tokens = static_cast<int64_t>(ctx) * 4;
   }
+  // The draft first: on CUDA the target's KV cache takes most of the memory left.
+  lm.spec = make_spec(a, *lm.model, bo, draft_kv_tokens_for(ctx));
   lm.backend = make_backend(*lm.model, bo);
   return lm;
 }
@@ -106,6 +109,12 @@ EngineConfig engine_config(const Args& a, const Tokenizer& tok) {
   c.prefix_caching = !a.on("--no-prefix-cache");
   c.max_model_len = static_cast<int>(a.i64("--ctx-size", 0));
   c.eog_ids = tok.eog_ids();
+  return c;
+}
+
+EngineConfig engine_config(const Args& a, const LoadedModel& lm) {
+  EngineConfig c = engine_config(a, *lm.tokenizer);
+  c.spec = lm.spec.config;
   return c;
 }
 

@@ -11,23 +11,27 @@
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "server/args.h"
+#include "server/spec_cli.h"
 
 namespace llm {
 
 // -m, -t, -c, --device, --gpu, --kv-tokens, --parallel, --batch-tokens, --block-size,
-// --policy, --no-prefix-cache.
+// --policy, --no-prefix-cache, and the speculative-decoding flags (server/spec_cli.h).
 void add_model_flags(Args& a);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Backend> backend;
+  SpecSetup spec;  // the proposer of --spec, if any
 };
 
 // Loads the model named by -m (or the first positional) on the chosen device.
 LoadedModel load_model(const Args& a);
 
 EngineConfig engine_config(const Args& a, const Tokenizer& tok);
+// The same, with the loaded model's speculative decoding.
+EngineConfig engine_config(const Args& a, const LoadedModel& lm);
 
 // The chat template: --chat-template NAME|FILE (a built-in name or a Jinja file), else
 // the model's own tokenizer.chat_template, else the built-in chatml with a warning on

@@ -5,10 +5,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <random>
 #include <sstream>
 #include <string>
 
 #include "engine/backend.h"
+#include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/generate.h"
 #include "engine/model.h"
@@ -16,6 +19,7 @@
 #include "engine/tokenizer.h"
 #include "server/args.h"
 #include "server/cli.h"
+#include "server/spec_cli.h"
 
 namespace llm {
 namespace {
@@ -46,6 +50,50 @@ void print_rate(const char* what, int tokens, double seconds) {
                tokens, seconds * 1e3, seconds * 1e3 / tokens, tokens / seconds);
 }
 
+struct RunStats {
+  int prompt_tokens = 0;
+  int generated = 0;  // tokens of the continuation, an end-of-text token included
+  double ttft_s = 0;  // the prompt's prefill and the first token
+  double decode_s = 0;
+  FinishReason reason = FinishReason::None;
+  SpecStats spec;
+};
+
+// One request through the engine with speculative decoding; on_token gets each generated
+// token in order, end-of-text tokens excluded.
+RunStats run_speculative(Backend& backend, const SpecSetup& spec, const std::vector<int32_t>& ids,
+                         const SamplingParams& sp, const GenerateOptions& gopt,
+                         const Tokenizer& tok, const std::function<void(int32_t)>& on_token) {
+  EngineConfig ec;
+  ec.max_model_len = static_cast<int>(gopt.n_ctx);
+  ec.sched.max_num_batched_tokens = gopt.batch_size;
+  ec.eog_ids = tok.eog_ids();
+  ec.spec = spec.config;
+  Engine engine(backend, ec);
+  Request req;
+  req.prompt = ids;
+  req.sampling = sp;
+  req.stop.max_tokens = gopt.n_predict < 0 ? engine.max_model_len() : std::max(gopt.n_predict, 1);
+  req.stop.ignore_eos = gopt.ignore_eos;
+  RunStats rs;
+  std::string error;
+  rs.prompt_tokens = static_cast<int>(ids.size());
+  engine.submit(req, [&](const TokenEvent& ev) {
+    if (ev.token >= 0 && !tok.is_eog(ev.token)) on_token(ev.token);
+    if (!ev.finished) return;
+    if (ev.finish_reason == FinishReason::Error) error = ev.error;
+    rs.generated = ev.stats.n_generated;
+    rs.reason = ev.finish_reason;
+    rs.ttft_s = std::max(0.0, ev.stats.ttft);
+    rs.decode_s = ev.stats.e2e - ev.stats.ttft;
+  });
+  while (engine.step()) {
+  }
+  if (!error.empty()) throw Error("llm run: " + error);
+  rs.spec = engine.metrics().spec;
+  return rs;
+}
+
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
@@ -71,6 +119,7 @@ int cmd_run(int argc, char** argv) {
   args.flag("--ignore-eos", "", "keep generating past end-of-text tokens");
   args.flag("--no-bos", "", "do not add the BOS token to the prompt");
   args.flag("--verbose-prompt", "", "print the prompt's tokens to stderr");
+  add_spec_flags(args);
   if (!args.parse(argc, argv)) return 0;
 
   std::string model_path = args.str("model");
@@ -115,6 +164,8 @@ int cmd_run(int argc, char** argv) {
   if (n_ctx < 1 || n_ctx > (int64_t{1} << 24)) throw Error("llm run: --ctx-size must be positive");
   bopt.kv_tokens = n_ctx;
   gopt.n_ctx = n_ctx;
+  // The draft first: on CUDA the target's KV cache takes most of the memory left.
+  const SpecSetup spec = make_spec(args, *model, bopt, draft_kv_tokens_for(n_ctx));
   auto backend = make_backend(*model, bopt);
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
@@ -130,6 +181,37 @@ int cmd_run(int argc, char** argv) {
     std::fprintf(stderr, "prompt: %zu tokens\n", ids.size());
     for (int32_t id : ids)
       std::fprintf(stderr, "%8d -> '%s'\n", id, tok.token_to_piece(id, true).c_str());
+  }
+
+  if (spec.proposer) {
+    // Speculation needs the engine's verification; the stream and the statistics match
+    // the plain loop's below.
+    if (sp.seed == kRandomSeed) {  // drawn here, to print it
+      std::random_device rd;
+      sp.seed = (static_cast<uint64_t>(rd()) << 32 ^ rd()) & ~(uint64_t{1} << 63);
+    }
+    StreamDecoder sdec(tok, prompt.empty());
+    std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+    const RunStats rs = run_speculative(*backend, spec, ids, sp, gopt, tok, [&](int32_t id) {
+      const std::string piece = sdec.push(id);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    });
+    const std::string tail = sdec.flush();
+    std::fwrite(tail.data(), 1, tail.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    std::fprintf(stderr, "\n");
+    print_rate("prompt eval:", rs.prompt_tokens, rs.ttft_s);
+    print_rate("generation:", rs.generated - 1, rs.decode_s);
+    std::fprintf(stderr, "%-20s %9.2f ms\n", "time to first token:", rs.ttft_s * 1e3);
+    std::fprintf(stderr, "%-20s %6d tokens%s\n", "generated:", rs.generated,
+                 rs.reason == FinishReason::Stop ? " (end of text)" : "");
+    print_spec_stats(stderr, spec, rs.spec);
+    if (sp.temperature > 0)
+      std::fprintf(stderr, "%-20s %llu\n", "seed:", static_cast<unsigned long long>(sp.seed));
+    return 0;
   }
 
   Sampler sampler(sp, model->config.n_vocab);

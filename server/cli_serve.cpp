@@ -67,7 +67,7 @@ int cmd_serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Engine engine(*lm.backend, engine_config(a, *lm.tokenizer));
+  Engine engine(*lm.backend, engine_config(a, lm));
   engine.start();
 
   ServeContext ctx;

@@ -475,6 +475,9 @@ void HttpServer::routes() {
     g.kv_blocks_cached = m.kv.cached;
     g.prefix_cache_hit_rate = m.prefix_hit_rate();
     g.preemptions = static_cast<uint64_t>(m.preemptions);
+    g.spec_drafted = static_cast<uint64_t>(m.spec.drafted);
+    g.spec_accepted = static_cast<uint64_t>(m.spec.accepted);
+    g.spec_verifications = static_cast<uint64_t>(m.spec.verifications);
     res.set_content(metrics_.render(g), "text/plain; version=0.0.4; charset=utf-8");
   });
 

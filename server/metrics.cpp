@@ -111,6 +111,23 @@ std::string ServerMetrics::render(const ServerGauges& g) const {
   o += "llm_prefix_cache_hit_rate " + num(g.prefix_cache_hit_rate) + "\n";
   family("llm_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.");
   o += "llm_preemptions_total " + std::to_string(g.preemptions) + "\n";
+  family("llm_spec_draft_tokens_total", "counter",
+         "Speculative draft tokens verified by the model.");
+  o += "llm_spec_draft_tokens_total " + std::to_string(g.spec_drafted) + "\n";
+  family("llm_spec_accepted_tokens_total", "counter", "Speculative draft tokens accepted.");
+  o += "llm_spec_accepted_tokens_total " + std::to_string(g.spec_accepted) + "\n";
+  family("llm_spec_verifications_total", "counter",
+         "Sequence-steps that verified drafts; each also yields one token of the model's own.");
+  o += "llm_spec_verifications_total " + std::to_string(g.spec_verifications) + "\n";
+  family("llm_spec_acceptance_rate", "gauge", "Accepted over drafted speculative tokens.");
+  o += "llm_spec_acceptance_rate " +
+       num(g.spec_drafted ? static_cast<double>(g.spec_accepted) / g.spec_drafted : 0.0) + "\n";
+  family("llm_spec_tokens_per_step", "gauge", "Tokens a verifying sequence gains per step.");
+  o += "llm_spec_tokens_per_step " +
+       num(g.spec_verifications
+               ? static_cast<double>(g.spec_accepted + g.spec_verifications) / g.spec_verifications
+               : 0.0) +
+       "\n";
   return o;
 }
 

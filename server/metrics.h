@@ -34,6 +34,10 @@ struct ServerGauges {
   int kv_blocks_cached = 0;
   double prefix_cache_hit_rate = 0;  // cached prompt tokens / prompt tokens
   uint64_t preemptions = 0;
+  // Speculative decoding (zero without it).
+  uint64_t spec_drafted = 0;        // draft tokens verified
+  uint64_t spec_accepted = 0;       // of which accepted
+  uint64_t spec_verifications = 0;  // sequence-steps that verified drafts
 };
 
 class ServerMetrics {
