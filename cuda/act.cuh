@@ -6,7 +6,8 @@
 
 namespace llm::cuda {
 
-__device__ __forceinline__ void act_store(const ActOut& out, int64_t row, int64_t k, int64_t e, float v) {
+__device__ __forceinline__ void act_store(const ActOut& out, int64_t row, int64_t k, int64_t e,
+                                          float v) {
   const int64_t i = row * k + e;
   if (out.f32) out.f32[i] = v;
   if (out.f16) out.f16[i] = __float2half_rn(v);

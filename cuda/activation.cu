@@ -4,8 +4,8 @@
 namespace llm::cuda {
 namespace {
 
-__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, int64_t ld,
-                              int n, ActOut out) {
+__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up,
+                              int64_t ld, int n, ActOut out) {
   pdl_wait();
   pdl_trigger();
   const int row = blockIdx.y;

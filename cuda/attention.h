@@ -11,15 +11,15 @@
 namespace llm::cuda {
 
 struct AttnArgs {
-  const float* q = nullptr;          // (n_tokens, n_head, head_dim) f32, RoPE applied
-  const __half* k_cache = nullptr;   // (n_slots, n_head_kv, head_dim)
-  const __half* v_cache = nullptr;   // (n_slots, n_head_kv, head_dim)
-  const int32_t* positions = nullptr;     // (n_tokens)
-  const int32_t* row_seq = nullptr;       // (n_tokens) sequence of each row
-  const int32_t* table_start = nullptr;   // (n_seqs) first entry of each sequence's table
-  const int32_t* tables = nullptr;        // block tables, back to back
+  const float* q = nullptr;              // (n_tokens, n_head, head_dim) f32, RoPE applied
+  const __half* k_cache = nullptr;       // (n_slots, n_head_kv, head_dim)
+  const __half* v_cache = nullptr;       // (n_slots, n_head_kv, head_dim)
+  const int32_t* positions = nullptr;    // (n_tokens)
+  const int32_t* row_seq = nullptr;      // (n_tokens) sequence of each row
+  const int32_t* table_start = nullptr;  // (n_seqs) first entry of each sequence's table
+  const int32_t* tables = nullptr;       // block tables, back to back
   int n_head = 0, n_head_kv = 0, head_dim = 0, block_size = 0;
-  float* out = nullptr;              // (n_tokens, n_head, head_dim) f32
+  float* out = nullptr;  // (n_tokens, n_head, head_dim) f32
   // Decode only: the output also in f16 and/or q8 (q8 needs head_dim % 32 == 0), for the
   // next matrix product, saving a conversion pass. Null: not wanted.
   __half* out_f16 = nullptr;
@@ -35,8 +35,8 @@ bool attention_head_dim_supported(int head_dim);
 // n_split) bytes of partials; counters: (n_rows, n_head) ints, zero before the first use
 // (the merging block resets its counter).
 size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_split);
-void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split, float* workspace,
-                      int* counters, cudaStream_t stream);
+void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split,
+                      float* workspace, int* counters, cudaStream_t stream);
 
 // Prefill: tiles of up to kPrefillTileRows consecutive rows of one sequence share each
 // K/V tile loaded into shared memory. tiles: (n_tiles) device int4 {row0, n_rows, seq, 0}.

@@ -20,7 +20,8 @@ size_t prefill_smem(int D) {
 }
 
 template <int DPL>
-__global__ void __launch_bounds__(kWarps * 32) prefill_kernel(AttnArgs a, const int4* __restrict__ tiles) {
+__global__ void __launch_bounds__(kWarps * 32)
+    prefill_kernel(AttnArgs a, const int4* __restrict__ tiles) {
   pdl_wait();
   pdl_trigger();
   extern __shared__ __align__(16) unsigned char smem[];
@@ -36,7 +37,8 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(AttnArgs a, const 
   const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;
   for (int i = threadIdx.x; i < kPrefillTileRows * D; i += blockDim.x) {
     const int r = i / D, d = i % D;
-    q_s[i] = r < n_rows ? a.q[(static_cast<int64_t>(row0 + r) * a.n_head + h) * D + d] * scale : 0.0f;
+    q_s[i] =
+        r < n_rows ? a.q[(static_cast<int64_t>(row0 + r) * a.n_head + h) * D + d] * scale : 0.0f;
   }
   // Rows are in position order: the last row sees the most keys.
   const int n_keys = a.positions[row0 + n_rows - 1] + 1;
@@ -60,13 +62,14 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(AttnArgs a, const 
   }
 
   for (int t0 = 0; t0 < n_keys; t0 += kKeys) {
-    __syncthreads();  // previous tile fully used (and q_s written on the first pass)
+    __syncthreads();           // previous tile fully used (and q_s written on the first pass)
     const int chunks = D / 8;  // 16-byte chunks per key row
     for (int i = threadIdx.x; i < kKeys * chunks; i += blockDim.x) {
       const int j = i / chunks, c = i % chunks, key = t0 + j;
       uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
       if (key < n_keys) {
-        const int64_t slot = static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
+        const int64_t slot =
+            static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
         const int64_t off = slot * kv_stride + static_cast<int64_t>(kvh) * D + c * 8;
         kv = ld16(a.k_cache + off);
         vv = ld16(a.v_cache + off);
@@ -94,7 +97,8 @@ __global__ void __launch_bounds__(kWarps * 32) prefill_kernel(AttnArgs a, const 
 #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
         const float4 qa = *reinterpret_cast<const float4*>(q_s + (warp * kRowsPerWarp + i) * D + d);
-        const float4 qb = *reinterpret_cast<const float4*>(q_s + (warp * kRowsPerWarp + i) * D + d + 4);
+        const float4 qb =
+            *reinterpret_cast<const float4*>(q_s + (warp * kRowsPerWarp + i) * D + d + 4);
         s[i] = fmaf(qa.x, kf[0], s[i]);
         s[i] = fmaf(qa.y, kf[1], s[i]);
         s[i] = fmaf(qa.z, kf[2], s[i]);
@@ -159,8 +163,8 @@ template <int DPL>
 void launch_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStream_t stream) {
   const size_t smem = prefill_smem(a.head_dim);
   if (smem > 48 * 1024)
-    CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<DPL>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(
+        prefill_kernel<DPL>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(a.n_head));
   launch(prefill_kernel<DPL>, grid, kWarps * 32, smem, stream, a, tiles);
   CUDA_CHECK_LAUNCH();
@@ -171,12 +175,17 @@ void launch_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStrea
 void attention_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStream_t stream) {
   if (n_tiles <= 0) return;
   if (!attention_head_dim_supported(a.head_dim))
-    throw Error("attention: head dimension " + std::to_string(a.head_dim) + " is not supported (multiple of 8, <= 256)");
+    throw Error("attention: head dimension " + std::to_string(a.head_dim) +
+                " is not supported (multiple of 8, <= 256)");
   const int D = a.head_dim;
-  if (D <= 32) launch_prefill<1>(a, tiles, n_tiles, stream);
-  else if (D <= 64) launch_prefill<2>(a, tiles, n_tiles, stream);
-  else if (D <= 128) launch_prefill<4>(a, tiles, n_tiles, stream);
-  else launch_prefill<8>(a, tiles, n_tiles, stream);
+  if (D <= 32)
+    launch_prefill<1>(a, tiles, n_tiles, stream);
+  else if (D <= 64)
+    launch_prefill<2>(a, tiles, n_tiles, stream);
+  else if (D <= 128)
+    launch_prefill<4>(a, tiles, n_tiles, stream);
+  else
+    launch_prefill<8>(a, tiles, n_tiles, stream);
 }
 
 }  // namespace llm::cuda

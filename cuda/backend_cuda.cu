@@ -1,5 +1,3 @@
-#include "cuda/backend_cuda.h"
-
 #include <algorithm>
 #include <climits>
 #include <cstdio>
@@ -7,21 +5,22 @@
 
 #include "cuda/activation.h"
 #include "cuda/attention.h"
+#include "cuda/backend_cuda.h"
 #include "cuda/common.cuh"
 #include "cuda/embed.h"
 #include "cuda/kv_store.h"
 #include "cuda/matmul.h"
 #include "cuda/matvec_quant.h"
-#include "cuda/qweight.h"
 #include "cuda/quantize.h"
+#include "cuda/qweight.h"
 #include "cuda/rmsnorm.h"
 
 namespace llm::cuda {
 namespace {
 
-constexpr int kMatvecCutoff = 16;      // up to this many rows: GEMV, above: dequantize + GEMM
-constexpr int kPrefillMinRows = 4;     // a sequence with this many rows uses prefill tiles
-constexpr int kMaxGraphBatch = 256;    // decode batches up to this size replay graphs
+constexpr int kMatvecCutoff = 16;    // up to this many rows: GEMV, above: dequantize + GEMM
+constexpr int kPrefillMinRows = 4;   // a sequence with this many rows uses prefill tiles
+constexpr int kMaxGraphBatch = 256;  // decode batches up to this size replay graphs
 constexpr int kMaxSplit = 16;
 constexpr int kSplitWorkspaceRows = 2048;  // n_decode * n_split the partials buffer holds
 constexpr size_t kStagingBytes = 64ull << 20;
@@ -34,12 +33,15 @@ std::string gib(double bytes) {
   return buf;
 }
 
-size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+size_t align256(size_t x) {
+  return (x + 255) / 256 * 256;
+}
 
 // Offsets of the step inputs in the packed transfer buffer. The block tables come last,
 // so for a given bucket every other offset is fixed (what a replayed graph reads).
 struct InLayout {
-  size_t tokens, positions, slots, row_seq, logit_rows, decode_rows, table_start, tiles, tables, total;
+  size_t tokens, positions, slots, row_seq, logit_rows, decode_rows, table_start, tiles, tables,
+      total;
 };
 InLayout in_layout(int n, int n_seqs, int n_logits, int n_decode, int n_tiles, int n_table) {
   size_t o = 0;
@@ -72,7 +74,8 @@ struct CudaBackend::Input {
 
 CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
     : model_(model), cfg_(model.config), block_size_(opt.block_size) {
-  if (opt.block_size <= 0) throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
+  if (opt.block_size <= 0)
+    throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
   if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -80,7 +83,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
     throw Error("no CUDA device is available (use --device cpu)");
   }
   if (opt.gpu < 0 || opt.gpu >= count)
-    throw Error("--gpu " + std::to_string(opt.gpu) + " is out of range: " + std::to_string(count) + " CUDA device(s)");
+    throw Error("--gpu " + std::to_string(opt.gpu) + " is out of range: " + std::to_string(count) +
+                " CUDA device(s)");
   device_ = opt.gpu;
   CUDA_CHECK(cudaSetDevice(device_));
   cudaDeviceProp prop{};
@@ -88,8 +92,10 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   n_sm_ = prop.multiProcessorCount;
   name_ = "cuda:" + std::to_string(device_) + " " + prop.name;
   if (!attention_head_dim_supported(cfg_.head_dim))
-    throw Error("the CUDA backend needs a head dimension that is a multiple of 8 and at most 256, model has " +
-                std::to_string(cfg_.head_dim));
+    throw Error(
+        "the CUDA backend needs a head dimension that is a multiple of 8 and at most 256, model "
+        "has " +
+        std::to_string(cfg_.head_dim));
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   cublas_check(cublasCreate(&cublas_), "cublasCreate");
 
@@ -105,17 +111,18 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   }
   cap_tokens_ = 2048;
   kmax_ = std::max({cfg_.n_embd, cfg_.q_dim(), cfg_.n_ff});
-  const int64_t per_token_scratch = 4 * (cfg_.n_embd + kmax_ + cfg_.q_dim() * 2 + cfg_.q_dim() + 2 * cfg_.kv_dim() +
-                                         2 * cfg_.n_ff) +
+  const int64_t per_token_scratch = 4 * (cfg_.n_embd + kmax_ + cfg_.q_dim() * 2 + cfg_.q_dim() +
+                                         2 * cfg_.kv_dim() + 2 * cfg_.n_ff) +
                                     2 * kmax_ + kmax_ + kmax_ / 4;
-  const size_t scratch = static_cast<size_t>(per_token_scratch) * cap_tokens_ + kDequantMaxElems * 2 +
-                         kCublasWorkspace + (256ull << 20);
+  const size_t scratch = static_cast<size_t>(per_token_scratch) * cap_tokens_ +
+                         kDequantMaxElems * 2 + kCublasWorkspace + (256ull << 20);
   const size_t kv_per_token = static_cast<size_t>(cfg_.n_layer) * 2 * cfg_.kv_dim() * 2;
   const size_t min_kv = kv_per_token * static_cast<size_t>(std::min(cfg_.n_ctx_train, 512));
   if (wbytes + scratch + min_kv > free_b)
-    throw Error("model needs " + gib(static_cast<double>(wbytes + scratch + min_kv)) + " on " + name_ + " (weights " +
-                gib(static_cast<double>(wbytes)) + ", buffers " + gib(static_cast<double>(scratch)) +
-                ", KV for 512 tokens " + gib(static_cast<double>(min_kv)) + "), " + gib(static_cast<double>(free_b)) +
+    throw Error("model needs " + gib(static_cast<double>(wbytes + scratch + min_kv)) + " on " +
+                name_ + " (weights " + gib(static_cast<double>(wbytes)) + ", buffers " +
+                gib(static_cast<double>(scratch)) + ", KV for 512 tokens " +
+                gib(static_cast<double>(min_kv)) + "), " + gib(static_cast<double>(free_b)) +
                 " free");
 
   verbose_ = opt.verbose;
@@ -143,8 +150,8 @@ void CudaBackend::upload_weights(const Model& model) {
   const ModelWeights& w = model.weights;
   struct Item {
     const TensorRef* ref;
-    DevMatrix* mat;        // matrices
-    const float** vec;     // f32 vectors
+    DevMatrix* mat;     // matrices
+    const float** vec;  // f32 vectors
   };
   std::vector<Item> items;
   layers_.resize(w.layers.size());
@@ -172,7 +179,8 @@ void CudaBackend::upload_weights(const Model& model) {
     const TensorRef& t = *it.ref;
     if (it.mat) {
       if (!type_supported(t.type))
-        throw Error(std::string("the CUDA backend does not support tensor type ") + dtype_name(t.type));
+        throw Error(std::string("the CUDA backend does not support tensor type ") +
+                    dtype_name(t.type));
       total += device_matrix_bytes(t.type, t.rows, t.cols);
     } else {
       total += align256(t.bytes);
@@ -191,11 +199,15 @@ void CudaBackend::upload_weights(const Model& model) {
   int slot = 0, last_pct = -1;
   size_t sent = 0;
   auto progress = [&](bool end) {
-    const int pct = raw_total ? static_cast<int>(100.0 * static_cast<double>(sent) / static_cast<double>(raw_total)) : 100;
+    const int pct =
+        raw_total
+            ? static_cast<int>(100.0 * static_cast<double>(sent) / static_cast<double>(raw_total))
+            : 100;
     if (!verbose || (pct == last_pct && !end)) return;
     last_pct = pct;
     std::fprintf(stderr, "\rloading weights to %s: %3d%% (%s / %s)%s", name_.c_str(), pct,
-                 gib(static_cast<double>(sent)).c_str(), gib(static_cast<double>(raw_total)).c_str(), end ? "\n" : "");
+                 gib(static_cast<double>(sent)).c_str(),
+                 gib(static_cast<double>(raw_total)).c_str(), end ? "\n" : "");
     std::fflush(stderr);
   };
   try {
@@ -218,7 +230,8 @@ void CudaBackend::upload_weights(const Model& model) {
         const size_t bytes = rb * static_cast<size_t>(nr);
         CUDA_CHECK(cudaEventSynchronize(done[slot]));  // this staging pair is free again
         std::memcpy(pinned[slot].get(), t.row(r0), bytes);
-        CUDA_CHECK(cudaMemcpyAsync(raw[slot].get(), pinned[slot].get(), bytes, cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(raw[slot].get(), pinned[slot].get(), bytes,
+                                   cudaMemcpyHostToDevice, stream_));
         repack_rows(*it.mat, raw[slot].get(), r0, nr, stream_);
         CUDA_CHECK(cudaEventRecord(done[slot], stream_));
         slot ^= 1;
@@ -239,9 +252,11 @@ void CudaBackend::upload_weights(const Model& model) {
   if (cfg_.tied_output) output_ = tok_embd_;
 
   std::vector<float> inv(static_cast<size_t>(cfg_.rope_dim / 2));
-  for (int i = 0; i < cfg_.rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = rope_inv_freq(cfg_, w, i);
+  for (int i = 0; i < cfg_.rope_dim / 2; ++i)
+    inv[static_cast<size_t>(i)] = rope_inv_freq(cfg_, w, i);
   inv_freq_ = DeviceBuffer(sizeof(float) * inv.size());
-  CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), sizeof(float) * inv.size(), cudaMemcpyHostToDevice));
+  CUDA_CHECK(
+      cudaMemcpy(inv_freq_.get(), inv.data(), sizeof(float) * inv.size(), cudaMemcpyHostToDevice));
 }
 
 void CudaBackend::allocate_scratch() {
@@ -262,22 +277,26 @@ void CudaBackend::allocate_scratch() {
   cap_logits_ = static_cast<int>(std::clamp<size_t>((256ull << 20) / (V * 4), 16, cap));
   logits_ = DeviceBuffer(static_cast<size_t>(cap_logits_) * V * 4);
   split_ws_rows_ = kSplitWorkspaceRows;
-  split_ws_ = DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
+  split_ws_ =
+      DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
   split_counters_ = DeviceBuffer(sizeof(int) * cap * static_cast<size_t>(cfg_.n_head));
   CUDA_CHECK(cudaMemset(split_counters_.get(), 0, split_counters_.size()));
   // Dequantization scratch: the largest matrix that needs one, capped (big ones go in chunks).
   size_t need = 0;
   auto consider = [&](const DevMatrix& m) {
-    if (m.type != DType::F16 && m.type != DType::F32) need = std::max(need, static_cast<size_t>(m.rows * m.cols));
+    if (m.type != DType::F16 && m.type != DType::F32)
+      need = std::max(need, static_cast<size_t>(m.rows * m.cols));
   };
   consider(tok_embd_);
   consider(output_);
   for (const Layer& L : layers_)
-    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) consider(*m);
+    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      consider(*m);
   dq_elems_ = std::min(need, kDequantMaxElems);
   dq_ = DeviceBuffer(std::max<size_t>(dq_elems_, 1) * 2);
   cublas_ws_ = DeviceBuffer(kCublasWorkspace);
-  cublas_check(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace), "cublasSetWorkspace");
+  cublas_check(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace),
+               "cublasSetWorkspace");
   ensure_input_capacity(1 << 20);
 }
 
@@ -287,19 +306,24 @@ void CudaBackend::allocate_kv(const BackendOptions& opt) {
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   if (tokens == 0) {
-    const double frac = opt.kv_memory_fraction > 0 && opt.kv_memory_fraction <= 1 ? opt.kv_memory_fraction : 0.9;
-    tokens = static_cast<int64_t>(static_cast<double>(free_b) * frac / static_cast<double>(per_token));
+    const double frac =
+        opt.kv_memory_fraction > 0 && opt.kv_memory_fraction <= 1 ? opt.kv_memory_fraction : 0.9;
+    tokens =
+        static_cast<int64_t>(static_cast<double>(free_b) * frac / static_cast<double>(per_token));
   }
   int64_t blocks = tokens / block_size_;
   blocks = std::min<int64_t>(blocks, (INT_MAX / 2) / block_size_ - 1);
   if (blocks < 1)
-    throw Error("no room for the KV cache on " + name_ + ": one block of " + std::to_string(block_size_) +
-                " tokens needs " + gib(static_cast<double>(per_token * block_size_)) + ", " +
+    throw Error("no room for the KV cache on " + name_ + ": one block of " +
+                std::to_string(block_size_) + " tokens needs " +
+                gib(static_cast<double>(per_token * block_size_)) + ", " +
                 gib(static_cast<double>(free_b)) + " free");
-  const size_t bytes = per_token * static_cast<size_t>((blocks + 1) * block_size_);  // +1: padding sink
+  const size_t bytes =
+      per_token * static_cast<size_t>((blocks + 1) * block_size_);  // +1: padding sink
   if (bytes > free_b)
     throw Error("KV cache of " + std::to_string(blocks * block_size_) + " tokens needs " +
-                gib(static_cast<double>(bytes)) + ", " + gib(static_cast<double>(free_b)) + " free on " + name_);
+                gib(static_cast<double>(bytes)) + ", " + gib(static_cast<double>(free_b)) +
+                " free on " + name_);
   kv_ = DeviceBuffer(bytes);
   CUDA_CHECK(cudaMemsetAsync(kv_.get(), 0, bytes, stream_));  // padding rows read the sink block
   CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -327,7 +351,8 @@ void CudaBackend::collect_profile() {
   for (size_t i = 0; i < prof_marks_.size(); ++i) {
     float ms = 0;
     CUDA_CHECK(cudaEventElapsedTime(&ms, prof_events_[i], prof_events_[i + 1]));
-    auto it = std::find_if(prof_.begin(), prof_.end(), [&](const OpTime& o) { return o.op == prof_marks_[i]; });
+    auto it = std::find_if(prof_.begin(), prof_.end(),
+                           [&](const OpTime& o) { return o.op == prof_marks_[i]; });
     if (it == prof_.end()) it = prof_.insert(prof_.end(), OpTime{prof_marks_[i], 0.0, 0});
     it->ms += ms;
     it->calls += 1;
@@ -346,13 +371,15 @@ void CudaBackend::ensure_input_capacity(size_t bytes) {
 
 void CudaBackend::copy_kv_block(int src, int dst) {
   if (src < 0 || src >= kv_blocks_ || dst < 0 || dst >= kv_blocks_)
-    throw Error("copy_kv_block: block out of range (pool has " + std::to_string(kv_blocks_) + " blocks)");
+    throw Error("copy_kv_block: block out of range (pool has " + std::to_string(kv_blocks_) +
+                " blocks)");
   if (src == dst) return;
   const size_t n = static_cast<size_t>(block_size_) * cfg_.kv_dim();  // halves per block
   __half* base = kv_.as<__half>();
   for (int l = 0; l < 2 * cfg_.n_layer; ++l) {
     __half* layer = base + static_cast<size_t>(l) * kv_layer_elems_;
-    CUDA_CHECK(cudaMemcpyAsync(layer + dst * n, layer + src * n, n * 2, cudaMemcpyDeviceToDevice, stream_));
+    CUDA_CHECK(cudaMemcpyAsync(layer + dst * n, layer + src * n, n * 2, cudaMemcpyDeviceToDevice,
+                               stream_));
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
@@ -368,11 +395,13 @@ void CudaBackend::validate(const Batch& b) const {
     throw Error("forward: block_tables must hold n_seqs x max_blocks entries");
   const int64_t n_slots = static_cast<int64_t>(kv_blocks_) * block_size_;
   for (int s = 0; s < b.n_seqs(); ++s) {
-    const int r0 = b.seq_start[static_cast<size_t>(s)], r1 = b.seq_start[static_cast<size_t>(s) + 1];
+    const int r0 = b.seq_start[static_cast<size_t>(s)],
+              r1 = b.seq_start[static_cast<size_t>(s) + 1];
     if (r1 <= r0) throw Error("forward: sequence " + std::to_string(s) + " has no rows");
     int max_pos = -1, prev = -1;
     for (int r = r0; r < r1; ++r) {
-      const int32_t tok = b.tokens[static_cast<size_t>(r)], pos = b.positions[static_cast<size_t>(r)];
+      const int32_t tok = b.tokens[static_cast<size_t>(r)],
+                    pos = b.positions[static_cast<size_t>(r)];
       const int32_t slot = b.slots[static_cast<size_t>(r)];
       if (tok < 0 || tok >= cfg_.n_vocab)
         throw Error("forward: token id " + std::to_string(tok) + " is outside the vocabulary of " +
@@ -380,22 +409,25 @@ void CudaBackend::validate(const Batch& b) const {
       if (pos < 0) throw Error("forward: negative position");
       if (pos <= prev) throw Error("forward: positions of a sequence must increase");
       if (slot < 0 || slot >= n_slots)
-        throw Error("forward: KV slot " + std::to_string(slot) + " is outside the pool of " + std::to_string(n_slots));
+        throw Error("forward: KV slot " + std::to_string(slot) + " is outside the pool of " +
+                    std::to_string(n_slots));
       prev = pos;
       max_pos = std::max(max_pos, pos);
     }
     const int last_block = max_pos / block_size_;
     if (last_block >= b.max_blocks)
-      throw Error("forward: position " + std::to_string(max_pos) + " lies past sequence " + std::to_string(s) +
-                  "'s block table");
+      throw Error("forward: position " + std::to_string(max_pos) + " lies past sequence " +
+                  std::to_string(s) + "'s block table");
     const int32_t* table = b.block_table(s);
     for (int i = 0; i <= last_block; ++i)
       if (table[i] < 0 || table[i] >= kv_blocks_)
-        throw Error("forward: block " + std::to_string(table[i]) + " in sequence " + std::to_string(s) +
-                    "'s table is outside the pool of " + std::to_string(kv_blocks_) + " blocks");
+        throw Error("forward: block " + std::to_string(table[i]) + " in sequence " +
+                    std::to_string(s) + "'s table is outside the pool of " +
+                    std::to_string(kv_blocks_) + " blocks");
   }
   for (int32_t r : b.logit_rows)
-    if (r < 0 || r >= n) throw Error("forward: logit row " + std::to_string(r) + " is not a row of the batch");
+    if (r < 0 || r >= n)
+      throw Error("forward: logit row " + std::to_string(r) + " is not a row of the batch");
 }
 
 void CudaBackend::forward(const Batch& batch, float* logits) {
@@ -411,14 +443,16 @@ void CudaBackend::forward(const Batch& batch, float* logits) {
   const size_t V = static_cast<size_t>(cfg_.n_vocab);
   std::vector<int> seq_of(static_cast<size_t>(n)), logits_at(static_cast<size_t>(n), 0);
   for (int s = 0; s < batch.n_seqs(); ++s)
-    for (int r = batch.seq_start[static_cast<size_t>(s)]; r < batch.seq_start[static_cast<size_t>(s) + 1]; ++r)
+    for (int r = batch.seq_start[static_cast<size_t>(s)];
+         r < batch.seq_start[static_cast<size_t>(s) + 1]; ++r)
       seq_of[static_cast<size_t>(r)] = s;
   for (int32_t r : batch.logit_rows) ++logits_at[static_cast<size_t>(r)];
   std::vector<float> part;
   for (int r0 = 0, r1 = 0; r0 < n; r0 = r1) {
     int nl = 0;
     r1 = r0;
-    while (r1 < n && r1 - r0 < cap_tokens_ && nl + logits_at[static_cast<size_t>(r1)] <= cap_logits_)
+    while (r1 < n && r1 - r0 < cap_tokens_ &&
+           nl + logits_at[static_cast<size_t>(r1)] <= cap_logits_)
       nl += logits_at[static_cast<size_t>(r1++)];
     if (r1 == r0) throw Error("forward: one row asks for more logits than the buffers hold");
     Batch sub;
@@ -428,7 +462,8 @@ void CudaBackend::forward(const Batch& batch, float* logits) {
       const int s = seq_of[static_cast<size_t>(r)];
       if (r == r0 || s != seq_of[static_cast<size_t>(r) - 1]) {
         if (r != r0) sub.seq_start.push_back(r - r0);
-        sub.block_tables.insert(sub.block_tables.end(), batch.block_table(s), batch.block_table(s) + batch.max_blocks);
+        sub.block_tables.insert(sub.block_tables.end(), batch.block_table(s),
+                                batch.block_table(s) + batch.max_blocks);
       }
       sub.tokens.push_back(batch.tokens[static_cast<size_t>(r)]);
       sub.positions.push_back(batch.positions[static_cast<size_t>(r)]);
@@ -459,12 +494,14 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   p.matvec = p.n <= kMatvecCutoff;
 
   // Host side of the inputs.
-  std::vector<int32_t> row_seq(static_cast<size_t>(p.n)), table_start(static_cast<size_t>(p.n_seqs)), tables;
+  std::vector<int32_t> row_seq(static_cast<size_t>(p.n)),
+      table_start(static_cast<size_t>(p.n_seqs)), tables;
   std::vector<int32_t> decode_rows;
   std::vector<int4> tiles;
   int64_t max_keys = 0;
   for (int s = 0; s < b.n_seqs(); ++s) {
-    const int r0 = b.seq_start[static_cast<size_t>(s)], r1 = b.seq_start[static_cast<size_t>(s) + 1];
+    const int r0 = b.seq_start[static_cast<size_t>(s)],
+              r1 = b.seq_start[static_cast<size_t>(s) + 1];
     const int last = b.positions[static_cast<size_t>(r1) - 1];
     table_start[static_cast<size_t>(s)] = static_cast<int32_t>(tables.size());
     const int32_t* t = b.block_table(s);
@@ -493,7 +530,8 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
   }
 
-  const InLayout L = in_layout(p.n, p.n_seqs, p.n_logits, p.n_decode, p.n_tiles, static_cast<int>(tables.size()));
+  const InLayout L =
+      in_layout(p.n, p.n_seqs, p.n_logits, p.n_decode, p.n_tiles, static_cast<int>(tables.size()));
   ensure_input_capacity(L.total);
   uint8_t* h = in_host_.as<uint8_t>();
   auto put = [&](size_t off, const void* src, size_t bytes) {
@@ -517,7 +555,8 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   put(L.table_start, table_start.data(), 4 * table_start.size());
   put(L.tiles, tiles.data(), 16 * tiles.size());
   put(L.tables, tables.data(), 4 * tables.size());
-  CUDA_CHECK(cudaMemcpyAsync(in_dev_.get(), in_host_.get(), L.total, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(
+      cudaMemcpyAsync(in_dev_.get(), in_host_.get(), L.total, cudaMemcpyHostToDevice, stream_));
 
   const uint8_t* d = in_dev_.as<uint8_t>();
   p.tokens = reinterpret_cast<const int32_t*>(d + L.tokens);
@@ -535,7 +574,8 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
 void CudaBackend::run(const Batch& b, float* logits) {
   const int n = b.n_tokens();
   // Pure decode (one row per sequence, logits for every row in order): replay a graph.
-  bool graph = use_graphs_ && !profiling_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
+  bool graph =
+      use_graphs_ && !profiling_ && n <= kMaxGraphBatch && b.n_seqs() == n && b.n_logits() == n;
   for (int i = 0; graph && i < n; ++i) graph = b.logit_rows[static_cast<size_t>(i)] == i;
   int nb = 1;
   while (nb < n) nb *= 2;
@@ -572,18 +612,22 @@ void CudaBackend::run(const Batch& b, float* logits) {
   }
   const int nl = b.n_logits();
   if (nl > 0)
-    CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(), sizeof(float) * static_cast<size_t>(nl) * cfg_.n_vocab,
+    CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(),
+                               sizeof(float) * static_cast<size_t>(nl) * cfg_.n_vocab,
                                cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32) {
+ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k,
+                            bool want_f32) {
   ActOut o;
   bool f32 = want_f32, f16 = false, q8 = false;
   for (int i = 0; i < n_jobs; ++i) {
     const DType t = W[i]->type;
-    if (matvec) (is_float_type(t) ? f32 : q8) = true;
-    else (t == DType::F32 ? f32 : f16) = true;
+    if (matvec)
+      (is_float_type(t) ? f32 : q8) = true;
+    else
+      (t == DType::F32 ? f32 : f16) = true;
   }
   if (f32) o.f32 = act_f32_.as<float>();
   if (f16) o.f16 = act_f16_.as<__half>();
@@ -599,14 +643,16 @@ void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int 
   MatvecJob* const end = jobs + n_jobs;
   for (MatvecJob* first = jobs; first < end;) {
     MatvecJob* last = first + 1;
-    while (last < end && last - first < 3 && last->W.type == first->W.type && last->W.cols == first->W.cols) ++last;
+    while (last < end && last - first < 3 && last->W.type == first->W.type &&
+           last->W.cols == first->W.cols)
+      ++last;
     matvec(first, static_cast<int>(last - first), in.f32, in.q8, n, stream_);
     first = last;
   }
 }
 
-void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
-                         const Input& in, const Plan& p) {
+void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy,
+                         bool accumulate, const Input& in, const Plan& p) {
   const int n = p.n;
   if (p.matvec) {
     MatvecJob jobs[3];
@@ -737,8 +783,9 @@ void CudaBackend::record(const Plan& p) {
         a.out_f16 = ao.f16;
         a.out_q8 = ao.q8;
       }
-      if (p.n_decode > 0) attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(),
-                                          split_counters_.as<int>(), stream_);
+      if (p.n_decode > 0)
+        attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(),
+                         split_counters_.as<int>(), stream_);
       if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
       mark("attention");
       if (!fused) convert_act(attn, n, Q, ao, stream_);

@@ -56,15 +56,16 @@ class CudaBackend final : public Backend {
   };
   // One step's device inputs and launch decisions (see plan_step).
   struct Plan {
-    int n = 0;         // rows computed (padded to the bucket in graph mode)
+    int n = 0;  // rows computed (padded to the bucket in graph mode)
     int n_seqs = 0;
     int n_logits = 0;
     int n_decode = 0;  // rows for the decode attention kernel
     int n_split = 1;
-    int n_tiles = 0;   // prefill attention tiles
+    int n_tiles = 0;     // prefill attention tiles
     bool matvec = true;  // GEMV path (few rows) or GEMM
     const int32_t *tokens = nullptr, *positions = nullptr, *slots = nullptr, *row_seq = nullptr;
-    const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr, *tables = nullptr;
+    const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr,
+                  *tables = nullptr;
     const int4* tiles = nullptr;
   };
   struct Input;  // where a linear layer reads its activations
@@ -78,8 +79,8 @@ class CudaBackend final : public Backend {
   void ensure_input_capacity(size_t bytes);
   void record(const Plan& p);
   void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
-  void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate, const Input& in,
-              const Plan& p);
+  void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
+              const Input& in, const Plan& p);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32);
 
   const Model& model_;
@@ -99,28 +100,28 @@ class CudaBackend final : public Backend {
   const float* output_norm_ = nullptr;
   DeviceBuffer inv_freq_;  // (rope_dim / 2)
 
-  DeviceBuffer kv_;          // (n_layer, 2, n_slots, n_head_kv, head_dim) f16
+  DeviceBuffer kv_;             // (n_layer, 2, n_slots, n_head_kv, head_dim) f16
   int64_t kv_layer_elems_ = 0;  // halves per layer per K or V
 
   // Scratch for up to cap_tokens_ rows.
   int cap_tokens_ = 0;
   int cap_logits_ = 0;
   bool verbose_ = true;
-  int64_t kmax_ = 0;  // widest activation: max(n_embd, q_dim, n_ff)
-  DeviceBuffer h_;        // (cap, n_embd) f32 residual stream
-  DeviceBuffer act_f32_;  // (cap, kmax) f32
-  DeviceBuffer act_f16_;  // (cap, kmax) f16
-  DeviceBuffer act_qs_;   // (cap, kmax) int8
-  DeviceBuffer act_ds_;   // (cap, kmax / 32) float2
-  DeviceBuffer qkv_;      // (cap, q_dim + 2 kv_dim) f32
-  DeviceBuffer q_rot_;    // (cap, q_dim) f32
-  DeviceBuffer attn_;     // (cap, q_dim) f32
-  DeviceBuffer gu_;       // (cap, 2 n_ff) f32: gate | up
-  DeviceBuffer logits_;   // (cap, n_vocab) f32
-  DeviceBuffer split_ws_; // decode attention partials
-  int split_ws_rows_ = 0; // n_decode * n_split the workspace holds
+  int64_t kmax_ = 0;             // widest activation: max(n_embd, q_dim, n_ff)
+  DeviceBuffer h_;               // (cap, n_embd) f32 residual stream
+  DeviceBuffer act_f32_;         // (cap, kmax) f32
+  DeviceBuffer act_f16_;         // (cap, kmax) f16
+  DeviceBuffer act_qs_;          // (cap, kmax) int8
+  DeviceBuffer act_ds_;          // (cap, kmax / 32) float2
+  DeviceBuffer qkv_;             // (cap, q_dim + 2 kv_dim) f32
+  DeviceBuffer q_rot_;           // (cap, q_dim) f32
+  DeviceBuffer attn_;            // (cap, q_dim) f32
+  DeviceBuffer gu_;              // (cap, 2 n_ff) f32: gate | up
+  DeviceBuffer logits_;          // (cap, n_vocab) f32
+  DeviceBuffer split_ws_;        // decode attention partials
+  int split_ws_rows_ = 0;        // n_decode * n_split the workspace holds
   DeviceBuffer split_counters_;  // (cap, n_head) arrival counters of the splits
-  DeviceBuffer dq_;       // f16 dequantization scratch
+  DeviceBuffer dq_;              // f16 dequantization scratch
   size_t dq_elems_ = 0;
   DeviceBuffer cublas_ws_;
 

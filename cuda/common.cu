@@ -40,7 +40,8 @@ bool pdl_enabled() {
     const char* e = std::getenv("LLM_CUDA_PDL");
     if (e && std::strcmp(e, "0") == 0) return false;
     int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
       (void)cudaGetLastError();
       return false;
     }
@@ -82,8 +83,8 @@ DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
     cudaMemGetInfo(&free_b, &total_b);
     p_ = nullptr;
     n_ = 0;
-    throw Error("out of GPU memory: allocating " + gib(bytes) + " with " + gib(free_b) + " free of " +
-                gib(total_b) + " (" + cudaGetErrorString(e) + ")");
+    throw Error("out of GPU memory: allocating " + gib(bytes) + " with " + gib(free_b) +
+                " free of " + gib(total_b) + " (" + cudaGetErrorString(e) + ")");
   }
 }
 

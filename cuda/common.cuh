@@ -53,8 +53,12 @@ __device__ __forceinline__ float block_max(float v, float* red) {
 }
 
 // --- vector loads (read-only path, 16/8/4 bytes; callers guarantee alignment) -----
-__device__ __forceinline__ uint4 ld16(const void* p) { return __ldg(static_cast<const uint4*>(p)); }
-__device__ __forceinline__ uint2 ld8(const void* p) { return __ldg(static_cast<const uint2*>(p)); }
+__device__ __forceinline__ uint4 ld16(const void* p) {
+  return __ldg(static_cast<const uint4*>(p));
+}
+__device__ __forceinline__ uint2 ld8(const void* p) {
+  return __ldg(static_cast<const uint2*>(p));
+}
 __device__ __forceinline__ uint32_t ld4(const void* p) {
   return __ldg(static_cast<const unsigned int*>(p));
 }
@@ -96,22 +100,26 @@ __device__ __forceinline__ void pdl_trigger() {
 }
 
 // Integer dot of four signed bytes (sm_61+ dp4a).
-__device__ __forceinline__ int dp4a(int a, int b, int c) { return __dp4a(a, b, c); }
+__device__ __forceinline__ int dp4a(int a, int b, int c) {
+  return __dp4a(a, b, c);
+}
 
 // --- host-side checks --------------------------------------------------------------
 // Throws llm::Error naming the failed call, where, and CUDA's message.
 [[noreturn]] void throw_cuda_error(cudaError_t e, const char* call, const char* file, int line);
 
-#define CUDA_CHECK(call)                                                             \
-  do {                                                                               \
-    cudaError_t err_ = (call);                                                       \
+#define CUDA_CHECK(call)                                                                     \
+  do {                                                                                       \
+    cudaError_t err_ = (call);                                                               \
     if (err_ != cudaSuccess) ::llm::cuda::throw_cuda_error(err_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // After a kernel launch: launch-configuration errors surface here.
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Keeps the GPU busy for a while: work queued behind it then runs back to back, so that
 // events between kernels time the kernels rather than the host's launch rate.
@@ -123,7 +131,8 @@ bool pdl_enabled();
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute.
 template <class... KArgs, class... Args>
-void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+            Args... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;

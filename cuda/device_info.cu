@@ -59,9 +59,14 @@ DeviceCeiling measure_device_ceiling(int gpu) {
   {
     const size_t bytes = 1ull << 30;
     DeviceBuffer src(bytes), dst(bytes);
-    fill_random_kernel<<<static_cast<unsigned>(bytes / 2 / 256), 256, 0, s>>>(src.as<__half>(), bytes / 2, 1);
+    fill_random_kernel<<<static_cast<unsigned>(bytes / 2 / 256), 256, 0, s>>>(src.as<__half>(),
+                                                                              bytes / 2, 1);
     CUDA_CHECK_LAUNCH();
-    const double ms = time_ms([&] { CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
+    const double ms = time_ms(
+        [&] {
+          CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice, s));
+        },
+        10);
     c.copy_gbs = 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
   }
   {
@@ -78,9 +83,9 @@ DeviceCeiling measure_device_ceiling(int gpu) {
     try {
       const double ms = time_ms(
           [&] {
-            cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, A.get(), CUDA_R_16F, n, B.get(),
-                                      CUDA_R_16F, n, &beta, C.get(), CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT),
+            cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, A.get(),
+                                      CUDA_R_16F, n, B.get(), CUDA_R_16F, n, &beta, C.get(),
+                                      CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                          "cublasGemmEx");
           },
           10);

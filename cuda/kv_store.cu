@@ -1,5 +1,5 @@
-#include "cuda/kv_store.h"
 #include "cuda/common.cuh"
+#include "cuda/kv_store.h"
 
 namespace llm::cuda {
 namespace {
@@ -42,8 +42,10 @@ __global__ void qkv_rope_store_kernel(QkvStoreArgs a) {
     const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
     val = d == d0 ? x0 * cs - x1 * sn : x0 * sn + x1 * cs;
   }
-  if (is_q) a.q_out[static_cast<int64_t>(row) * nq + e] = val;
-  else a.k_cache[slot * nkv + e] = __float2half_rn(val);
+  if (is_q)
+    a.q_out[static_cast<int64_t>(row) * nq + e] = val;
+  else
+    a.k_cache[slot * nkv + e] = __float2half_rn(val);
 }
 
 }  // namespace
@@ -51,7 +53,8 @@ __global__ void qkv_rope_store_kernel(QkvStoreArgs a) {
 void qkv_rope_store(const QkvStoreArgs& a, cudaStream_t stream) {
   if (a.n_rows <= 0) return;
   const int total = (a.n_head + 2 * a.n_head_kv) * a.head_dim;
-  const dim3 grid(static_cast<unsigned>(ceil_div(total, kThreads)), static_cast<unsigned>(a.n_rows));
+  const dim3 grid(static_cast<unsigned>(ceil_div(total, kThreads)),
+                  static_cast<unsigned>(a.n_rows));
   launch(qkv_rope_store_kernel, grid, kThreads, 0, stream, a);
   CUDA_CHECK_LAUNCH();
 }

@@ -11,7 +11,8 @@ __device__ __forceinline__ void better(float& v, int& i, float v2, int i2) {
   }
 }
 
-__global__ void argmax_kernel(const float* __restrict__ logits, int n_vocab, int32_t* __restrict__ out) {
+__global__ void argmax_kernel(const float* __restrict__ logits, int n_vocab,
+                              int32_t* __restrict__ out) {
   pdl_wait();
   pdl_trigger();
   __shared__ float sv[32];

@@ -23,11 +23,13 @@ __device__ __forceinline__ void store32(__half* o, const float (&v)[32]) {
 __device__ __forceinline__ void store32(float* o, const float (&v)[32]) {
 #pragma unroll
   for (int i = 0; i < 8; ++i)
-    reinterpret_cast<float4*>(o)[i] = make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
+    reinterpret_cast<float4*>(o)[i] =
+        make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
 }
 
 template <DType T, class Out>
-__global__ void dequant_quant_kernel(DevMatrix W, int64_t row0, int64_t n_rows, Out* __restrict__ out) {
+__global__ void dequant_quant_kernel(DevMatrix W, int64_t row0, int64_t n_rows,
+                                     Out* __restrict__ out) {
   pdl_wait();
   pdl_trigger();
   const int64_t nu = W.cols / 32;
@@ -41,7 +43,8 @@ __global__ void dequant_quant_kernel(DevMatrix W, int64_t row0, int64_t n_rows, 
 }
 
 template <DType T, class Out>
-__global__ void dequant_float_kernel(DevMatrix W, int64_t row0, int64_t n_rows, Out* __restrict__ out) {
+__global__ void dequant_float_kernel(DevMatrix W, int64_t row0, int64_t n_rows,
+                                     Out* __restrict__ out) {
   pdl_wait();
   pdl_trigger();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -49,28 +52,46 @@ __global__ void dequant_float_kernel(DevMatrix W, int64_t row0, int64_t n_rows, 
   const int64_t rr = idx / W.cols, e = idx % W.cols;
   const uint8_t* row = W.qs + (row0 + rr) * W.qs_stride;
   float v;
-  if constexpr (T == DType::F32) v = reinterpret_cast<const float*>(row)[e];
-  else if constexpr (T == DType::F16) v = half_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
-  else v = bf16_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
-  if constexpr (sizeof(Out) == 2) out[idx] = __float2half_rn(v);
-  else out[idx] = v;
+  if constexpr (T == DType::F32)
+    v = reinterpret_cast<const float*>(row)[e];
+  else if constexpr (T == DType::F16)
+    v = half_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
+  else
+    v = bf16_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
+  if constexpr (sizeof(Out) == 2)
+    out[idx] = __float2half_rn(v);
+  else
+    out[idx] = v;
 }
 
 template <class Out>
-void dequantize_impl(const DevMatrix& W, int64_t row0, int64_t n_rows, Out* out, cudaStream_t stream) {
+void dequantize_impl(const DevMatrix& W, int64_t row0, int64_t n_rows, Out* out,
+                     cudaStream_t stream) {
   if (n_rows <= 0) return;
   const int threads = 256;
   if (is_float_type(W.type)) {
     const unsigned blocks = static_cast<unsigned>(ceil_div(n_rows * W.cols, threads));
     switch (W.type) {
-      case DType::F32: launch(dequant_float_kernel<DType::F32, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
-      case DType::F16: launch(dequant_float_kernel<DType::F16, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
-      default: launch(dequant_float_kernel<DType::BF16, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
+      case DType::F32:
+        launch(dequant_float_kernel<DType::F32, Out>, blocks, threads, 0, stream, W, row0, n_rows,
+               out);
+        break;
+      case DType::F16:
+        launch(dequant_float_kernel<DType::F16, Out>, blocks, threads, 0, stream, W, row0, n_rows,
+               out);
+        break;
+      default:
+        launch(dequant_float_kernel<DType::BF16, Out>, blocks, threads, 0, stream, W, row0, n_rows,
+               out);
+        break;
     }
   } else {
     const unsigned blocks = static_cast<unsigned>(ceil_div(n_rows * (W.cols / 32), threads));
     switch (W.type) {
-#define LLM_CASE(T) case T: launch(dequant_quant_kernel<T, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); break;
+#define LLM_CASE(T)                                                                         \
+  case T:                                                                                   \
+    launch(dequant_quant_kernel<T, Out>, blocks, threads, 0, stream, W, row0, n_rows, out); \
+    break;
       LLM_CASE(DType::Q8_0)
       LLM_CASE(DType::Q4_0)
       LLM_CASE(DType::Q4_1)
@@ -79,7 +100,8 @@ void dequantize_impl(const DevMatrix& W, int64_t row0, int64_t n_rows, Out* out,
       LLM_CASE(DType::Q5_K)
       LLM_CASE(DType::Q6_K)
 #undef LLM_CASE
-      default: throw Error(std::string("dequantize: unsupported type ") + dtype_name(W.type));
+      default:
+        throw Error(std::string("dequantize: unsupported type ") + dtype_name(W.type));
     }
   }
   CUDA_CHECK_LAUNCH();
@@ -87,7 +109,8 @@ void dequantize_impl(const DevMatrix& W, int64_t row0, int64_t n_rows, Out* out,
 
 }  // namespace
 
-void dequantize(const DevMatrix& W, int64_t row0, int64_t n_rows, __half* out, cudaStream_t stream) {
+void dequantize(const DevMatrix& W, int64_t row0, int64_t n_rows, __half* out,
+                cudaStream_t stream) {
   dequantize_impl(W, row0, n_rows, out, stream);
 }
 void dequantize(const DevMatrix& W, int64_t row0, int64_t n_rows, float* out, cudaStream_t stream) {
@@ -101,10 +124,11 @@ void matmul(cublasHandle_t handle, const MatmulArgs& a, cudaStream_t stream) {
   const float alpha = 1.0f, beta = a.accumulate ? 1.0f : 0.0f;
   const int k = static_cast<int>(W.cols);
   // Column-major view: C (rows, n) = op(A) B with A = W stored as (cols, rows), op = T.
-  auto gemm = [&](const void* A, cudaDataType at, const void* B, cudaDataType bt, int64_t r0, int64_t nr) {
-    cublas_check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nr), a.n, k, &alpha, A, at, k, B,
-                              bt, k, &beta, a.y + r0, CUDA_R_32F, static_cast<int>(a.ldy), CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT),
+  auto gemm = [&](const void* A, cudaDataType at, const void* B, cudaDataType bt, int64_t r0,
+                  int64_t nr) {
+    cublas_check(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nr), a.n, k,
+                              &alpha, A, at, k, B, bt, k, &beta, a.y + r0, CUDA_R_32F,
+                              static_cast<int>(a.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
   };
   if (W.type == DType::F32) {

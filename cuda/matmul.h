@@ -20,7 +20,7 @@ struct MatmulArgs {
   int n = 0;
   float* y = nullptr;  // (n, ldy) f32
   int64_t ldy = 0;
-  bool accumulate = false;  // y += instead of y =
+  bool accumulate = false;    // y += instead of y =
   __half* scratch = nullptr;  // dequantization scratch
   size_t scratch_elems = 0;
 };

@@ -30,14 +30,15 @@ __device__ __forceinline__ bool locate(const Jobs& J, int64_t g, int& j, int64_t
 }
 
 template <int R, int NC>
-__device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, float (&acc)[R][NC]) {
+__device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n,
+                                       float (&acc)[R][NC]) {
   const int lane = threadIdx.x & 31;
   // After the xor-reduction every lane holds every sum.
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int c = 0; c < NC; ++c) acc[r][c] = warp_sum(acc[r][c]);
-  // Lane (r * NC + c) writes one result.
+      // Lane (r * NC + c) writes one result.
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -60,12 +61,15 @@ __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n, 
         const int d = static_cast<int>(r0 % e.head_dim);
         if (job.epilogue != Epilogue::ToCache && d < e.rope_dim) {
           double sd, cd;
-          sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd, &cd);
+          sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd,
+                 &cd);
           const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
           out = r == 0 ? v0 * cs - v1 * sn : v0 * sn + v1 * cs;
         }
-        if (job.epilogue == Epilogue::RopeToY) job.y[c * job.ldy + r0 + r] = out;
-        else e.cache[static_cast<int64_t>(e.slots[c]) * job.W.rows + r0 + r] = __float2half_rn(out);
+        if (job.epilogue == Epilogue::RopeToY)
+          job.y[c * job.ldy + r0 + r] = out;
+        else
+          e.cache[static_cast<int64_t>(e.slots[c]) * job.W.rows + r0 + r] = __float2half_rn(out);
       }
     }
 }
@@ -81,7 +85,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
   const int64_t nu = W.cols / 32;
   int64_t rows[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) rows[r] = min(r0 + r, W.rows - 1);  // clamp: tail rows recompute, not stored
+  for (int r = 0; r < R; ++r)
+    rows[r] = min(r0 + r, W.rows - 1);  // clamp: tail rows recompute, not stored
   float acc[R][NC];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -92,7 +97,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
   // used. The first loads are weights only, so they go out before pdl_wait() and overlap
   // the end of the previous kernel.
   Unit w[U][R];
-  auto load = [&](Unit (&dst)[U][R], int64_t u0) {
+  auto load = [&](Unit(&dst)[U][R], int64_t u0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
@@ -114,8 +119,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
         if (c >= n) break;
         const int8_t* xq = x.qs + c * W.cols + u * 32;
         const uint4 a = ld16(xq), b = ld16(xq + 16);
-        const int xi[8] = {static_cast<int>(a.x), static_cast<int>(a.y), static_cast<int>(a.z), static_cast<int>(a.w),
-                           static_cast<int>(b.x), static_cast<int>(b.y), static_cast<int>(b.z), static_cast<int>(b.w)};
+        const int xi[8] = {static_cast<int>(a.x), static_cast<int>(a.y), static_cast<int>(a.z),
+                           static_cast<int>(a.w), static_cast<int>(b.x), static_cast<int>(b.y),
+                           static_cast<int>(b.z), static_cast<int>(b.w)};
         const float2 xds = __ldg(x.ds + c * nu + u);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r][c] += dot_unit<T>(w[i][r], u, xi, xds);
@@ -150,8 +156,14 @@ __device__ __forceinline__ Raw8<T> load8(const uint8_t* row, int64_t c8) {
 template <DType T>
 __device__ __forceinline__ void unpack8(const Raw8<T>& r, float (&w)[8]) {
   if constexpr (T == DType::F32) {
-    w[0] = __uint_as_float(r.a.x); w[1] = __uint_as_float(r.a.y); w[2] = __uint_as_float(r.a.z); w[3] = __uint_as_float(r.a.w);
-    w[4] = __uint_as_float(r.b.x); w[5] = __uint_as_float(r.b.y); w[6] = __uint_as_float(r.b.z); w[7] = __uint_as_float(r.b.w);
+    w[0] = __uint_as_float(r.a.x);
+    w[1] = __uint_as_float(r.a.y);
+    w[2] = __uint_as_float(r.a.z);
+    w[3] = __uint_as_float(r.a.w);
+    w[4] = __uint_as_float(r.b.x);
+    w[5] = __uint_as_float(r.b.y);
+    w[6] = __uint_as_float(r.b.z);
+    w[7] = __uint_as_float(r.b.w);
   } else {
     const uint32_t v[4] = {r.a.x, r.a.y, r.a.z, r.a.w};
 #pragma unroll
@@ -169,7 +181,8 @@ __device__ __forceinline__ void unpack8(const Raw8<T>& r, float (&w)[8]) {
 }
 
 template <DType T, int R, int NC, int U>
-__global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const float* __restrict__ x, int n) {
+__global__ void __launch_bounds__(kWarps * 32)
+    matvec_f_kernel(Jobs J, const float* __restrict__ x, int n) {
   const int lane = threadIdx.x & 31;
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   int j;
@@ -187,7 +200,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
     for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
 
   Raw8<T> w[U][R];
-  auto load = [&](Raw8<T> (&dst)[U][R], int64_t c0) {
+  auto load = [&](Raw8<T>(&dst)[U][R], int64_t c0) {
 #pragma unroll
     for (int i = 0; i < U; ++i)
 #pragma unroll
@@ -219,10 +232,14 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
         for (int c = 0; c < NC; ++c) {
           if (c >= n) break;
           float s = acc[r][c];
-          s = fmaf(wf[0], xa[c].x, s); s = fmaf(wf[1], xa[c].y, s);
-          s = fmaf(wf[2], xa[c].z, s); s = fmaf(wf[3], xa[c].w, s);
-          s = fmaf(wf[4], xb[c].x, s); s = fmaf(wf[5], xb[c].y, s);
-          s = fmaf(wf[6], xb[c].z, s); s = fmaf(wf[7], xb[c].w, s);
+          s = fmaf(wf[0], xa[c].x, s);
+          s = fmaf(wf[1], xa[c].y, s);
+          s = fmaf(wf[2], xa[c].z, s);
+          s = fmaf(wf[3], xa[c].w, s);
+          s = fmaf(wf[4], xb[c].x, s);
+          s = fmaf(wf[5], xb[c].y, s);
+          s = fmaf(wf[6], xb[c].z, s);
+          s = fmaf(wf[7], xb[c].w, s);
           acc[r][c] = s;
         }
       }
@@ -237,7 +254,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_kernel(Jobs J, const flo
 
 // Any row length (tiny models): one element per lane step.
 template <DType T, int NC>
-__global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, const float* __restrict__ x, int n) {
+__global__ void __launch_bounds__(kWarps * 32)
+    matvec_f_scalar_kernel(Jobs J, const float* __restrict__ x, int n) {
   const int lane = threadIdx.x & 31;
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   int j;
@@ -252,9 +270,12 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
   for (int c = 0; c < NC; ++c) acc[0][c] = 0.0f;
   for (int64_t e = lane; e < W.cols; e += 32) {
     float w;
-    if constexpr (T == DType::F32) w = reinterpret_cast<const float*>(row)[e];
-    else if constexpr (T == DType::F16) w = half_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
-    else w = bf16_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
+    if constexpr (T == DType::F32)
+      w = reinterpret_cast<const float*>(row)[e];
+    else if constexpr (T == DType::F16)
+      w = half_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
+    else
+      w = bf16_bits_to_float(reinterpret_cast<const uint16_t*>(row)[e]);
 #pragma unroll
     for (int c = 0; c < NC; ++c)
       if (c < n) acc[0][c] = fmaf(w, x[c * W.cols + e], acc[0][c]);
@@ -263,16 +284,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f_scalar_kernel(Jobs J, co
 }
 
 constexpr int kRows = 2;  // rows per warp (4 measured slower on an H100: fewer warps in flight)
-
-// Units in flight per lane and row: 4 for the small units, 2 for the k-quants (their
-// super-block meta costs registers). LLM_CUDA_MV_UNITS=2 forces 2 (a measurement switch).
-bool force_two_units() {
-  static const bool forced = [] {
-    const char* e = std::getenv("LLM_CUDA_MV_UNITS");
-    return e && std::atoi(e) == 2;
-  }();
-  return forced;
-}
 
 template <DType T, int NC, int U>
 void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
@@ -288,21 +299,23 @@ void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaS
   CUDA_CHECK_LAUNCH();
 }
 
+// Two units per lane and row in flight (plus two prefetched): 4 measured slower on an
+// H100 (registers, fewer warps resident).
 template <DType T, int NC>
 void launch_nc(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
-  constexpr bool kquant = T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
-  if constexpr (!kquant && NC <= 2) {
-    if (!force_two_units()) return launch_u<T, NC, 4>(J, x_f32, x_q8, n, stream);
-  }
   launch_u<T, NC, 2>(J, x_f32, x_q8, n, stream);
 }
 
 template <DType T>
 void launch_type(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaStream_t stream) {
-  if (n <= 1) launch_nc<T, 1>(J, x_f32, x_q8, n, stream);
-  else if (n <= 2) launch_nc<T, 2>(J, x_f32, x_q8, n, stream);
-  else if (n <= 4) launch_nc<T, 4>(J, x_f32, x_q8, n, stream);
-  else launch_nc<T, 8>(J, x_f32, x_q8, n, stream);
+  if (n <= 1)
+    launch_nc<T, 1>(J, x_f32, x_q8, n, stream);
+  else if (n <= 2)
+    launch_nc<T, 2>(J, x_f32, x_q8, n, stream);
+  else if (n <= 4)
+    launch_nc<T, 4>(J, x_f32, x_q8, n, stream);
+  else
+    launch_nc<T, 8>(J, x_f32, x_q8, n, stream);
 }
 
 }  // namespace
@@ -318,7 +331,8 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
   const DType t = jobs[0].W.type;
   const int64_t cols = jobs[0].W.cols;
   for (int i = 1; i < n_jobs; ++i)
-    if (jobs[i].W.type != t || jobs[i].W.cols != cols) throw Error("matvec: fused matrices must share type and width");
+    if (jobs[i].W.type != t || jobs[i].W.cols != cols)
+      throw Error("matvec: fused matrices must share type and width");
   const bool fl = is_float_type(t);
   const bool scalar = fl && !(cols % 8 == 0 && jobs[0].W.qs_stride % 16 == 0);
   for (int c0 = 0; c0 < n; c0 += kMatvecMaxCols) {
@@ -344,7 +358,10 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
       xq.ds += c0 * (cols / 32);
     }
     switch (t) {
-#define LLM_CASE(T) case T: launch_type<T>(J, xf, xq, nc, stream); break;
+#define LLM_CASE(T)                        \
+  case T:                                  \
+    launch_type<T>(J, xf, xq, nc, stream); \
+    break;
       LLM_CASE(DType::F32)
       LLM_CASE(DType::F16)
       LLM_CASE(DType::BF16)
@@ -356,7 +373,8 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
       LLM_CASE(DType::Q5_K)
       LLM_CASE(DType::Q6_K)
 #undef LLM_CASE
-      default: throw Error(std::string("matvec: unsupported type ") + dtype_name(t));
+      default:
+        throw Error(std::string("matvec: unsupported type ") + dtype_name(t));
     }
   }
 }

@@ -17,7 +17,7 @@ struct RopeStore {
   const int32_t* slots = nullptr;      // (n)
   const float* inv_freq = nullptr;     // (rope_dim / 2)
   int head_dim = 0, rope_dim = 0;
-  __half* cache = nullptr;             // (n_slots, W.rows) this layer's K or V
+  __half* cache = nullptr;  // (n_slots, W.rows) this layer's K or V
 };
 
 // One matrix of a launch: y[c * ldy + r] (+)= sum_k W[r][k] * x[c][k].

@@ -13,16 +13,52 @@ PlaneLayout plane_layout(DType t, int64_t cols) {
   };
   const int64_t nu = cols / 32, ns = cols / 256;
   switch (t) {
-    case DType::F32: p.qs = cols * 4; break;
+    case DType::F32:
+      p.qs = cols * 4;
+      break;
     case DType::F16:
-    case DType::BF16: p.qs = cols * 2; break;
-    case DType::Q8_0: need(32); p.qs = nu * 32; p.sc = nu * 2; break;
-    case DType::Q4_0: need(32); p.qs = nu * 16; p.sc = nu * 2; break;
-    case DType::Q4_1: need(32); p.qs = nu * 16; p.sc = nu * 4; break;
-    case DType::Q5_0: need(32); p.qs = nu * 16; p.qh = nu * 4; p.sc = nu * 2; break;
-    case DType::Q4_K: need(256); p.qs = nu * 16; p.sb = ns * 16; break;
-    case DType::Q5_K: need(256); p.qs = nu * 16; p.qh = nu * 4; p.sb = ns * 16; break;
-    case DType::Q6_K: need(256); p.qs = nu * 16; p.qh = nu * 8; p.sc = ns * 2; p.sb = ns * 16; break;
+    case DType::BF16:
+      p.qs = cols * 2;
+      break;
+    case DType::Q8_0:
+      need(32);
+      p.qs = nu * 32;
+      p.sc = nu * 2;
+      break;
+    case DType::Q4_0:
+      need(32);
+      p.qs = nu * 16;
+      p.sc = nu * 2;
+      break;
+    case DType::Q4_1:
+      need(32);
+      p.qs = nu * 16;
+      p.sc = nu * 4;
+      break;
+    case DType::Q5_0:
+      need(32);
+      p.qs = nu * 16;
+      p.qh = nu * 4;
+      p.sc = nu * 2;
+      break;
+    case DType::Q4_K:
+      need(256);
+      p.qs = nu * 16;
+      p.sb = ns * 16;
+      break;
+    case DType::Q5_K:
+      need(256);
+      p.qs = nu * 16;
+      p.qh = nu * 4;
+      p.sb = ns * 16;
+      break;
+    case DType::Q6_K:
+      need(256);
+      p.qs = nu * 16;
+      p.qh = nu * 8;
+      p.sc = ns * 2;
+      p.sb = ns * 16;
+      break;
     default:
       throw Error(std::string("the CUDA backend does not support tensor type ") + dtype_name(t));
   }
@@ -31,7 +67,9 @@ PlaneLayout plane_layout(DType t, int64_t cols) {
 
 namespace {
 constexpr size_t kAlign = 256;
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+size_t align_up(size_t x) {
+  return (x + kAlign - 1) / kAlign * kAlign;
+}
 }  // namespace
 
 size_t device_matrix_bytes(DType t, int64_t rows, int64_t cols) {
@@ -63,8 +101,12 @@ DevMatrix make_dev_matrix(DType t, int64_t rows, int64_t cols, void* base) {
 
 namespace {
 
-__device__ __forceinline__ uint8_t* mut(const uint8_t* p) { return const_cast<uint8_t*>(p); }
-__device__ __forceinline__ uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+__device__ __forceinline__ uint8_t* mut(const uint8_t* p) {
+  return const_cast<uint8_t*>(p);
+}
+__device__ __forceinline__ uint16_t rd16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 
 // One thread per 32-element unit of the raw rows. Raw blocks are only 2-byte aligned, so
 // they are read bytewise; this runs once at load time.
@@ -159,8 +201,10 @@ void repack_rows(const DevMatrix& W, const void* raw, int64_t row0, int64_t n_ro
   const unsigned blocks = static_cast<unsigned>(ceil_div(total, threads));
   const uint8_t* src = static_cast<const uint8_t*>(raw);
   switch (W.type) {
-#define LLM_REPACK(T) \
-  case T: repack_kernel<T><<<blocks, threads, 0, stream>>>(W, src, rb, row0, n_rows); break;
+#define LLM_REPACK(T)                                                           \
+  case T:                                                                       \
+    repack_kernel<T><<<blocks, threads, 0, stream>>>(W, src, rb, row0, n_rows); \
+    break;
     LLM_REPACK(DType::Q8_0)
     LLM_REPACK(DType::Q4_0)
     LLM_REPACK(DType::Q4_1)

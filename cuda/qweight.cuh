@@ -7,7 +7,9 @@
 namespace llm::cuda {
 
 // Byte k (0..3) of a word, k at run time.
-__device__ __forceinline__ uint32_t byte_at(uint32_t w, int k) { return (w >> (8 * k)) & 0xffu; }
+__device__ __forceinline__ uint32_t byte_at(uint32_t w, int k) {
+  return (w >> (8 * k)) & 0xffu;
+}
 
 // 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block whose first
 // 16 bytes (d, dmin, scales[12]) are `meta` (ggml's get_scale_min_k4).
@@ -28,12 +30,12 @@ __device__ __forceinline__ void kq_scale_min(const uint4& meta, int j, float& sc
 
 // Everything one unit needs, loaded with a few wide loads.
 struct Unit {
-  uint4 q;        // 16 B nibbles (Q8_0: first half of the 32 int8)
-  uint4 q2;       // Q8_0: second 16 int8
-  uint4 meta;     // k-quants: super-block meta (Q6_K: int8 scales[16])
-  uint32_t h0;    // 5th bits (Q5_0, Q5_K); Q6_K: high-pair word 0
-  uint32_t h1;    // Q6_K: high-pair word 1
-  float d, m;     // scale and min/offset terms (type-specific meaning, see dot_unit)
+  uint4 q;      // 16 B nibbles (Q8_0: first half of the 32 int8)
+  uint4 q2;     // Q8_0: second 16 int8
+  uint4 meta;   // k-quants: super-block meta (Q6_K: int8 scales[16])
+  uint32_t h0;  // 5th bits (Q5_0, Q5_K); Q6_K: high-pair word 0
+  uint32_t h1;  // Q6_K: high-pair word 1
+  float d, m;   // scale and min/offset terms (type-specific meaning, see dot_unit)
 };
 
 template <DType T>
@@ -47,7 +49,8 @@ __device__ __forceinline__ Unit load_unit(const DevMatrix& W, int64_t r, int64_t
   } else {
     x.q = ld16_stream(W.qs + r * W.qs_stride + u * 16);
     if constexpr (T == DType::Q4_0 || T == DType::Q5_0) {
-      x.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(W.sc + r * W.sc_stride) + u));
+      x.d =
+          half_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(W.sc + r * W.sc_stride) + u));
     } else if constexpr (T == DType::Q4_1) {
       const float2 dm = half2_bits_to_float2(ld4(W.sc + r * W.sc_stride + u * 4));
       x.d = dm.x;
@@ -56,7 +59,8 @@ __device__ __forceinline__ Unit load_unit(const DevMatrix& W, int64_t r, int64_t
       x.meta = ld16(W.sb + r * W.sb_stride + (u >> 3) * 16);
     } else if constexpr (T == DType::Q6_K) {
       x.meta = ld16(W.sb + r * W.sb_stride + (u >> 3) * 16);
-      x.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(W.sc + r * W.sc_stride) + (u >> 3)));
+      x.d = half_bits_to_float(
+          __ldg(reinterpret_cast<const uint16_t*>(W.sc + r * W.sc_stride) + (u >> 3)));
     }
     if constexpr (T == DType::Q5_0 || T == DType::Q5_K) {
       x.h0 = ld4(W.qh + r * W.qh_stride + u * 4);
@@ -85,8 +89,14 @@ __device__ __forceinline__ uint32_t spread_bit4(uint32_t b) {
 template <DType T>
 __device__ __forceinline__ void unit_words(const Unit& x, int (&v)[8]) {
   if constexpr (T == DType::Q8_0) {
-    v[0] = x.q.x; v[1] = x.q.y; v[2] = x.q.z; v[3] = x.q.w;
-    v[4] = x.q2.x; v[5] = x.q2.y; v[6] = x.q2.z; v[7] = x.q2.w;
+    v[0] = x.q.x;
+    v[1] = x.q.y;
+    v[2] = x.q.z;
+    v[3] = x.q.w;
+    v[4] = x.q2.x;
+    v[5] = x.q2.y;
+    v[6] = x.q2.z;
+    v[7] = x.q2.w;
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -110,7 +120,8 @@ __device__ __forceinline__ void unit_words(const Unit& x, int (&v)[8]) {
 // Dot product of unit u (of row r) with one q8 activation block: xi (8 words of int8),
 // xds = {d_x, d_x * sum(q_x)}.
 template <DType T>
-__device__ __forceinline__ float dot_unit(const Unit& x, int64_t u, const int (&xi)[8], float2 xds) {
+__device__ __forceinline__ float dot_unit(const Unit& x, int64_t u, const int (&xi)[8],
+                                          float2 xds) {
   int v[8];
   unit_words<T>(x, v);
   if constexpr (T == DType::Q6_K) {

@@ -44,7 +44,8 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* _
     xv[c] = i < n4 ? xr[i] : make_float4(0, 0, 0, 0);
   }
 #pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) ss += xv[c].x * xv[c].x + xv[c].y * xv[c].y + xv[c].z * xv[c].z + xv[c].w * xv[c].w;
+  for (int c = 0; c < kMaxChunks; ++c)
+    ss += xv[c].x * xv[c].x + xv[c].y * xv[c].y + xv[c].z * xv[c].z + xv[c].w * xv[c].w;
   ss = block_sum(ss, red);
   const float scale = rsqrtf(ss / static_cast<float>(n) + eps);
 #pragma unroll
@@ -53,8 +54,9 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* _
     if (c * blockDim.x >= static_cast<unsigned>(n4)) break;  // uniform over the block
     const bool in = i < n4;
     float4 y = make_float4(0, 0, 0, 0);
-    if (in) y = make_float4(xv[c].x * scale * wv[c].x, xv[c].y * scale * wv[c].y, xv[c].z * scale * wv[c].z,
-                            xv[c].w * scale * wv[c].w);
+    if (in)
+      y = make_float4(xv[c].x * scale * wv[c].x, xv[c].y * scale * wv[c].y,
+                      xv[c].z * scale * wv[c].z, xv[c].w * scale * wv[c].w);
     const int64_t e = static_cast<int64_t>(row) * n + 4 * static_cast<int64_t>(i);
     if (in && out.f32) *reinterpret_cast<float4*>(out.f32 + e) = y;
     if (in && out.f16) {
@@ -62,14 +64,16 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* _
       *reinterpret_cast<uint2*>(out.f16 + e) = *reinterpret_cast<const uint2*>(h);
     }
     if (out.q8.qs) {  // n % 32 == 0: whole groups of 8 threads are in or out together
-      const float amax = group8_max(fmaxf(fmaxf(fabsf(y.x), fabsf(y.y)), fmaxf(fabsf(y.z), fabsf(y.w))));
+      const float amax =
+          group8_max(fmaxf(fmaxf(fabsf(y.x), fabsf(y.y)), fmaxf(fabsf(y.z), fabsf(y.w))));
       const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-      const int q0 = __float2int_rn(y.x * id), q1 = __float2int_rn(y.y * id), q2 = __float2int_rn(y.z * id),
-                q3 = __float2int_rn(y.w * id);
+      const int q0 = __float2int_rn(y.x * id), q1 = __float2int_rn(y.y * id),
+                q2 = __float2int_rn(y.z * id), q3 = __float2int_rn(y.w * id);
       const int sum = group8_sum(q0 + q1 + q2 + q3);
       if (in) {
-        *reinterpret_cast<uint32_t*>(out.q8.qs + e) =
-            (q0 & 0xff) | ((q1 & 0xff) << 8) | ((q2 & 0xff) << 16) | (static_cast<uint32_t>(q3 & 0xff) << 24);
+        *reinterpret_cast<uint32_t*>(out.q8.qs + e) = (q0 & 0xff) | ((q1 & 0xff) << 8) |
+                                                      ((q2 & 0xff) << 16) |
+                                                      (static_cast<uint32_t>(q3 & 0xff) << 24);
         if ((threadIdx.x & 7) == 0) out.q8.ds[e / 32] = make_float2(d, d * static_cast<float>(sum));
       }
     }

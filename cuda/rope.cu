@@ -5,8 +5,8 @@ namespace llm::cuda {
 namespace {
 
 __global__ void rope_kernel(const float* __restrict__ x, float* __restrict__ out,
-                            const int32_t* __restrict__ positions, int n_heads, int head_dim, int rope_dim,
-                            bool neox, const float* __restrict__ inv_freq) {
+                            const int32_t* __restrict__ positions, int n_heads, int head_dim,
+                            int rope_dim, bool neox, const float* __restrict__ inv_freq) {
   pdl_wait();
   pdl_trigger();
   extern __shared__ float tab[];  // cs (rope_dim/2) then sn (rope_dim/2)
@@ -16,18 +16,19 @@ __global__ void rope_kernel(const float* __restrict__ x, float* __restrict__ out
   const int64_t base = static_cast<int64_t>(row) * n_heads * head_dim;
   for (int t = threadIdx.x; t < n_heads * head_dim; t += blockDim.x) {
     const int h = t / head_dim, d = t % head_dim;
-    out[base + t] = rope_value(x + base + h * head_dim, nullptr, d, rope_dim, neox, tab, tab + half);
+    out[base + t] =
+        rope_value(x + base + h * head_dim, nullptr, d, rope_dim, neox, tab, tab + half);
   }
 }
 
 }  // namespace
 
-void rope(const float* x, float* out, const int32_t* positions, int n_rows, int n_heads, int head_dim,
-          int rope_dim, RopeType type, const float* inv_freq, cudaStream_t stream) {
+void rope(const float* x, float* out, const int32_t* positions, int n_rows, int n_heads,
+          int head_dim, int rope_dim, RopeType type, const float* inv_freq, cudaStream_t stream) {
   if (n_rows <= 0) return;
   const size_t smem = sizeof(float) * static_cast<size_t>(rope_dim);
   launch(rope_kernel, n_rows, 128, smem, stream, x, out, positions, n_heads, head_dim, rope_dim,
-                                             type == RopeType::Neox, inv_freq);
+         type == RopeType::Neox, inv_freq);
   CUDA_CHECK_LAUNCH();
 }
 

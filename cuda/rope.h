@@ -7,7 +7,7 @@ namespace llm::cuda {
 
 //   x, out: (n_rows, n_heads, head_dim) f32;  positions: (n_rows);  inv_freq: (rope_dim/2)
 //   (all device). Only the first rope_dim dims of each head rotate.
-void rope(const float* x, float* out, const int32_t* positions, int n_rows, int n_heads, int head_dim,
-          int rope_dim, RopeType type, const float* inv_freq, cudaStream_t stream);
+void rope(const float* x, float* out, const int32_t* positions, int n_rows, int n_heads,
+          int head_dim, int rope_dim, RopeType type, const float* inv_freq, cudaStream_t stream);
 
 }  // namespace llm::cuda

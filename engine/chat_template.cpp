@@ -7,7 +7,7 @@ namespace llm {
 
 struct ChatTemplate::Parsed {
   std::string source;
-  jinja::StmtList body;
+  jinja::Template tmpl;
 };
 
 namespace {
@@ -20,15 +20,19 @@ jinja::Value to_value(const nlohmann::ordered_json& j, int depth, size_t& bytes)
   bytes += 8;
   if (depth > kMaxJsonDepth) throw Error("chat template input: JSON nested deeper than 256 levels");
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value::integer(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value::boolean(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value::integer(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u <= static_cast<uint64_t>(INT64_MAX)) return Value::integer(static_cast<int64_t>(u));
       return Value::number(static_cast<double>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value::number(j.get<double>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value::number(j.get<double>());
     case nlohmann::ordered_json::value_t::string:
       bytes += j.get_ref<const std::string&>().size();
       return Value::string(j.get<std::string>());
@@ -45,7 +49,8 @@ jinja::Value to_value(const nlohmann::ordered_json& j, int depth, size_t& bytes)
         d.items.emplace_back(Value::string(it.key()), to_value(it.value(), depth + 1, bytes));
       return Value::dict_of(std::move(d));
     }
-    default: throw Error("chat template input: unsupported JSON value (binary)");
+    default:
+      throw Error("chat template input: unsupported JSON value (binary)");
   }
 }
 
@@ -149,7 +154,7 @@ ChatTemplate ChatTemplate::from_source(std::string source, std::string bos_token
                                        std::string eos_token) {
   auto parsed = std::make_shared<Parsed>();
   try {
-    parsed->body = jinja::parse_template(source);
+    parsed->tmpl = jinja::parse_template(source);
   } catch (const jinja::TemplateError& e) {
     rethrow(e);
   }
@@ -185,7 +190,9 @@ std::vector<std::string> ChatTemplate::builtin_names() {
   return names;
 }
 
-const std::string& ChatTemplate::source() const { return parsed_->source; }
+const std::string& ChatTemplate::source() const {
+  return parsed_->source;
+}
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
                                  const nlohmann::ordered_json& tools, bool add_generation_prompt,
@@ -218,7 +225,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
     return tm;
   });
   try {
-    return interp.render(parsed_->body, vars, input_bytes);
+    return interp.render(parsed_->tmpl, vars, input_bytes);
   } catch (const jinja::TemplateError& e) {
     rethrow(e);
   }

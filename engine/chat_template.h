@@ -31,7 +31,8 @@ class GgufFile;
 struct ChatMessage {
   std::string role;
   nlohmann::ordered_json content;  // string, content-part array, or null
-  nlohmann::ordered_json extra;    // object or null: tool_calls, name, tool_call_id, reasoning_content ...
+  nlohmann::ordered_json
+      extra;  // object or null: tool_calls, name, tool_call_id, reasoning_content ...
   nlohmann::ordered_json to_json() const;  // {"role", "content", ...extra}
 };
 nlohmann::ordered_json to_json(const std::vector<ChatMessage>& messages);

@@ -149,7 +149,8 @@ void Engine::drain_inbox() {
     seq->stop = p.req.stop;
     seq->priority = p.req.priority;
     seq->deadline = p.req.deadline;
-    active_.emplace(p.id, Active{std::move(p.sampler), std::move(p.cb)});
+    active_.emplace(p.id, Active{std::move(p.sampler), std::move(p.cb),
+                                 p.req.constraint ? p.req.constraint->clone() : nullptr});
     sched_.add(std::move(seq));
   }
   for (RequestId id : cancels)
@@ -212,9 +213,13 @@ bool Engine::step_once() {
     try {
       if (spec_) {
         std::vector<Sampler*> samplers;
-        for (const ScheduledSeq& s : out.seqs)
-          samplers.push_back(active_.at(s.seq->id).sampler.get());
-        drafted = spec_->plan(out, samplers, pool_,
+        std::vector<TokenConstraint*> constraints;
+        for (const ScheduledSeq& s : out.seqs) {
+          Active& a = active_.at(s.seq->id);
+          samplers.push_back(a.sampler.get());
+          constraints.push_back(a.constraint.get());
+        }
+        drafted = spec_->plan(out, samplers, constraints, pool_,
                               cfg_.sched.max_num_batched_tokens - out.n_tokens, max_model_len_);
       }
       if (drafted)
@@ -262,12 +267,15 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
   std::vector<int> idx;  // index in out.seqs of each sampling sequence
   std::vector<Sequence*> seqs;
   std::vector<Sampler*> samplers;
+  std::vector<TokenConstraint*> constraints;
   for (size_t i = 0; i < out.seqs.size(); ++i) {
     const ScheduledSeq& s = out.seqs[i];
     if (!s.sample) continue;
     idx.push_back(static_cast<int>(i));
     seqs.push_back(s.seq);
-    samplers.push_back(active_.at(s.seq->id).sampler.get());
+    Active& a = active_.at(s.seq->id);
+    samplers.push_back(a.sampler.get());
+    constraints.push_back(a.constraint.get());
   }
   auto verifies = [&](int k) { return drafted && spec_->has_drafts(idx[k]); };
   const int n = static_cast<int>(seqs.size());
@@ -278,12 +286,14 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
 #endif
   for (int k = 0; k < n; ++k) {
     try {
-      const int row = drafted ? spec_->logit_row(idx[k]) : k;
-      const float* logits = logits_.data() + static_cast<size_t>(row) * n_vocab_;
+      const int first = drafted ? spec_->logit_row(idx[k]) : k;
+      float* row = logits_.data() + static_cast<size_t>(first) * n_vocab_;
       if (verifies(k)) {
-        results[k] = spec_->verify(idx[k], *samplers[k], logits);
+        results[k] = spec_->verify(idx[k], *samplers[k], constraints[k], row);
       } else {
-        SampleResult r = samplers[k]->sample(logits);
+        if (constraints[k]) constraints[k]->mask(row);  // tokens the grammar refuses -> -inf
+        SampleResult r = samplers[k]->sample(row);
+        if (constraints[k]) constraints[k]->accept(r.id);
         samplers[k]->accept(r.id);
         results[k].push_back(std::move(r));
       }

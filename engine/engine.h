@@ -34,6 +34,7 @@
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "engine/spec_decode.h"
+#include "engine/token_constraint.h"
 
 namespace llm {
 
@@ -44,6 +45,10 @@ struct Request {
   int priority = 0;    // lower first, under SchedulePolicy::Priority
   Deadline deadline;   // TTFT/TPOT targets, under SchedulePolicy::Deadline
   int n_logprobs = 0;  // top logprobs reported per token (0..Sampler::kMaxProbs)
+  // Grammar-constrained decoding (engine/token_constraint.h), in its start state: the
+  // engine works on its own clone(), masking each step's logits before sampling and
+  // advancing it with the sampled token. Null: unconstrained.
+  std::shared_ptr<const TokenConstraint> constraint;
 };
 
 // One generated token, or the end of a request. Exactly one event per request has
@@ -175,6 +180,7 @@ class Engine {
   struct Active {
     std::unique_ptr<Sampler> sampler;
     TokenCallback cb;
+    std::unique_ptr<TokenConstraint> constraint;  // this sequence's own state, or null
   };
 
   double now() const;

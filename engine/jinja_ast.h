@@ -30,19 +30,35 @@ enum class ExprKind : uint8_t {
   Binary,   // a op b with op in + - * / // % ** (Expr::op)
   And,
   Or,
-  Concat,   // items joined with ~
-  Compare,  // items[0] ops[0] items[1] ops[1] items[2] ... (chained)
-  CondExpr, // b if a else c (c may be null)
+  Concat,    // items joined with ~
+  Compare,   // items[0] ops[0] items[1] ops[1] items[2] ... (chained)
+  CondExpr,  // b if a else c (c may be null)
   List,
   Tuple,
   Dict,  // items are keys, values are values
 };
 
 // Binary and comparison operators.
-enum class Op : uint8_t { Add, Sub, Mul, Div, FloorDiv, Mod, Pow, Eq, Ne, Lt, Le, Gt, Ge, In, NotIn };
+enum class Op : uint8_t {
+  Add,
+  Sub,
+  Mul,
+  Div,
+  FloorDiv,
+  Mod,
+  Pow,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  In,
+  NotIn
+};
 inline const char* op_symbol(Op op) {
-  static const char* const kSymbols[] = {"+",  "-",  "*", "/",  "//", "%", "**", "==",
-                                         "!=", "<",  "<=", ">", ">=", "in", "not in"};
+  static const char* const kSymbols[] = {
+      "+", "-", "*", "/", "//", "%", "**", "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
   return kSymbols[static_cast<int>(op)];
 }
 
@@ -63,7 +79,11 @@ struct Expr {
   std::vector<ExprPtr> items;
   std::vector<ExprPtr> values;
   std::vector<Op> ops;  // Compare
-  CallSpec call;                 // Call, Filter, Test
+  CallSpec call;        // Call, Filter, Test
+  // No names and no calls below: jinja2's optimizer tries to fold it at compile time,
+  // where slicing goes through the sandbox's getitem (an unsliceable object gives
+  // Undefined, not the TypeError of a runtime slice). See Interp::eval.
+  bool constant = false;
 };
 
 // Assignment target: a name, a tuple of targets, or namespace.attr (set only).
@@ -107,6 +127,11 @@ struct Stmt {
   bool uses_varargs = false;
   bool uses_kwargs = false;
   bool uses_loop = false;  // For: the body reads `loop` (else the loop object is not built)
+  // Names the frame this statement opens (loop body, macro/caller body, filter/set block,
+  // with/generation) starts with undefined, shadowing outer values; else_undefined for the
+  // for-else frame. See analyze_scopes() in jinja_analysis.h.
+  std::vector<std::string> frame_undefined;
+  std::vector<std::string> else_undefined;
 };
 
 }  // namespace llm::jinja

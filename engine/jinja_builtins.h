@@ -22,8 +22,9 @@ bool call_test(Interp& in, std::string_view name, const Value& value, CallArgs& 
 // no such method. Methods the immutable sandbox forbids (list.append, dict.update ...)
 // come back as a forbidden Undefined, as in jinja2.
 std::optional<Value> method(const Value& obj, std::string_view name);
-// The global functions: range, dict, namespace, raise_exception, strftime_now, joiner,
-// cycler-free subset; nullopt when `name` is not one.
+// The global functions: range (capped at 100000 items like the sandbox), dict, namespace,
+// raise_exception, strftime_now; nullopt when `name` is not one. (jinja2's lipsum, cycler
+// and joiner are not provided: no chat template uses them.)
 std::optional<Value> global_function(std::string_view name);
 
 // --- helpers shared by the built-in files ----------------------------------------------

@@ -8,7 +8,6 @@
 
 namespace llm::jinja {
 
-
 namespace {
 
 std::shared_ptr<Interp::Scope> child_of(const std::shared_ptr<Interp::Scope>& parent);
@@ -38,10 +37,17 @@ void Interp::charge_bytes(size_t bytes) {
 
 void Interp::charge_value(const Value& v) {
   switch (v.type()) {
-    case Type::String: charge_bytes(v.str().size()); break;
-    case Type::List: charge_bytes(v.items().size() * 32); break;
-    case Type::Dict: charge_bytes(v.dict().items.size() * 64); break;
-    default: break;
+    case Type::String:
+      charge_bytes(v.str().size());
+      break;
+    case Type::List:
+      charge_bytes(v.items().size() * 32);
+      break;
+    case Type::Dict:
+      charge_bytes(v.dict().items.size() * 64);
+      break;
+    default:
+      break;
   }
 }
 
@@ -55,13 +61,14 @@ void Interp::emit(std::string& out, std::string_view text) const {
   out.append(text);
 }
 
-std::string Interp::render(const StmtList& body, const ValueDict& vars, size_t input_bytes) {
+std::string Interp::render(const Template& tmpl, const ValueDict& vars, size_t input_bytes) {
   steps_ = 0;
   max_steps_ = limits_.max_steps + limits_.steps_per_input_byte * input_bytes;
   auto root = std::make_shared<Scope>();
   for (const auto& kv : vars.items) root->set(kv.first.str(), kv.second);
+  root->declare_undefined(tmpl.undefined);  // even over a variable the caller passed
   std::string out;
-  exec(body, root, out);
+  exec(tmpl.body, root, out);
   return out;
 }
 
@@ -85,10 +92,13 @@ Interp::Flow Interp::exec(const StmtList& body, const std::shared_ptr<Scope>& sc
   return Flow::Normal;
 }
 
-std::string Interp::capture(const StmtList& body, const std::shared_ptr<Scope>& parent) {
-  std::string out;
-  exec(body, child_of(parent), out);
-  return out;
+// The output of a block body rendered in its own scope. A break/continue inside (allowed:
+// jinja2 compiles set and filter blocks inline) abandons the block and is passed on.
+Interp::Flow Interp::capture(const Stmt& block, const std::shared_ptr<Scope>& parent,
+                             std::string& out) {
+  auto scope = child_of(parent);
+  scope->declare_undefined(block.frame_undefined);
+  return exec(block.body, scope, out);
 }
 
 Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scope,
@@ -96,20 +106,27 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
   step();
   try {
     switch (s.kind) {
-      case StmtKind::Data: emit(out, s.text); break;
-      case StmtKind::Print: emit(out, eval(*s.expr, scope).to_str()); break;
+      case StmtKind::Data:
+        emit(out, s.text);
+        break;
+      case StmtKind::Print:
+        emit(out, print_value(*s.expr, scope));
+        break;
       case StmtKind::If:
         for (const auto& br : s.branches)
           if (eval(*br.first, scope).truthy()) return exec(br.second, scope, out);
         return exec(s.else_body, scope, out);
-      case StmtKind::For: return exec_for(s, scope, out);
+      case StmtKind::For:
+        return exec_for(s, scope, out);
       case StmtKind::Set:
-      case StmtKind::SetBlock: exec_set(s, scope); break;
-      case StmtKind::Macro: scope->set(s.name, make_macro(s, scope)); break;
+      case StmtKind::SetBlock:
+        return exec_set(s, scope);
+      case StmtKind::Macro:
+        scope->set(s.name, make_macro(s, scope));
+        break;
       case StmtKind::CallBlock: {
         auto caller = std::make_shared<Callable>();
-        caller->name = "caller";
-        caller->is_macro = true;
+        caller->is_macro = true;  // nameless: prints as <Macro anonymous>
         const Stmt* sp = &s;
         std::weak_ptr<Scope> weak = scope;
         caller->fn = [sp, weak](Interp& in, CallArgs& a) { return in.invoke_macro(*sp, weak, a); };
@@ -121,18 +138,22 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
         break;
       }
       case StmtKind::FilterBlock: {
-        Value body = Value::string(capture(s.body, scope));
-        emit(out, apply_filter_chain(s.expr.get(), scope, body).to_str());
+        std::string body;
+        if (Flow f = capture(s, scope, body); f != Flow::Normal) return f;
+        emit(out, apply_filter_chain(s.expr.get(), scope, Value::string(std::move(body))).to_str());
         break;
       }
       case StmtKind::Scope: {
         auto inner = child_of(scope);
+        inner->declare_undefined(s.frame_undefined);
         for (size_t i = 0; i < s.params.size(); ++i)
           inner->set(s.params[i], eval(*s.defaults[i], scope));
         return exec(s.body, inner, out);
       }
-      case StmtKind::Break: return Flow::Break;
-      case StmtKind::Continue: return Flow::Continue;
+      case StmtKind::Break:
+        return Flow::Break;
+      case StmtKind::Continue:
+        return Flow::Continue;
     }
   } catch (const TemplateError& e) {
     if (e.line() == 0 && !dynamic_cast<const RaisedError*>(&e))
@@ -144,7 +165,8 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scop
 
 std::vector<Value> iterate(const Value& v) {
   switch (v.type()) {
-    case Type::List: return v.items();
+    case Type::List:
+      return v.items();
     case Type::Dict: {
       std::vector<Value> keys;
       keys.reserve(v.dict().items.size());
@@ -164,7 +186,8 @@ std::vector<Value> iterate(const Value& v) {
     case Type::Undefined:
       if (v.is_forbidden()) fail(v.undefined_message());
       return {};
-    default: fail("'" + v.type_name() + "' object is not iterable");
+    default:
+      fail("'" + v.type_name() + "' object is not iterable");
   }
 }
 
@@ -181,7 +204,20 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
     }
     items = std::move(kept);
   }
-  if (items.empty()) return exec(s.else_body, child_of(scope), out);
+  // jinja2 runs the else block unless some iteration reached the end of the body: an empty
+  // loop, but also one whose every pass ended in continue, or that broke in its first pass.
+  bool completed = false;
+  auto run_body = [&]() {
+    Flow f = exec(s.body, inner, out);
+    completed |= f == Flow::Normal;
+    return f != Flow::Break;
+  };
+  auto finish = [&]() {
+    if (completed || s.else_body.empty()) return Flow::Normal;
+    auto else_scope = child_of(scope);
+    else_scope->declare_undefined(s.else_undefined);
+    return exec(s.else_body, else_scope, out);
+  };
 
   const int64_t n = static_cast<int64_t>(items.size());
   if (!s.uses_loop) {
@@ -190,17 +226,18 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
       // Every iteration starts from the enclosing values: a `set` in one iteration is not
       // seen by the next (jinja2 re-binds the body's names per iteration).
       inner->vars.clear();
+      inner->declare_undefined(s.frame_undefined);
       assign(s.target, items[i], *inner);
-      if (exec(s.body, inner, out) == Flow::Break) break;
+      if (!run_body()) break;
     }
-    return Flow::Normal;
+    return finish();
   }
 
   // jinja2's LoopContext as a dict; the fields are rewritten in place every iteration.
   auto loop = std::make_shared<ValueDict>();
-  static const char* const kFields[] = {"index0", "index", "first", "last", "length",
-                                        "revindex", "revindex0", "previtem", "nextitem",
-                                        "depth", "depth0", "cycle"};
+  static const char* const kFields[] = {"index0",   "index",    "first",     "last",
+                                        "length",   "revindex", "revindex0", "previtem",
+                                        "nextitem", "depth",    "depth0",    "cycle"};
   for (const char* f : kFields) loop->items.emplace_back(Value::string(f), Value());
   auto& field = loop->items;
   field[4].second = Value::integer(n);
@@ -224,6 +261,7 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
   for (int64_t i = 0; i < n; ++i) {
     step();
     inner->vars.resize(1);  // keep `loop`, drop what the previous iteration set
+    inner->declare_undefined(s.frame_undefined);
     assign(s.target, items[i], *inner);
     field[0].second = Value::integer(i);
     field[1].second = Value::integer(i + 1);
@@ -233,21 +271,23 @@ Interp::Flow Interp::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope
     field[6].second = Value::integer(n - i - 1);
     field[7].second = i > 0 ? items[i - 1] : no_prev;
     field[8].second = i + 1 < n ? items[i + 1] : no_next;
-    if (exec(s.body, inner, out) == Flow::Break) break;
+    if (!run_body()) break;
   }
-  return Flow::Normal;
+  return finish();
 }
 
 void Interp::assign(const Target& t, const Value& v, Scope& scope) {
   switch (t.kind) {
-    case Target::Kind::Name: scope.set(t.name, v); return;
+    case Target::Kind::Name:
+      scope.set(t.name, v);
+      return;
     case Target::Kind::Tuple: {
       std::vector<Value> parts = iterate(v);
       if (parts.size() != t.items.size()) {
         if (parts.size() > t.items.size())
           fail("too many values to unpack (expected " + std::to_string(t.items.size()) + ")");
-        fail("not enough values to unpack (expected " + std::to_string(t.items.size()) +
-             ", got " + std::to_string(parts.size()) + ")");
+        fail("not enough values to unpack (expected " + std::to_string(t.items.size()) + ", got " +
+             std::to_string(parts.size()) + ")");
       }
       for (size_t i = 0; i < parts.size(); ++i) assign(t.items[i], parts[i], scope);
       return;
@@ -261,15 +301,18 @@ void Interp::assign(const Target& t, const Value& v, Scope& scope) {
   }
 }
 
-void Interp::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
+Interp::Flow Interp::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   Value v;
   if (s.kind == StmtKind::Set) {
     v = eval(*s.expr, scope);
   } else {
-    v = Value::string(capture(s.body, scope));
+    std::string body;
+    if (Flow f = capture(s, scope, body); f != Flow::Normal) return f;
+    v = Value::string(std::move(body));
     if (s.expr) v = apply_filter_chain(s.expr.get(), scope, v);
   }
   assign(s.target, v, *scope);
+  return Flow::Normal;
 }
 
 Value Interp::apply_filter_chain(const Expr* chain, const std::shared_ptr<Scope>& scope,
@@ -333,6 +376,7 @@ Value Interp::invoke_macro(const Stmt& m, const std::weak_ptr<Scope>& def_scope,
     for (const auto& p : m.params) found_caller |= p == "caller";
   }
   auto scope = child_of(def);
+  scope->declare_undefined(m.frame_undefined);
   if (m.uses_caller && !found_caller) {
     std::optional<Value> c = take_kw("caller");
     scope->set("caller", c ? *c : Value::undefined("No caller defined"));
@@ -374,8 +418,10 @@ Value Interp::call(const Value& callee, CallArgs& args) {
       if (!callee.fn().is_macro) charge_value(r);  // macros charged their output already
       return r;
     }
-    case Type::Undefined: fail(callee.undefined_message());
-    default: fail("'" + callee.type_name() + "' object is not callable");
+    case Type::Undefined:
+      fail(callee.undefined_message());
+    default:
+      fail("'" + callee.type_name() + "' object is not callable");
   }
 }
 

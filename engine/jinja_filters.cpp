@@ -37,7 +37,9 @@ std::optional<int64_t> Params::int_arg(size_t i) const {
   return vals_[i]->as_int();
 }
 
-Value soft_str(const Value& v) { return v.is_string() ? v : Value::string(v.to_str()); }
+Value soft_str(const Value& v) {
+  return v.is_string() ? v : Value::string(v.to_str());
+}
 
 namespace {
 
@@ -55,7 +57,9 @@ Value get_attribute_path(Interp& in, const Value& item, const Value& attribute) 
   return cur;
 }
 
-Value lower_if_string(const Value& v) { return v.is_string() ? Value::string(py_lower(v.str())) : v; }
+Value lower_if_string(const Value& v) {
+  return v.is_string() ? Value::string(py_lower(v.str())) : v;
+}
 
 size_t require_length(const Value& v) {
   if (auto n = v.length()) return *n;
@@ -68,10 +72,12 @@ Value f_tojson(Interp&, const Value& v, const CallArgs& a) {
   opt.ensure_ascii = p.flag(0, false);
   opt.sort_keys = p.flag(3, false);
   if (const Value* ind = p.get(1); ind && !ind->is_none()) {
-    if (ind->is_string()) opt.indent = ind->str();
+    if (ind->is_string())
+      opt.indent = ind->str();
     else if (ind->is_number() && ind->type() != Type::Float)
       opt.indent = std::string(static_cast<size_t>(std::max<int64_t>(0, ind->as_int())), ' ');
-    else fail("tojson: indent must be an integer or a string");
+    else
+      fail("tojson: indent must be an integer or a string");
     opt.item_sep = ",";
   }
   if (const Value* sep = p.get(2); sep && !sep->is_none()) {
@@ -114,17 +120,24 @@ Value f_capitalize(Interp&, const Value& v, const CallArgs&) {
   return Value::string(py_capitalize(soft_str(v).str()));
 }
 Value f_title(Interp&, const Value& v, const CallArgs&) {
-  // Words start after runs of [-\s({\[<]; each word: first char upper, rest lower.
+  // jinja2's do_title: split on runs of [-\s({\[<]; each piece: first char upper, rest lower.
   std::u32string u = to_u32(soft_str(v).str());
+  auto is_sep = [](char32_t c) {
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_py_space(c);
+  };
   std::string out;
-  bool start = true;
-  for (char32_t c : u) {
-    bool sep = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_py_space(c);
-    std::string one;
-    utf8_append(one, c);
-    if (sep) out += one;
-    else out += start ? py_upper(one) : py_lower(one);
-    start = sep;
+  for (size_t i = 0; i < u.size();) {
+    size_t j = i;
+    bool sep = is_sep(u[i]);
+    while (j < u.size() && is_sep(u[j]) == sep) ++j;
+    std::string piece = to_utf8(std::u32string_view(u).substr(i, j - i));
+    if (sep) {
+      out += piece;
+    } else {
+      out += py_upper(to_utf8(std::u32string_view(u).substr(i, 1)));
+      out += py_lower(to_utf8(std::u32string_view(u).substr(i + 1, j - i - 1)));
+    }
+    i = j;
   }
   return Value::string(out);
 }
@@ -164,13 +177,16 @@ Value f_last(Interp&, const Value& v, const CallArgs&) {
   return items.back();
 }
 
-Value f_list(Interp&, const Value& v, const CallArgs&) { return Value::list(iterate(v)); }
+Value f_list(Interp&, const Value& v, const CallArgs&) {
+  return Value::list(iterate(v));
+}
 
 Value f_items(Interp&, const Value& v, const CallArgs&) {
   if (v.is_undefined()) return Value::list({}, ListKind::Iterator);
   if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
   std::vector<Value> out;
-  for (const auto& kv : v.dict().items) out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
+  for (const auto& kv : v.dict().items)
+    out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
   return Value::list(std::move(out), ListKind::Iterator);
 }
 
@@ -182,7 +198,8 @@ Value f_dictsort(Interp&, const Value& v, const CallArgs& a) {
   size_t pos = by == "key" ? 0 : 1;
   bool cs = p.flag(0, false), rev = p.flag(2, false);
   std::vector<Value> items;
-  for (const auto& kv : v.dict().items) items.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
+  for (const auto& kv : v.dict().items)
+    items.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
     Value kx = x.items()[pos], ky = y.items()[pos];
     if (!cs) kx = lower_if_string(kx), ky = lower_if_string(ky);
@@ -199,8 +216,10 @@ Value f_sort(Interp& in, const Value& v, const CallArgs& a) {
   std::vector<Value> attrs;
   if (const Value* at = p.get(2); at && !at->is_none()) {
     if (at->is_string())
-      for (const auto& s : py_split(at->str(), std::string(","), -1)) attrs.push_back(Value::string(s));
-    else attrs.push_back(*at);
+      for (const auto& s : py_split(at->str(), std::string(","), -1))
+        attrs.push_back(Value::string(s));
+    else
+      attrs.push_back(*at);
   }
   std::vector<size_t> order(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -255,8 +274,12 @@ Value min_max(Interp& in, const Value& v, const CallArgs& a, bool want_max) {
   }
   return items[best];
 }
-Value f_min(Interp& in, const Value& v, const CallArgs& a) { return min_max(in, v, a, false); }
-Value f_max(Interp& in, const Value& v, const CallArgs& a) { return min_max(in, v, a, true); }
+Value f_min(Interp& in, const Value& v, const CallArgs& a) {
+  return min_max(in, v, a, false);
+}
+Value f_max(Interp& in, const Value& v, const CallArgs& a) {
+  return min_max(in, v, a, true);
+}
 
 Value f_map(Interp& in, const Value& v, const CallArgs& a) {
   std::vector<Value> out;
@@ -302,17 +325,26 @@ Value select_reject(Interp& in, const Value& v, const CallArgs& a, bool select, 
   }
   return Value::list(std::move(out), ListKind::Iterator);
 }
-Value f_select(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, true, false); }
-Value f_reject(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, false, false); }
-Value f_selectattr(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, true, true); }
-Value f_rejectattr(Interp& in, const Value& v, const CallArgs& a) { return select_reject(in, v, a, false, true); }
+Value f_select(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, true, false);
+}
+Value f_reject(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, false, false);
+}
+Value f_selectattr(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, true, true);
+}
+Value f_rejectattr(Interp& in, const Value& v, const CallArgs& a) {
+  return select_reject(in, v, a, false, true);
+}
 
 // Python float(str): strip whitespace, underscores between digits, inf/nan.
 std::optional<double> parse_py_float(const std::string& s) {
   std::string t = py_strip(s, std::nullopt, true, true);
   std::string clean;
   for (size_t i = 0; i < t.size(); ++i) {
-    if (t[i] == '_' && i > 0 && i + 1 < t.size() && isdigit(t[i - 1]) && isdigit(t[i + 1])) continue;
+    if (t[i] == '_' && i > 0 && i + 1 < t.size() && isdigit(t[i - 1]) && isdigit(t[i + 1]))
+      continue;
     clean.push_back(t[i]);
   }
   if (clean.empty() || clean.find_first_of("xXpP") != std::string::npos) return std::nullopt;
@@ -324,11 +356,17 @@ std::optional<double> parse_py_float(const std::string& s) {
 
 Value f_int(Interp&, const Value& v, const CallArgs& a) {
   Params p(a, "int", {"default", "base"});
+  if (v.is_undefined()) fail(v.undefined_message());  // int(Undefined) raises
   Value dflt = p.get_or(0, Value::integer(0));
   int64_t base = p.int_arg(1).value_or(10);
+  auto from_double = [](double d) {
+    if (std::fabs(d) >= 9223372036854775808.0)
+      fail("integer overflow (values beyond 64 bits are not supported)");
+    return Value::integer(static_cast<int64_t>(std::trunc(d)));
+  };
   if (v.type() == Type::Float) {
     if (!std::isfinite(v.as_float())) return dflt;
-    return Value::integer(static_cast<int64_t>(std::trunc(v.as_float())));
+    return from_double(v.as_float());
   }
   if (v.is_number()) return Value::integer(v.as_int());
   if (v.is_string()) {
@@ -343,13 +381,14 @@ Value f_int(Interp&, const Value& v, const CallArgs& a) {
       if (!errno && end == clean.c_str() + clean.size()) return Value::integer(r);
     }
     if (auto d = parse_py_float(v.str()); d && std::isfinite(*d))  // "42.23"|int gives 42
-      return Value::integer(static_cast<int64_t>(std::trunc(*d)));
+      return from_double(*d);
   }
   return dflt;
 }
 
 Value f_float(Interp&, const Value& v, const CallArgs& a) {
   Params p(a, "float", {"default"});
+  if (v.is_undefined()) fail(v.undefined_message());  // float(Undefined) raises
   if (v.is_number()) return Value::number(v.as_float());
   if (v.is_string())
     if (auto d = parse_py_float(v.str())) return Value::number(*d);
@@ -383,21 +422,25 @@ Value f_round(Interp&, const Value& v, const CallArgs& a) {
   }
   double scale = std::pow(10.0, static_cast<double>(prec));
   double y = x * scale;
-  double r = method == "ceil" ? std::ceil(y) : method == "floor" ? std::floor(y) : std::nearbyint(y);
+  double r = method == "ceil"    ? std::ceil(y)
+             : method == "floor" ? std::floor(y)
+                                 : std::nearbyint(y);
   return Value::number(r / scale);
 }
 
 Value f_replace(Interp& in, const Value& v, const CallArgs& a) {
   Params p(a, "replace", {"old", "new", "count"});
   if (!p.get(0) || !p.get(1)) fail("replace() missing required arguments");
-  std::string r = py_replace(v.to_str(), p.get(0)->to_str(), p.get(1)->to_str(),
-                             p.int_arg(2).value_or(-1));
+  std::string r =
+      py_replace(v.to_str(), p.get(0)->to_str(), p.get(1)->to_str(), p.int_arg(2).value_or(-1));
   in.check_size(r.size());
   in.charge_bytes(r.size());
   return Value::string(std::move(r));
 }
 
-Value f_safe(Interp&, const Value& v, const CallArgs&) { return Value::string(v.to_str(), true); }
+Value f_safe(Interp&, const Value& v, const CallArgs&) {
+  return Value::string(v.to_str(), true);
+}
 Value f_escape(Interp&, const Value& v, const CallArgs&) {
   if (v.is_string() && v.is_safe()) return v;
   return Value::string(html_escape(v.to_str()), true);
@@ -408,10 +451,14 @@ Value f_forceescape(Interp&, const Value& v, const CallArgs&) {
 
 Value f_indent(Interp&, const Value& v, const CallArgs& a) {
   Params p(a, "indent", {"width", "first", "blank"});
+  if (!v.is_string())  // jinja2 does `s += "\n"` on the value itself
+    fail("unsupported operand type(s) for +=: '" + v.type_name() + "' and 'str'");
   std::string ind = " ";
   const Value* w = p.get(0);
-  if (w && w->is_string()) ind = w->str();
-  else ind = std::string(static_cast<size_t>(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
+  if (w && w->is_string())
+    ind = w->str();
+  else
+    ind = std::string(static_cast<size_t>(std::max<int64_t>(0, w ? w->as_int() : 4)), ' ');
   std::vector<std::string> lines = py_splitlines(v.to_str() + "\n");
   std::string out;
   if (p.flag(2, false)) {
@@ -484,20 +531,48 @@ Value f_attr(Interp& in, const Value& v, const CallArgs& a) {
 
 const std::unordered_map<std::string_view, FilterFn>& filters() {
   static const std::unordered_map<std::string_view, FilterFn> table = {
-      {"abs", f_abs},         {"attr", f_attr},           {"capitalize", f_capitalize},
-      {"center", f_center},   {"count", f_length},        {"d", f_default},
-      {"default", f_default}, {"dictsort", f_dictsort},   {"e", f_escape},
-      {"escape", f_escape},   {"first", f_first},         {"float", f_float},
-      {"forceescape", f_forceescape}, {"format", f_format}, {"indent", f_indent},
-      {"int", f_int},         {"items", f_items},         {"join", f_join},
-      {"last", f_last},       {"length", f_length},       {"list", f_list},
-      {"lower", f_lower},     {"map", f_map},             {"max", f_max},
-      {"min", f_min},         {"reject", f_reject},       {"rejectattr", f_rejectattr},
-      {"replace", f_replace}, {"reverse", f_reverse},     {"round", f_round},
-      {"safe", f_safe},       {"select", f_select},       {"selectattr", f_selectattr},
-      {"sort", f_sort},       {"string", f_string},       {"sum", f_sum},
-      {"title", f_title},     {"tojson", f_tojson},       {"trim", f_trim},
-      {"unique", f_unique},   {"upper", f_upper},         {"wordcount", f_wordcount},
+      {"abs", f_abs},
+      {"attr", f_attr},
+      {"capitalize", f_capitalize},
+      {"center", f_center},
+      {"count", f_length},
+      {"d", f_default},
+      {"default", f_default},
+      {"dictsort", f_dictsort},
+      {"e", f_escape},
+      {"escape", f_escape},
+      {"first", f_first},
+      {"float", f_float},
+      {"forceescape", f_forceescape},
+      {"format", f_format},
+      {"indent", f_indent},
+      {"int", f_int},
+      {"items", f_items},
+      {"join", f_join},
+      {"last", f_last},
+      {"length", f_length},
+      {"list", f_list},
+      {"lower", f_lower},
+      {"map", f_map},
+      {"max", f_max},
+      {"min", f_min},
+      {"reject", f_reject},
+      {"rejectattr", f_rejectattr},
+      {"replace", f_replace},
+      {"reverse", f_reverse},
+      {"round", f_round},
+      {"safe", f_safe},
+      {"select", f_select},
+      {"selectattr", f_selectattr},
+      {"sort", f_sort},
+      {"string", f_string},
+      {"sum", f_sum},
+      {"title", f_title},
+      {"tojson", f_tojson},
+      {"trim", f_trim},
+      {"unique", f_unique},
+      {"upper", f_upper},
+      {"wordcount", f_wordcount},
   };
   return table;
 }
@@ -509,11 +584,20 @@ const Value& arg0(const CallArgs& a, const char* test) {
   return a.pos[0];
 }
 
-int64_t int_mod(const Value& v, int64_t m, const char* test) {
-  if (!v.is_number()) fail(std::string("test '") + test + "': not a number: " + v.type_name());
-  if (v.type() == Type::Float) return static_cast<int64_t>(std::fmod(v.as_float(), static_cast<double>(m)));
-  int64_t r = v.as_int() % m;
-  return r < 0 ? r + m : r;
+// Python's `value % m` for the odd/even/divisibleby tests (floats keep their fraction).
+double py_mod(const Value& v, double m, const char* test) {
+  if (!v.is_number()) {
+    if (v.is_undefined()) fail(v.undefined_message());
+    fail(std::string("test '") + test + "': unsupported operand type(s) for %: '" + v.type_name() +
+         "' and 'int'");
+  }
+  if (m == 0) fail("integer division or modulo by zero");
+  if (v.type() != Type::Float && std::trunc(m) == m) {
+    int64_t mm = static_cast<int64_t>(m), r = v.as_int() % mm;
+    return static_cast<double>(r != 0 && ((r < 0) != (mm < 0)) ? r + mm : r);
+  }
+  double r = std::fmod(v.as_float(), m);
+  return r != 0 && ((r < 0) != (m < 0)) ? r + m : r;
 }
 
 bool t_sameas(Interp&, const Value& v, const CallArgs& a) {
@@ -521,33 +605,39 @@ bool t_sameas(Interp&, const Value& v, const CallArgs& a) {
   if (v.type() != o.type()) return false;
   switch (v.type()) {
     case Type::None:
-    case Type::Undefined: return v.identity() == o.identity();
-    case Type::Bool: return v.as_bool() == o.as_bool();
-    case Type::Int: return v.as_int() == o.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
-    default: return v.identity() && v.identity() == o.identity();
+    case Type::Undefined:
+      return v.identity() == o.identity();
+    case Type::Bool:
+      return v.as_bool() == o.as_bool();
+    case Type::Int:
+      return v.as_int() == o.as_int() && v.as_int() >= -5 && v.as_int() <= 256;
+    default:
+      return v.identity() && v.identity() == o.identity();
   }
 }
 
 const std::unordered_map<std::string_view, TestFn>& tests() {
   static const std::unordered_map<std::string_view, TestFn> table = {
-      {"odd", [](Interp&, const Value& v, const CallArgs&) { return int_mod(v, 2, "odd") != 0; }},
-      {"even", [](Interp&, const Value& v, const CallArgs&) { return int_mod(v, 2, "even") == 0; }},
+      {"odd", [](Interp&, const Value& v, const CallArgs&) { return py_mod(v, 2, "odd") == 1; }},
+      {"even", [](Interp&, const Value& v, const CallArgs&) { return py_mod(v, 2, "even") == 0; }},
       {"divisibleby",
        [](Interp&, const Value& v, const CallArgs& a) {
          const Value& n = arg0(a, "divisibleby");
-         if (!n.is_number() || n.as_float() == 0) fail("divisibleby: bad divisor");
-         if (v.type() == Type::Float || n.type() == Type::Float)
-           return std::fmod(v.as_float(), n.as_float()) == 0;
-         return int_mod(v, std::llabs(n.as_int()), "divisibleby") == 0;
+         if (!n.is_number()) fail("divisibleby: the divisor must be a number");
+         return py_mod(v, n.as_float(), "divisibleby") == 0;
        }},
       {"defined", [](Interp&, const Value& v, const CallArgs&) { return !v.is_undefined(); }},
       {"undefined", [](Interp&, const Value& v, const CallArgs&) { return v.is_undefined(); }},
-      {"filter", [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && has_filter(v.str()); }},
-      {"test", [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && has_test(v.str()); }},
+      {"filter", [](Interp&, const Value& v,
+                    const CallArgs&) { return v.is_string() && has_filter(v.str()); }},
+      {"test",
+       [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && has_test(v.str()); }},
       {"none", [](Interp&, const Value& v, const CallArgs&) { return v.is_none(); }},
       {"boolean", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Bool; }},
-      {"false", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Bool && !v.as_bool(); }},
-      {"true", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Bool && v.as_bool(); }},
+      {"false", [](Interp&, const Value& v,
+                   const CallArgs&) { return v.type() == Type::Bool && !v.as_bool(); }},
+      {"true", [](Interp&, const Value& v,
+                  const CallArgs&) { return v.type() == Type::Bool && v.as_bool(); }},
       {"integer", [](Interp&, const Value& v, const CallArgs&) { return v.is_int(); }},
       {"float", [](Interp&, const Value& v, const CallArgs&) { return v.type() == Type::Float; }},
       {"lower", [](Interp&, const Value& v, const CallArgs&) { return py_is_lower(v.to_str()); }},
@@ -564,34 +654,50 @@ const std::unordered_map<std::string_view, TestFn>& tests() {
        [](Interp&, const Value& v, const CallArgs&) {
          return v.is_undefined() || v.is_string() || v.is_dict() || v.is_list();
        }},
-      {"callable",
-       [](Interp&, const Value& v, const CallArgs&) { return v.is_callable() || v.is_undefined(); }},
+      {"callable", [](Interp&, const Value& v,
+                      const CallArgs&) { return v.is_callable() || v.is_undefined(); }},
       {"sameas", t_sameas},
-      {"escaped", [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && v.is_safe(); }},
+      {"escaped",
+       [](Interp&, const Value& v, const CallArgs&) { return v.is_string() && v.is_safe(); }},
       {"in", [](Interp&, const Value& v, const CallArgs& a) { return contains(arg0(a, "in"), v); }},
       {"==", [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "==")); }},
       {"eq", [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "eq")); }},
-      {"equalto", [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "equalto")); }},
+      {"equalto",
+       [](Interp&, const Value& v, const CallArgs& a) { return equals(v, arg0(a, "equalto")); }},
       {"!=", [](Interp&, const Value& v, const CallArgs& a) { return !equals(v, arg0(a, "!=")); }},
       {"ne", [](Interp&, const Value& v, const CallArgs& a) { return !equals(v, arg0(a, "ne")); }},
-      {">", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">")) > 0; }},
-      {"gt", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "gt")) > 0; }},
-      {"greaterthan", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "greaterthan")) > 0; }},
-      {">=", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">=")) >= 0; }},
-      {"ge", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "ge")) >= 0; }},
-      {"<", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<")) < 0; }},
-      {"lt", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "lt")) < 0; }},
-      {"lessthan", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "lessthan")) < 0; }},
-      {"<=", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<=")) <= 0; }},
-      {"le", [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "le")) <= 0; }},
+      {">",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">")) > 0; }},
+      {"gt",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "gt")) > 0; }},
+      {"greaterthan", [](Interp&, const Value& v,
+                         const CallArgs& a) { return compare(v, arg0(a, "greaterthan")) > 0; }},
+      {">=",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, ">=")) >= 0; }},
+      {"ge",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "ge")) >= 0; }},
+      {"<",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<")) < 0; }},
+      {"lt",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "lt")) < 0; }},
+      {"lessthan", [](Interp&, const Value& v,
+                      const CallArgs& a) { return compare(v, arg0(a, "lessthan")) < 0; }},
+      {"<=",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "<=")) <= 0; }},
+      {"le",
+       [](Interp&, const Value& v, const CallArgs& a) { return compare(v, arg0(a, "le")) <= 0; }},
   };
   return table;
 }
 
 }  // namespace
 
-bool has_filter(std::string_view name) { return filters().count(name) != 0; }
-bool has_test(std::string_view name) { return tests().count(name) != 0; }
+bool has_filter(std::string_view name) {
+  return filters().count(name) != 0;
+}
+bool has_test(std::string_view name) {
+  return tests().count(name) != 0;
+}
 
 Value call_filter(Interp& in, std::string_view name, const Value& value, CallArgs& args) {
   auto it = filters().find(name);

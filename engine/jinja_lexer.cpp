@@ -8,12 +8,16 @@
 namespace llm::jinja {
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 bool is_name_start(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
          static_cast<unsigned char>(c) >= 0x80;
 }
-bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+bool is_name_char(char c) {
+  return is_name_start(c) || is_digit(c);
+}
 
 int hex_value(char32_t c) {
   if (c >= '0' && c <= '9') return static_cast<int>(c - '0');
@@ -49,17 +53,38 @@ std::string unescape(std::string_view body, int line) {
       continue;
     }
     switch (d) {
-      case '\n': break;
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -75,7 +100,9 @@ std::string unescape(std::string_view body, int line) {
         utf8_append(out, v);
         break;
       }
-      case 'N': error("named Unicode escapes (\\N{...}) are not supported"); break;
+      case 'N':
+        error("named Unicode escapes (\\N{...}) are not supported");
+        break;
       default:
         if (d >= '0' && d <= '7') {
           char32_t v = d - '0';
@@ -201,14 +228,19 @@ class Lexer {
     size_t raw_end = kind == TagKind::Block ? match_raw_begin(body) : 0;
     if (raw_end) kind = TagKind::Raw;
 
-    std::string text = strip_text(std::string_view(src_).substr(pos_, p - pos_), sign,
-                                  kind != TagKind::Var);
+    std::string text =
+        strip_text(std::string_view(src_).substr(pos_, p - pos_), sign, kind != TagKind::Var);
     if (!text.empty()) push(Tok::Data, std::move(text));
     advance_to(p);
     int tag_line = line_;
     switch (kind) {
-      case TagKind::Comment: lex_comment(body); break;
-      case TagKind::Raw: advance_to(raw_end); lex_raw(); break;
+      case TagKind::Comment:
+        lex_comment(body);
+        break;
+      case TagKind::Raw:
+        advance_to(raw_end);
+        lex_raw();
+        break;
       case TagKind::Var:
       case TagKind::Block:
         advance_to(body);
@@ -238,17 +270,22 @@ class Lexer {
 
   void lex_raw() {
     for (size_t q = src_.find("{%", pos_); q != std::string::npos; q = src_.find("{%", q + 1)) {
-      char sign = q + 2 < src_.size() && (src_[q + 2] == '-' || src_[q + 2] == '+') ? src_[q + 2] : 0;
+      char sign =
+          q + 2 < src_.size() && (src_[q + 2] == '-' || src_[q + 2] == '+') ? src_[q + 2] : 0;
       size_t p = q + 2 + (sign ? 1 : 0);
       p += ws_run(p);
       if (!starts(p, "endraw")) continue;
       p += 6;
       p += ws_run(p);
       size_t end;
-      if (starts(p, "+%}")) end = p + 3;
-      else if (starts(p, "-%}")) end = p + 3 + ws_run(p + 3);
-      else if (starts(p, "%}")) end = p + 2 + (starts(p + 2, "\n") ? 1 : 0);
-      else continue;
+      if (starts(p, "+%}"))
+        end = p + 3;
+      else if (starts(p, "-%}"))
+        end = p + 3 + ws_run(p + 3);
+      else if (starts(p, "%}"))
+        end = p + 2 + (starts(p + 2, "\n") ? 1 : 0);
+      else
+        continue;
       std::string text = strip_text(std::string_view(src_).substr(pos_, q - pos_), sign, true);
       if (!text.empty()) push(Tok::Data, std::move(text));
       advance_to(end);
@@ -308,19 +345,25 @@ class Lexer {
       size_t r = p + 2;
       while (true) {
         size_t s = r + (r < src_.size() && src_[r] == '_' ? 1 : 0);
-        if (s < src_.size() && digit_ok(src_[s])) r = s + 1;
-        else break;
+        if (s < src_.size() && digit_ok(src_[s]))
+          r = s + 1;
+        else
+          break;
       }
-      if (r > p + 2) q = r;
-      else base = 10;
+      if (r > p + 2)
+        q = r;
+      else
+        base = 10;
     }
     if (base == 10) {
       bool zero = src_[p] == '0';
       q = p + 1;
       while (true) {
         size_t s = q + (q < src_.size() && src_[q] == '_' ? 1 : 0);
-        if (s < src_.size() && (zero ? src_[s] == '0' : is_digit(src_[s]))) q = s + 1;
-        else break;
+        if (s < src_.size() && (zero ? src_[s] == '0' : is_digit(src_[s])))
+          q = s + 1;
+        else
+          break;
       }
     }
     std::string digits;
@@ -341,7 +384,8 @@ class Lexer {
     char quote = src_[pos_];
     size_t q = pos_ + 1;
     while (q < src_.size() && src_[q] != quote) q += src_[q] == '\\' ? 2 : 1;
-    if (q >= src_.size()) error("unexpected char '" + std::string(1, quote) + "' (unterminated string)");
+    if (q >= src_.size())
+      error("unexpected char '" + std::string(1, quote) + "' (unterminated string)");
     push(Tok::String, unescape(std::string_view(src_).substr(pos_ + 1, q - pos_ - 1), line_));
     advance_to(q + 1);
   }
@@ -380,12 +424,17 @@ class Lexer {
       if (balance_.empty()) {
         size_t end = 0;
         if (block) {
-          if (starts(pos_, "+%}")) end = pos_ + 3;
-          else if (starts(pos_, "-%}")) end = pos_ + 3 + ws_run(pos_ + 3);
-          else if (starts(pos_, "%}")) end = pos_ + 2 + (starts(pos_ + 2, "\n") ? 1 : 0);
+          if (starts(pos_, "+%}"))
+            end = pos_ + 3;
+          else if (starts(pos_, "-%}"))
+            end = pos_ + 3 + ws_run(pos_ + 3);
+          else if (starts(pos_, "%}"))
+            end = pos_ + 2 + (starts(pos_ + 2, "\n") ? 1 : 0);
         } else {
-          if (starts(pos_, "-}}")) end = pos_ + 3 + ws_run(pos_ + 3);
-          else if (starts(pos_, "}}")) end = pos_ + 2;
+          if (starts(pos_, "-}}"))
+            end = pos_ + 3 + ws_run(pos_ + 3);
+          else if (starts(pos_, "}}"))
+            end = pos_ + 2;
         }
         if (end) {
           push(block ? Tok::BlockEnd : Tok::VarEnd, "");
@@ -424,6 +473,8 @@ class Lexer {
 
 }  // namespace
 
-std::vector<Token> tokenize(std::string_view source) { return Lexer(source).run(); }
+std::vector<Token> tokenize(std::string_view source) {
+  return Lexer(source).run();
+}
 
 }  // namespace llm::jinja

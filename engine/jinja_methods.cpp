@@ -19,8 +19,8 @@ Value bound(std::string name, std::function<Value(Interp&, CallArgs&)> fn) {
 }
 
 Value forbidden_method(const Value& obj, std::string_view name) {
-  return Value::forbidden("access to attribute '" + std::string(name) + "' of '" +
-                          obj.type_name() + "' object is unsafe.");
+  return Value::forbidden("access to attribute '" + std::string(name) + "' of '" + obj.type_name() +
+                          "' object is unsafe.");
 }
 
 std::optional<std::string> opt_str(const Value* v) {
@@ -55,10 +55,11 @@ std::pair<size_t, size_t> byte_range(const std::string& s, const Params& p, size
   return {bb, eb};
 }
 
-Value strings_list(const std::vector<std::string>& parts) {
+// Markup's methods return Markup pieces: `safe` carries that over.
+Value strings_list(const std::vector<std::string>& parts, bool safe = false) {
   std::vector<Value> out;
   out.reserve(parts.size());
-  for (const auto& s : parts) out.push_back(Value::string(s));
+  for (const auto& s : parts) out.push_back(Value::string(s, safe));
   return Value::list(std::move(out));
 }
 
@@ -93,21 +94,22 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
     });
   }
   if (n == "split" || n == "rsplit") {
-    return bound(n, [obj, n](Interp&, CallArgs& a) {
+    return bound(n, [obj, n, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, n, {"sep", "maxsplit"});
       std::optional<std::string> sep = opt_str(p.get(0));
       if (sep && sep->empty()) fail("empty separator");
       int64_t maxsplit = p.int_arg(1).value_or(-1);
-      return strings_list(n == "split" ? py_split(s, sep, maxsplit) : py_rsplit(s, sep, maxsplit));
+      return strings_list(n == "split" ? py_split(s, sep, maxsplit) : py_rsplit(s, sep, maxsplit),
+                          safe);
     });
   }
   if (n == "splitlines") {
-    return bound(n, [obj](Interp&, CallArgs& a) {
+    return bound(n, [obj, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, "splitlines", {"keepends"});
       if (p.flag(0, false)) fail("splitlines(keepends=True) is not supported");
-      return strings_list(py_splitlines(s));
+      return strings_list(py_splitlines(s), safe);
     });
   }
   if (n == "startswith" || n == "endswith") {
@@ -117,11 +119,13 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       if (!p.get(0)) fail(n + "() takes at least 1 argument");
       auto [b, e] = byte_range(s, p, 1);
       std::string_view view(s.data() + b, e - b);
-      std::vector<Value> cands = p.get(0)->is_list() ? p.get(0)->items() : std::vector<Value>{*p.get(0)};
+      std::vector<Value> cands =
+          p.get(0)->is_list() ? p.get(0)->items() : std::vector<Value>{*p.get(0)};
       for (const Value& c : cands) {
         const std::string& x = str_arg(&c, n.c_str());
         if (x.size() > view.size()) continue;
-        if (n == "startswith" ? view.substr(0, x.size()) == x : view.substr(view.size() - x.size()) == x)
+        if (n == "startswith" ? view.substr(0, x.size()) == x
+                              : view.substr(view.size() - x.size()) == x)
           return Value::boolean(true);
       }
       return Value::boolean(false);
@@ -142,14 +146,18 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
     return bound(n, [obj, n, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, n, {});
-      std::string r = n == "upper" ? py_upper(s) : n == "title" ? py_title(s)
-                    : n == "capitalize" ? py_capitalize(s) : py_lower(s);
+      std::string r = n == "upper"        ? py_upper(s)
+                      : n == "title"      ? py_title(s)
+                      : n == "capitalize" ? py_capitalize(s)
+                                          : py_lower(s);
       return Value::string(std::move(r), safe);
     });
   }
   if (n == "format") {
     return bound(n, [obj](Interp& in, CallArgs& a) {
-      const std::string& s = obj.str(); return Value::string(py_format(in, s, a)); });
+      const std::string& s = obj.str();
+      return Value::string(py_format(in, s, a));
+    });
   }
   if (n == "join") {
     return bound(n, [obj](Interp& in, CallArgs& a) {
@@ -159,7 +167,8 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       std::string out;
       bool first = true;
       for (const Value& v : iterate(*p.get(0))) {
-        if (!v.is_string()) fail("sequence item: expected str instance, " + v.type_name() + " found");
+        if (!v.is_string())
+          fail("sequence item: expected str instance, " + v.type_name() + " found");
         if (!first) out += s;
         first = false;
         out += v.str();
@@ -179,7 +188,9 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       if (n == "count") {
         if (sub.empty()) return Value::integer(static_cast<int64_t>(utf8_length(view)) + 1);
         int64_t c = 0;
-        for (size_t q = view.find(sub); q != std::string_view::npos; q = view.find(sub, q + sub.size())) ++c;
+        for (size_t q = view.find(sub); q != std::string_view::npos;
+             q = view.find(sub, q + sub.size()))
+          ++c;
         return Value::integer(c);
       }
       size_t q = (n == "find" || n == "index") ? view.find(sub) : view.rfind(sub);
@@ -196,12 +207,22 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       const std::string& s = obj.str();
       Params p(a, n, {});
       bool r;
-      if (n == "isspace") r = all_cp(s, is_py_space);
-      else if (n == "isupper") r = py_is_upper(s);
-      else if (n == "islower") r = py_is_lower(s);
-      else if (n == "isalpha") r = all_cp(s, [](char32_t c) { return c >= 0x80 ? !is_py_space(c) : isalpha(static_cast<int>(c)) != 0; });
-      else if (n == "isalnum") r = all_cp(s, [](char32_t c) { return c >= 0x80 ? !is_py_space(c) : isalnum(static_cast<int>(c)) != 0; });
-      else r = all_cp(s, [](char32_t c) { return c >= '0' && c <= '9'; });
+      if (n == "isspace")
+        r = all_cp(s, is_py_space);
+      else if (n == "isupper")
+        r = py_is_upper(s);
+      else if (n == "islower")
+        r = py_is_lower(s);
+      else if (n == "isalpha")
+        r = all_cp(s, [](char32_t c) {
+          return c >= 0x80 ? !is_py_space(c) : isalpha(static_cast<int>(c)) != 0;
+        });
+      else if (n == "isalnum")
+        r = all_cp(s, [](char32_t c) {
+          return c >= 0x80 ? !is_py_space(c) : isalnum(static_cast<int>(c)) != 0;
+        });
+      else
+        r = all_cp(s, [](char32_t c) { return c >= '0' && c <= '9'; });
       return Value::boolean(r);
     });
   }
@@ -227,14 +248,14 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       Params p(a, n, {"affix"});
       const std::string& x = str_arg(p.get(0), n.c_str());
       bool pre = n == "removeprefix";
-      if (x.size() <= s.size() && (pre ? s.compare(0, x.size(), x) == 0
-                                       : s.compare(s.size() - x.size(), x.size(), x) == 0))
+      if (x.size() <= s.size() &&
+          (pre ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0))
         return Value::string(pre ? s.substr(x.size()) : s.substr(0, s.size() - x.size()));
       return Value::string(s);
     });
   }
   if (n == "partition" || n == "rpartition") {
-    return bound(n, [obj, n](Interp&, CallArgs& a) {
+    return bound(n, [obj, n, safe](Interp&, CallArgs& a) {
       const std::string& s = obj.str();
       Params p(a, n, {"sep"});
       const std::string& sep = str_arg(p.get(0), n.c_str());
@@ -243,33 +264,45 @@ std::optional<Value> str_method(const Value& obj, std::string_view name) {
       std::vector<Value> parts;
       if (q == std::string::npos) {
         parts = n == "partition"
-                    ? std::vector<Value>{Value::string(s), Value::string(""), Value::string("")}
-                    : std::vector<Value>{Value::string(""), Value::string(""), Value::string(s)};
+                    ? std::vector<Value>{Value::string(s, safe), Value::string("", safe),
+                                         Value::string("", safe)}
+                    : std::vector<Value>{Value::string("", safe), Value::string("", safe),
+                                         Value::string(s, safe)};
       } else {
-        parts = {Value::string(s.substr(0, q)), Value::string(sep), Value::string(s.substr(q + sep.size()))};
+        parts = {Value::string(s.substr(0, q), safe), Value::string(sep, safe),
+                 Value::string(s.substr(q + sep.size()), safe)};
       }
       return Value::list(std::move(parts), ListKind::Tuple);
     });
   }
   static const char* const kOtherStrMethods[] = {
-      "encode", "expandtabs", "format_map", "isascii", "isidentifier", "isprintable", "istitle",
-      "maketrans", "swapcase", "translate", "zfill"};
+      "encode",  "expandtabs", "format_map", "isascii",   "isidentifier", "isprintable",
+      "istitle", "maketrans",  "swapcase",   "translate", "zfill"};
   for (const char* m : kOtherStrMethods)
     if (n == m)
-      return bound(n, [n](Interp&, CallArgs&) -> Value { fail("str." + n + "() is not supported"); });
+      return bound(n,
+                   [n](Interp&, CallArgs&) -> Value { fail("str." + n + "() is not supported"); });
   return std::nullopt;
 }
 
 bool is_dict_method(std::string_view n) {
   switch (n.size()) {
-    case 3: return n == "get" || n == "pop";
-    case 4: return n == "copy" || n == "keys";
-    case 5: return n == "items" || n == "clear";
-    case 6: return n == "values" || n == "update";
-    case 7: return n == "popitem";
-    case 8: return n == "fromkeys";
-    case 10: return n == "setdefault";
-    default: return false;
+    case 3:
+      return n == "get" || n == "pop";
+    case 4:
+      return n == "copy" || n == "keys";
+    case 5:
+      return n == "items" || n == "clear";
+    case 6:
+      return n == "values" || n == "update";
+    case 7:
+      return n == "popitem";
+    case 8:
+      return n == "fromkeys";
+    case 10:
+      return n == "setdefault";
+    default:
+      return false;
   }
 }
 
@@ -281,7 +314,9 @@ std::optional<Value> dict_method(const Value& obj, std::string_view name) {
     return bound(n, [d](Interp&, CallArgs& a) {
       Params p(a, "get", {"key", "default"});
       if (!p.get(0)) fail("get expected at least 1 argument, got 0");
-      const Value* v = p.get(0)->is_list() && p.get(0)->list_kind() == ListKind::List ? nullptr : d->find(*p.get(0));
+      const Value* v = p.get(0)->is_list() && p.get(0)->list_kind() == ListKind::List
+                           ? nullptr
+                           : d->find(*p.get(0));
       return v ? *v : p.get_or(1, Value::none());
     });
   }
@@ -290,8 +325,10 @@ std::optional<Value> dict_method(const Value& obj, std::string_view name) {
       Params p(a, n, {});
       std::vector<Value> out;
       for (const auto& kv : d->items) {
-        if (n == "items") out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
-        else out.push_back(n == "keys" ? kv.first : kv.second);
+        if (n == "items")
+          out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
+        else
+          out.push_back(n == "keys" ? kv.first : kv.second);
       }
       return Value::list(std::move(out));
     });
@@ -323,9 +360,31 @@ std::optional<Value> list_method(const Value& obj, std::string_view name) {
     });
   }
   if (!is_list) return std::nullopt;
+  // jinja2 3.1.2 (Debian bookworm's python3-jinja2, our reference) lets pop and clear through
+  // the immutable sandbox; 3.1.5 and later refuse them too.
+  if (n == "pop") {
+    return bound(n, [obj](Interp&, CallArgs& a) {
+      Params p(a, "pop", {"index"});
+      auto& items = obj.items();
+      if (items.empty()) fail("pop from empty list");
+      int64_t size = static_cast<int64_t>(items.size());
+      int64_t i = p.int_arg(0).value_or(-1);
+      if (i < 0) i += size;
+      if (i < 0 || i >= size) fail("pop index out of range");
+      Value v = items[i];
+      items.erase(items.begin() + i);
+      return v;
+    });
+  }
+  if (n == "clear") {
+    return bound(n, [obj](Interp&, CallArgs&) {
+      obj.items().clear();
+      return Value::none();
+    });
+  }
   if (n == "copy") return bound(n, [obj](Interp&, CallArgs&) { return Value::list(obj.items()); });
-  if (n == "append" || n == "clear" || n == "extend" || n == "insert" || n == "pop" ||
-      n == "remove" || n == "reverse" || n == "sort")
+  if (n == "append" || n == "extend" || n == "insert" || n == "remove" || n == "reverse" ||
+      n == "sort")
     return forbidden_method(obj, name);
   return std::nullopt;
 }
@@ -375,9 +434,11 @@ std::string strftime_py(const std::tm& tm, const std::string& fmt) {
   for (size_t i = 0; i < fmt.size(); ++i) {
     if (fmt[i] == '%' && i + 1 < fmt.size()) {
       char d = fmt[i + 1];
-      if (d == 'f') c_fmt += "000000";
+      if (d == 'f')
+        c_fmt += "000000";
       else if (d == 'z' || d == 'Z') {
-      } else c_fmt += fmt.substr(i, 2);
+      } else
+        c_fmt += fmt.substr(i, 2);
       ++i;
     } else {
       c_fmt.push_back(fmt[i]);
@@ -415,10 +476,14 @@ Value make_dict_from(const CallArgs& a, const char* func) {
 
 std::optional<Value> method(const Value& obj, std::string_view name) {
   switch (obj.type()) {
-    case Type::String: return str_method(obj, name);
-    case Type::Dict: return dict_method(obj, name);
-    case Type::List: return obj.list_kind() == ListKind::Iterator ? std::nullopt : list_method(obj, name);
-    default: return std::nullopt;
+    case Type::String:
+      return str_method(obj, name);
+    case Type::Dict:
+      return dict_method(obj, name);
+    case Type::List:
+      return obj.list_kind() == ListKind::Iterator ? std::nullopt : list_method(obj, name);
+    default:
+      return std::nullopt;
   }
 }
 
@@ -448,8 +513,10 @@ std::string py_format(Interp& in, const std::string& fmt, const CallArgs& args) 
     size_t j = i + 1;
     int depth = 1;
     while (j < fmt.size() && depth) {
-      if (fmt[j] == '{') ++depth;
-      else if (fmt[j] == '}') --depth;
+      if (fmt[j] == '{')
+        ++depth;
+      else if (fmt[j] == '}')
+        --depth;
       if (depth) ++j;
     }
     if (j >= fmt.size()) fail("Single '{' encountered in format string");
@@ -457,8 +524,10 @@ std::string py_format(Interp& in, const std::string& fmt, const CallArgs& args) 
     std::string spec, conv;
     size_t colon = std::string::npos;
     for (size_t k = 0, br = 0; k < field.size(); ++k) {
-      if (field[k] == '[') ++br;
-      else if (field[k] == ']' && br) --br;
+      if (field[k] == '[')
+        ++br;
+      else if (field[k] == ']' && br)
+        --br;
       else if (!br && field[k] == ':') {
         colon = k;
         break;
@@ -474,9 +543,12 @@ std::string py_format(Interp& in, const std::string& fmt, const CallArgs& args) 
     }
     if (spec.find('{') != std::string::npos) fail("nested format specifications are not supported");
     Value v = resolve_field(in, field, args, auto_idx, numbering);
-    if (conv == "r" || conv == "a") v = Value::string(v.repr());
-    else if (conv == "s") v = Value::string(v.to_str());
-    else if (!conv.empty()) fail("Unknown conversion specifier " + conv);
+    if (conv == "r" || conv == "a")
+      v = Value::string(v.repr());
+    else if (conv == "s")
+      v = Value::string(v.to_str());
+    else if (!conv.empty())
+      fail("Unknown conversion specifier " + conv);
     out += format_value(v, spec);
     in.check_size(out.size());
     i = j;
@@ -492,8 +564,10 @@ std::string format_value(const Value& v, const std::string& spec) {
   char32_t fill = ' ';
   char align = 0;
   auto is_align = [](char32_t c) { return c == '<' || c == '>' || c == '^' || c == '='; };
-  if (s.size() >= 2 && is_align(s[1])) fill = s[0], align = static_cast<char>(s[1]), i = 2;
-  else if (!s.empty() && is_align(s[0])) align = static_cast<char>(s[0]), i = 1;
+  if (s.size() >= 2 && is_align(s[1]))
+    fill = s[0], align = static_cast<char>(s[1]), i = 2;
+  else if (!s.empty() && is_align(s[0]))
+    align = static_cast<char>(s[0]), i = 1;
   char sign = '-';
   if (i < s.size() && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) sign = static_cast<char>(s[i++]);
   bool alt = i < s.size() && s[i] == '#' && ++i;
@@ -515,7 +589,8 @@ std::string format_value(const Value& v, const std::string& spec) {
 
   std::string body, prefix;
   if (v.is_string()) {
-    if (type && type != 's') fail(std::string("Unknown format code '") + type + "' for object of type 'str'");
+    if (type && type != 's')
+      fail(std::string("Unknown format code '") + type + "' for object of type 'str'");
     if (sign != '-' || group || alt) fail("Sign not allowed in string format specifier");
     body = v.str();
     if (precision >= 0) body = to_utf8(to_u32(body).substr(0, precision));
@@ -523,21 +598,36 @@ std::string format_value(const Value& v, const std::string& spec) {
   }
   if (!v.is_number()) fail("unsupported format string passed to " + v.type_name() + ".__format__");
   bool as_float = v.type() == Type::Float || (type && std::strchr("eEfFgG%", type));
-  if (!type && v.type() == Type::Bool && !as_float) return pad_to(v.to_str(), width, fill, align ? align : '<');
+  if (!type && v.type() == Type::Bool && !as_float)
+    return pad_to(v.to_str(), width, fill, align ? align : '<');
   char buf[512];
   if (!as_float) {
     int64_t x = v.as_int();
     uint64_t mag = x < 0 ? 0 - static_cast<uint64_t>(x) : static_cast<uint64_t>(x);
-    if (x < 0) prefix = "-";
-    else if (sign == '+') prefix = "+";
-    else if (sign == ' ') prefix = " ";
+    if (x < 0)
+      prefix = "-";
+    else if (sign == '+')
+      prefix = "+";
+    else if (sign == ' ')
+      prefix = " ";
     switch (type) {
       case 0:
       case 'd':
-      case 'n': std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(mag)); break;
-      case 'x': std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(mag)); if (alt) prefix += "0x"; break;
-      case 'X': std::snprintf(buf, sizeof buf, "%llX", static_cast<unsigned long long>(mag)); if (alt) prefix += "0X"; break;
-      case 'o': std::snprintf(buf, sizeof buf, "%llo", static_cast<unsigned long long>(mag)); if (alt) prefix += "0o"; break;
+      case 'n':
+        std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(mag));
+        break;
+      case 'x':
+        std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(mag));
+        if (alt) prefix += "0x";
+        break;
+      case 'X':
+        std::snprintf(buf, sizeof buf, "%llX", static_cast<unsigned long long>(mag));
+        if (alt) prefix += "0X";
+        break;
+      case 'o':
+        std::snprintf(buf, sizeof buf, "%llo", static_cast<unsigned long long>(mag));
+        if (alt) prefix += "0o";
+        break;
       case 'b': {
         std::string b;
         for (uint64_t m = mag; m; m >>= 1) b.insert(b.begin(), static_cast<char>('0' + (m & 1)));
@@ -550,21 +640,26 @@ std::string format_value(const Value& v, const std::string& spec) {
         utf8_append(ch, static_cast<char32_t>(mag));
         return pad_to(ch, width, fill, align ? align : '<');
       }
-      default: fail(std::string("Unknown format code '") + type + "' for object of type 'int'");
+      default:
+        fail(std::string("Unknown format code '") + type + "' for object of type 'int'");
     }
     body = buf;
   } else {
     double x = v.as_float();
     if (type == 'd' || type == 'x' || type == 'o' || type == 'b' || type == 'c' || type == 'n')
       fail(std::string("Unknown format code '") + type + "' for object of type 'float'");
-    if (std::signbit(x) && !std::isnan(x)) prefix = "-", x = -x;
-    else if (sign == '+') prefix = "+";
-    else if (sign == ' ') prefix = " ";
+    if (std::signbit(x) && !std::isnan(x))
+      prefix = "-", x = -x;
+    else if (sign == '+')
+      prefix = "+";
+    else if (sign == ' ')
+      prefix = " ";
     int prec = precision < 0 ? 6 : precision;
     if (type == '%') {
       std::snprintf(buf, sizeof buf, "%.*f%%", prec, x * 100);
     } else if (type) {
-      std::snprintf(buf, sizeof buf, (std::string("%") + (alt ? "#" : "") + ".*" + type).c_str(), prec, x);
+      std::snprintf(buf, sizeof buf, (std::string("%") + (alt ? "#" : "") + ".*" + type).c_str(),
+                    prec, x);
     } else if (precision < 0) {
       std::snprintf(buf, sizeof buf, "%s", py_float_repr(x).c_str());
     } else {
@@ -593,20 +688,24 @@ std::optional<Value> global_function(std::string_view name) {
       Params p(a, "range", {"start", "stop", "step"});
       if (!p.get(0)) fail("range expected at least 1 argument, got 0");
       int64_t start = 0, stop, step = p.int_arg(2).value_or(1);
-      if (p.get(1)) start = *p.int_arg(0), stop = *p.int_arg(1);
-      else stop = *p.int_arg(0);
+      if (p.get(1))
+        start = *p.int_arg(0), stop = *p.int_arg(1);
+      else
+        stop = *p.int_arg(0);
       if (step == 0) fail("range() arg 3 must not be zero");
       __int128 len = step > 0 ? (static_cast<__int128>(stop) - start + step - 1) / step
                               : (static_cast<__int128>(start) - stop - step - 1) / -step;
       if (len > 100000)  // jinja2.sandbox.MAX_RANGE
         fail("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
       std::vector<Value> out;
-      for (int64_t i = 0; i < static_cast<int64_t>(len); ++i) out.push_back(Value::integer(start + i * step));
+      for (int64_t i = 0; i < static_cast<int64_t>(len); ++i)
+        out.push_back(Value::integer(start + i * step));
       in.charge_bytes(out.size() * 32);
       return Value::list(std::move(out));
     });
   }
-  if (name == "dict") return bound("dict", [](Interp&, CallArgs& a) { return make_dict_from(a, "dict"); });
+  if (name == "dict")
+    return bound("dict", [](Interp&, CallArgs& a) { return make_dict_from(a, "dict"); });
   if (name == "namespace") {
     return bound("namespace", [](Interp&, CallArgs& a) {
       return Value::namespace_(make_dict_from(a, "namespace").dict_ptr());

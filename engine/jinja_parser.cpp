@@ -1,7 +1,9 @@
 #include "engine/jinja_parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 
+#include "engine/jinja_analysis.h"
 #include "engine/jinja_builtins.h"
 #include "engine/jinja_lexer.h"
 
@@ -41,16 +43,26 @@ class Parser {
   }
   static std::string describe(const Token& tk) {
     switch (tk.type) {
-      case Tok::Data: return "template data / text";
-      case Tok::VarBegin: return "begin of print statement";
-      case Tok::VarEnd: return "end of print statement";
-      case Tok::BlockBegin: return "begin of statement block";
-      case Tok::BlockEnd: return "end of statement block";
-      case Tok::Eof: return "end of template";
-      case Tok::String: return "string";
-      case Tok::Int: return "integer";
-      case Tok::Float: return "float";
-      default: return tk.text;
+      case Tok::Data:
+        return "template data / text";
+      case Tok::VarBegin:
+        return "begin of print statement";
+      case Tok::VarEnd:
+        return "end of print statement";
+      case Tok::BlockBegin:
+        return "begin of statement block";
+      case Tok::BlockEnd:
+        return "end of statement block";
+      case Tok::Eof:
+        return "end of template";
+      case Tok::String:
+        return "string";
+      case Tok::Int:
+        return "integer";
+      case Tok::Float:
+        return "float";
+      default:
+        return tk.text;
     }
   }
   [[noreturn]] void fail_at(const std::string& msg) const { throw TemplateError(msg, cur().line); }
@@ -183,8 +195,7 @@ class Parser {
       return s;
     }
     if (tag == "break" || tag == "continue") {
-      if (loop_depth_.empty() || loop_depth_.back() == 0)
-        fail_at("'" + tag + "' outside loop");
+      if (loop_depth_.empty() || loop_depth_.back() == 0) fail_at("'" + tag + "' outside loop");
       next();
       return stmt(tag == "break" ? StmtKind::Break : StmtKind::Continue, line);
     }
@@ -255,6 +266,25 @@ class Parser {
     expect_op(")");
   }
 
+  // jinja2's macro_body: which of caller/kwargs/varargs the body uses specially. A body
+  // that reads `caller` while `caller` is a parameter needs that parameter to have a default;
+  // `kwargs`/`varargs` listed as parameters are plain parameters.
+  void special_names(Stmt& s) {
+    auto is_param = [&](const char* n) {
+      return std::find(s.params.begin(), s.params.end(), n) != s.params.end();
+    };
+    bool reads_caller = body_uses(s.body, "caller");
+    for (size_t i = 0; i < s.params.size(); ++i)
+      if (reads_caller && s.params[i] == "caller" && !s.defaults[i])
+        throw TemplateError(
+            "When defining macros or call blocks the special \"caller\" "
+            "argument must be omitted or be given a default.",
+            s.line);
+    s.uses_caller = s.kind == StmtKind::Macro && reads_caller;
+    s.uses_kwargs = body_uses(s.body, "kwargs") && !is_param("kwargs");
+    s.uses_varargs = body_uses(s.body, "varargs") && !is_param("varargs");
+  }
+
   // Whether a macro body reads `name` (jinja2 decides caller/varargs/kwargs statically).
   static bool expr_uses(const Expr* e, const std::string& name) {
     if (!e) return false;
@@ -294,9 +324,7 @@ class Parser {
     loop_depth_.push_back(0);
     s->body = parse_body({"endmacro"}, true);
     loop_depth_.pop_back();
-    s->uses_caller = body_uses(s->body, "caller");
-    s->uses_varargs = body_uses(s->body, "varargs");
-    s->uses_kwargs = body_uses(s->body, "kwargs");
+    special_names(*s);
     return s;
   }
 
@@ -309,8 +337,7 @@ class Parser {
     loop_depth_.push_back(0);
     s->body = parse_body({"endcall"}, true);
     loop_depth_.pop_back();
-    s->uses_varargs = body_uses(s->body, "varargs");
-    s->uses_kwargs = body_uses(s->body, "kwargs");
+    special_names(*s);
     return s;
   }
 
@@ -370,8 +397,8 @@ class Parser {
   }
   static Op op_of(const std::string& sym) {
     static const std::pair<const char*, Op> kOps[] = {
-        {"+", Op::Add}, {"-", Op::Sub},  {"*", Op::Mul}, {"/", Op::Div},  {"//", Op::FloorDiv},
-        {"%", Op::Mod}, {"**", Op::Pow}, {"==", Op::Eq}, {"!=", Op::Ne},  {"<", Op::Lt},
+        {"+", Op::Add}, {"-", Op::Sub},  {"*", Op::Mul}, {"/", Op::Div}, {"//", Op::FloorDiv},
+        {"%", Op::Mod}, {"**", Op::Pow}, {"==", Op::Eq}, {"!=", Op::Ne}, {"<", Op::Lt},
         {"<=", Op::Le}, {">", Op::Gt},   {">=", Op::Ge}};
     for (const auto& [text, op] : kOps)
       if (sym == text) return op;
@@ -465,7 +492,8 @@ class Parser {
   ExprPtr parse_pow() {
     int line = cur().line;
     ExprPtr e = parse_unary(true);
-    while (skip_op("**")) e = binary(ExprKind::Binary, std::move(e), parse_unary(true), line, Op::Pow);
+    while (skip_op("**"))
+      e = binary(ExprKind::Binary, std::move(e), parse_unary(true), line, Op::Pow);
     return e;
   }
 
@@ -492,9 +520,12 @@ class Parser {
     int line = tk.line;
     if (tk.type == Tok::Name) {
       ExprPtr e = node(ExprKind::Const, line);
-      if (tk.text == "true" || tk.text == "True") e->value = Value::boolean(true);
-      else if (tk.text == "false" || tk.text == "False") e->value = Value::boolean(false);
-      else if (tk.text == "none" || tk.text == "None") e->value = Value::none();
+      if (tk.text == "true" || tk.text == "True")
+        e->value = Value::boolean(true);
+      else if (tk.text == "false" || tk.text == "False")
+        e->value = Value::boolean(false);
+      else if (tk.text == "none" || tk.text == "None")
+        e->value = Value::none();
       else {
         e->kind = ExprKind::Name;
         e->name = tk.text;
@@ -549,7 +580,8 @@ class Parser {
 
   bool is_tuple_end(std::initializer_list<const char*> extra_end) const {
     const Token& tk = cur();
-    if (tk.type == Tok::VarEnd || tk.type == Tok::BlockEnd || (tk.type == Tok::Op && tk.text == ")"))
+    if (tk.type == Tok::VarEnd || tk.type == Tok::BlockEnd ||
+        (tk.type == Tok::Op && tk.text == ")"))
       return true;
     if (tk.type == Tok::Name)
       for (const char* e : extra_end)
@@ -566,10 +598,14 @@ class Parser {
     while (true) {
       if (!args.empty()) expect_op(",");
       if (is_tuple_end(extra_end)) break;
-      if (simplified) args.push_back(parse_primary());
-      else args.push_back(parse_expression(with_condexpr));
-      if (is_op(",")) is_tuple = true;
-      else break;
+      if (simplified)
+        args.push_back(parse_primary());
+      else
+        args.push_back(parse_expression(with_condexpr));
+      if (is_op(","))
+        is_tuple = true;
+      else
+        break;
     }
     if (!is_tuple) {
       if (!args.empty()) return std::move(args[0]);
@@ -582,18 +618,25 @@ class Parser {
 
   ExprPtr parse_postfix(ExprPtr e) {
     while (true) {
-      if (is_op(".") || is_op("[")) e = parse_subscript(std::move(e));
-      else if (is_op("(")) e = parse_call(std::move(e));
-      else return e;
+      if (is_op(".") || is_op("["))
+        e = parse_subscript(std::move(e));
+      else if (is_op("("))
+        e = parse_call(std::move(e));
+      else
+        return e;
     }
   }
 
   ExprPtr parse_filter_expr(ExprPtr e) {
     while (true) {
-      if (is_op("|")) e = parse_filter(std::move(e), false);
-      else if (is_name("is")) e = parse_test(std::move(e));
-      else if (is_op("(")) e = parse_call(std::move(e));
-      else return e;
+      if (is_op("|"))
+        e = parse_filter(std::move(e), false);
+      else if (is_name("is"))
+        e = parse_test(std::move(e));
+      else if (is_op("("))
+        e = parse_call(std::move(e));
+      else
+        return e;
     }
   }
 
@@ -717,7 +760,8 @@ class Parser {
     t->name = name;
     const Token& tk = cur();
     bool arg_start = tk.type == Tok::Name || tk.type == Tok::String || tk.type == Tok::Int ||
-                     tk.type == Tok::Float || (tk.type == Tok::Op && (tk.text == "[" || tk.text == "{"));
+                     tk.type == Tok::Float ||
+                     (tk.type == Tok::Op && (tk.text == "[" || tk.text == "{"));
     if (is_op("(")) {
       parse_call_args(t->call);
     } else if (arg_start && !is_name("else") && !is_name("or") && !is_name("and")) {
@@ -736,66 +780,16 @@ class Parser {
   std::vector<int> loop_depth_;  // per function body (macro, caller): 1 inside a for loop
 };
 
-// jinja2 rejects an unknown filter or test at compile time unless it sits inside an `if`
-// statement or an inline if-expression (a "soft" frame), where it fails only when reached.
-void check_names(const Expr* e, bool soft) {
-  if (!e) return;
-  if (e->kind == ExprKind::CondExpr) soft = true;
-  if (!soft && e->kind == ExprKind::Filter && !has_filter(e->name))
-    throw TemplateError("No filter named '" + e->name + "'.", e->line);
-  if (!soft && e->kind == ExprKind::Test && !has_test(e->name))
-    throw TemplateError("No test named '" + e->name + "'.", e->line);
-  check_names(e->a.get(), soft);
-  check_names(e->b.get(), soft);
-  check_names(e->c.get(), soft);
-  for (const auto& x : e->items) check_names(x.get(), soft);
-  for (const auto& x : e->values) check_names(x.get(), soft);
-  for (const auto& x : e->call.args) check_names(x.get(), soft);
-  for (const auto& kv : e->call.kwargs) check_names(kv.second.get(), soft);
-  check_names(e->call.dyn_args.get(), soft);
-  check_names(e->call.dyn_kwargs.get(), soft);
-}
-
-void check_names(const StmtList& body, bool soft) {
-  for (const auto& s : body) {
-    switch (s->kind) {
-      case StmtKind::If:
-        for (const auto& br : s->branches) {
-          check_names(br.first.get(), true);
-          check_names(br.second, true);
-        }
-        check_names(s->else_body, true);
-        break;
-      case StmtKind::For:
-        check_names(s->expr.get(), soft);
-        check_names(s->test.get(), false);
-        check_names(s->body, false);
-        check_names(s->else_body, false);
-        break;
-      case StmtKind::Macro:
-      case StmtKind::CallBlock:
-      case StmtKind::FilterBlock:
-      case StmtKind::SetBlock:
-        check_names(s->expr.get(), s->kind == StmtKind::CallBlock && soft);
-        for (const auto& d : s->defaults) check_names(d.get(), false);
-        check_names(s->body, false);
-        break;
-      default:
-        check_names(s->expr.get(), soft);
-        for (const auto& d : s->defaults) check_names(d.get(), soft);
-        check_names(s->body, s->kind == StmtKind::Scope ? false : soft);
-        break;
-    }
-  }
-}
-
 }  // namespace
 
-StmtList parse_template(std::string_view source) {
+Template parse_template(std::string_view source) {
   Parser p(tokenize(source));
-  StmtList body = p.parse();
-  check_names(body, false);
-  return body;
+  Template t;
+  t.body = p.parse();
+  check_names(t.body);
+  mark_constants(t.body);
+  t.undefined = analyze_scopes(t.body);
+  return t;
 }
 
 }  // namespace llm::jinja

@@ -8,10 +8,17 @@
 
 namespace llm::jinja {
 
+// A parsed template: its statements and the names its top level starts with undefined
+// (see analyze_scopes).
+struct Template {
+  StmtList body;
+  std::vector<std::string> undefined;
+};
+
 // Throws TemplateError with the line on a syntax error, on an unknown filter or test used
 // outside an `if` (jinja2 reports those at compile time) and on nesting deeper than
 // kMaxParseDepth (so that a hostile template cannot overflow the stack).
-StmtList parse_template(std::string_view source);
+Template parse_template(std::string_view source);
 
 constexpr int kMaxParseDepth = 200;
 

@@ -1,9 +1,11 @@
 #include "engine/jinja_text.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 
 namespace llm::jinja {
 
@@ -83,8 +85,8 @@ size_t utf8_length(std::string_view s) {
 bool is_py_space(char32_t c) {
   if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
   if (c < 0x85) return false;
-  return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
-         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+  return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
+         c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 std::string py_strip(std::string_view s, const std::optional<std::string>& chars, bool left,
@@ -222,60 +224,112 @@ std::string py_replace(std::string_view s, std::string_view old, std::string_vie
 
 namespace {
 
-// Simple one-to-one case pairs; see the header for the covered blocks.
-char32_t to_upper_cp(char32_t c) {
-  if (c < 0x80) return (c >= 'a' && c <= 'z') ? c - 32 : c;
-  if (c >= 0xE0 && c <= 0xFE && c != 0xF7) return c - 32;
-  if (c == 0xFF) return 0x178;
-  if (c == 0xB5) return 0x39C;
-  if (c >= 0x100 && c <= 0x137) return c & ~1u;
-  if (c >= 0x139 && c <= 0x148) return (c & 1) ? c : c - 1;
-  if (c >= 0x14A && c <= 0x177) return c & ~1u;
-  if (c >= 0x179 && c <= 0x17E) return (c & 1) ? c : c - 1;
-  if (c == 0x131) return 'I';
-  if (c == 0x17F) return 'S';
-  if (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) return c - 32;
-  if (c == 0x3C2) return 0x3A3;
-  if (c == 0x3AC) return 0x386;
-  if (c >= 0x3AD && c <= 0x3AF) return c - 37;
-  if (c == 0x3CC) return 0x38C;
-  if (c == 0x3CD || c == 0x3CE) return c - 63;
-  if (c >= 0x430 && c <= 0x44F) return c - 32;
-  if (c >= 0x450 && c <= 0x45F) return c - 80;
-  if (c >= 0xFF41 && c <= 0xFF5A) return c - 32;
+struct CaseRun {  // code points first, first+stride, ... last map to cp + delta
+  char32_t first, last;
+  int32_t delta, stride;
+};
+struct CaseSpecial {  // a mapping to several code points
+  char32_t cp;
+  const char* utf8;
+};
+struct CpRange {
+  char32_t first, last;
+};
+#include "engine/jinja_unicode.inc"
+
+template <size_t N>
+const CaseSpecial* find_special(const CaseSpecial (&table)[N], char32_t c) {
+  auto it = std::lower_bound(std::begin(table), std::end(table), c,
+                             [](const CaseSpecial& s, char32_t v) { return s.cp < v; });
+  return it != std::end(table) && it->cp == c ? it : nullptr;
+}
+
+template <size_t N>
+char32_t map_runs(const CaseRun (&runs)[N], char32_t c) {
+  // Runs are sorted by `first`; strided runs may interleave with a few neighbours.
+  auto it = std::upper_bound(std::begin(runs), std::end(runs), c,
+                             [](char32_t v, const CaseRun& r) { return v < r.first; });
+  for (int k = 0; k < 8 && it != std::begin(runs); ++k) {
+    --it;
+    if (c <= it->last && (c - it->first) % it->stride == 0)
+      return static_cast<char32_t>(static_cast<int64_t>(c) + it->delta);
+  }
   return c;
 }
 
-char32_t to_lower_cp(char32_t c) {
-  if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
-  if (c == 0x178) return 0xFF;
-  if (c >= 0x100 && c <= 0x137 && c != 0x130) return c | 1u;
-  if (c == 0x130) return 'i';
-  if (c >= 0x139 && c <= 0x148) return (c & 1) ? c + 1 : c;
-  if (c >= 0x14A && c <= 0x177) return c | 1u;
-  if (c >= 0x179 && c <= 0x17E) return (c & 1) ? c + 1 : c;
-  if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
-  if (c == 0x386) return 0x3AC;
-  if (c >= 0x388 && c <= 0x38A) return c + 37;
-  if (c == 0x38C) return 0x3CC;
-  if (c == 0x38E || c == 0x38F) return c + 63;
-  if (c >= 0x410 && c <= 0x42F) return c + 32;
-  if (c >= 0x400 && c <= 0x40F) return c + 80;
-  if (c >= 0xFF21 && c <= 0xFF3A) return c + 32;
-  return c;
+template <size_t N>
+bool in_ranges(const CpRange (&ranges)[N], char32_t c) {
+  auto it = std::upper_bound(std::begin(ranges), std::end(ranges), c,
+                             [](char32_t v, const CpRange& r) { return v < r.first; });
+  return it != std::begin(ranges) && c <= std::prev(it)->last;
 }
 
+bool is_lower_cp(char32_t c) {
+  return c < 0x80 ? (c >= 'a' && c <= 'z') : in_ranges(kLowercase, c);
+}
+bool is_upper_cp(char32_t c) {
+  return c < 0x80 ? (c >= 'A' && c <= 'Z') : in_ranges(kUppercase, c);
+}
+bool is_title_cp(char32_t c) {
+  return c >= 0x80 && in_ranges(kTitlecase, c);
+}
 bool is_cased(char32_t c) {
-  return to_upper_cp(c) != c || to_lower_cp(c) != c || c == 0xDF || c == 0x138 || c == 0x149;
+  return is_lower_cp(c) || is_upper_cp(c) || is_title_cp(c);
+}
+bool is_case_ignorable(char32_t c) {
+  return in_ranges(kCaseIgnorable, c);
 }
 
 void append_upper(std::string& out, char32_t c) {
-  if (c == 0xDF) {
-    out += "SS";
-    return;
+  if (c < 0x80) {
+    out.push_back(static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c));
+  } else if (const CaseSpecial* sp = find_special(kUpperSpecial, c)) {
+    out += sp->utf8;
+  } else {
+    utf8_append(out, map_runs(kUpperRuns, c));
   }
-  utf8_append(out, to_upper_cp(c));
+}
+
+void append_lower(std::string& out, char32_t c) {
+  if (c < 0x80) {
+    out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+  } else if (const CaseSpecial* sp = find_special(kLowerSpecial, c)) {
+    out += sp->utf8;
+  } else {
+    utf8_append(out, map_runs(kLowerRuns, c));
+  }
+}
+
+void append_title(std::string& out, char32_t c) {
+  if (const CaseSpecial* sp = find_special(kTitleSpecial, c))
+    out += sp->utf8;
+  else
+    append_upper(out, c);
+}
+
+// Python's final-sigma rule for str.lower(): U+03A3 becomes U+03C2 after a cased letter
+// when no cased letter follows (case-ignorable characters skipped on both sides).
+bool final_sigma(const std::u32string& u, size_t i) {
+  size_t j = i;
+  while (j > 0 && is_case_ignorable(u[j - 1])) --j;
+  if (j == 0 || !is_cased(u[j - 1])) return false;
+  size_t k = i + 1;
+  while (k < u.size() && is_case_ignorable(u[k])) ++k;
+  return k == u.size() || !is_cased(u[k]);
+}
+
+// lower() of u[i] in its context (the final-sigma rule needs the neighbours).
+void append_lower_at(std::string& out, const std::u32string& u, size_t i) {
+  if (u[i] == 0x3A3)
+    utf8_append(out, final_sigma(u, i) ? 0x3C2 : 0x3C3);
+  else
+    append_lower(out, u[i]);
+}
+
+bool is_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
 }
 
 }  // namespace
@@ -290,22 +344,27 @@ std::string py_upper(std::string_view s) {
 std::string py_lower(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) utf8_append(out, to_lower_cp(utf8_next(s, i)));
+  if (is_ascii(s)) {
+    for (char c : s) out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    return out;
+  }
+  std::u32string u = to_u32(s);
+  for (size_t i = 0; i < u.size(); ++i) {
+    append_lower_at(out, u, i);
+  }
   return out;
 }
 
 std::string py_title(std::string_view s) {
   std::string out;
+  std::u32string u = to_u32(s);
   bool prev_cased = false;
-  for (size_t i = 0; i < s.size();) {
-    char32_t c = utf8_next(s, i);
-    if (prev_cased) {
-      utf8_append(out, to_lower_cp(c));
-    } else if (c == 0xDF) {
-      out += "Ss";  // titlecase of ß
-    } else {
-      utf8_append(out, to_upper_cp(c));
-    }
+  for (size_t i = 0; i < u.size(); ++i) {
+    char32_t c = u[i];
+    if (!prev_cased)
+      append_title(out, c);
+    else
+      append_lower_at(out, u, i);
     prev_cased = is_cased(c);
   }
   return out;
@@ -313,56 +372,43 @@ std::string py_title(std::string_view s) {
 
 std::string py_capitalize(std::string_view s) {
   std::string out;
-  bool first = true;
-  for (size_t i = 0; i < s.size();) {
-    char32_t c = utf8_next(s, i);
-    if (first && c == 0xDF) {
-      out += "Ss";
-    } else {
-      utf8_append(out, first ? to_upper_cp(c) : to_lower_cp(c));
-    }
-    first = false;
+  std::u32string u = to_u32(s);
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (i == 0)
+      append_title(out, u[i]);
+    else
+      append_lower_at(out, u, i);
   }
   return out;
 }
 
 bool py_is_upper(std::string_view s) {
-  bool any = false;
+  bool cased = false;
   for (size_t i = 0; i < s.size();) {
     char32_t c = utf8_next(s, i);
-    if (to_upper_cp(c) != c) return false;
-    any |= is_cased(c);
+    if (is_lower_cp(c) || is_title_cp(c)) return false;
+    cased |= is_upper_cp(c);
   }
-  return any;
+  return cased;
 }
 
 bool py_is_lower(std::string_view s) {
-  bool any = false;
+  bool cased = false;
   for (size_t i = 0; i < s.size();) {
     char32_t c = utf8_next(s, i);
-    if (to_lower_cp(c) != c) return false;
-    any |= is_cased(c);
+    if (is_upper_cp(c) || is_title_cp(c)) return false;
+    cased |= is_lower_cp(c);
   }
-  return any;
+  return cased;
 }
 
 namespace {
 
-// Py_UNICODE_ISPRINTABLE, approximated by the categories that occur in practice:
-// control, separators other than the space, format characters and private use.
+// Py_UNICODE_ISPRINTABLE (str.isprintable), which repr() uses to decide what to escape.
 bool is_printable(char32_t c) {
-  if (c < 0x20 || (c >= 0x7F && c <= 0xA0)) return false;
-  if (c < 0x7F) return true;
+  if (c < 0x7F) return c >= 0x20;
   if (c >= kRawByteBase) return false;
-  if (c == 0xAD || (c >= 0x600 && c <= 0x605) || c == 0x61C || c == 0x6DD || c == 0x70F ||
-      c == 0x8E2 || c == 0x1680 || c == 0x180E || (c >= 0x2000 && c <= 0x200F) ||
-      (c >= 0x2028 && c <= 0x202F) || (c >= 0x205F && c <= 0x2064) ||
-      (c >= 0x2066 && c <= 0x206F) || c == 0x3000 || (c >= 0xD800 && c <= 0xF8FF) ||
-      c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB) || c == 0xFFFE || c == 0xFFFF ||
-      c == 0x110BD || (c >= 0x1D173 && c <= 0x1D17A) || c == 0xE0001 ||
-      (c >= 0xE0020 && c <= 0xE007F) || c >= 0xF0000)
-    return false;
-  return true;
+  return !in_ranges(kNonPrintable, c);
 }
 
 void append_hex(std::string& out, const char* prefix, uint32_t v, int digits) {
@@ -416,14 +462,29 @@ void json_escape_string(std::string& out, std::string_view s, bool ensure_ascii)
     }
     char32_t c = utf8_next(s, i);
     switch (c) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      case '\b':
+        out += "\\b";
+        continue;
+      case '\f':
+        out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (c < 0x20 || (ensure_ascii && c == 0x7F)) {
       append_hex(out, "\\u", c, 4);
@@ -445,12 +506,23 @@ std::string html_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&#39;"; break;
-      case '"': out += "&#34;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;

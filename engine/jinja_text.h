@@ -40,9 +40,9 @@ std::vector<std::string> py_splitlines(std::string_view s);
 std::string py_replace(std::string_view s, std::string_view old, std::string_view repl,
                        int64_t count);
 
-// Case mapping (ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic, fullwidth Latin; the
-// special full mappings ß -> SS and final sigma are the only multi-character cases kept
-// out: ß upper-cases to "SS" as in Python).
+// Case mapping and case tests as Python's str does them: full Unicode mappings (ß -> SS),
+// titlecase for title()/capitalize(), the final-sigma rule of lower(). The tables come from
+// Python's unicodedata (scripts/gen_unicode_case.py -> jinja_unicode_case.inc).
 std::string py_upper(std::string_view s);
 std::string py_lower(std::string_view s);
 std::string py_title(std::string_view s);       // str.title()

@@ -11,7 +11,9 @@ namespace {
 constexpr int kMaxNesting = 256;  // repr / json / == depth; deeper means a cycle or abuse
 }
 
-void fail(const std::string& msg) { throw TemplateError(msg); }
+void fail(const std::string& msg) {
+  throw TemplateError(msg);
+}
 
 const Value* ValueDict::find(const Value& key) const {
   if (key.is_string()) return find(std::string_view(key.str()));
@@ -72,7 +74,9 @@ Value Value::list(std::vector<Value> items, ListKind kind) {
   return v;
 }
 
-Value Value::dict_of(ValueDict d) { return dict_ref(std::make_shared<ValueDict>(std::move(d))); }
+Value Value::dict_of(ValueDict d) {
+  return dict_ref(std::make_shared<ValueDict>(std::move(d)));
+}
 
 Value Value::dict_ref(std::shared_ptr<ValueDict> d) {
   Value v;
@@ -96,10 +100,14 @@ Value Value::callable(std::shared_ptr<const Callable> fn) {
 
 double Value::as_float() const {
   switch (type_) {
-    case Type::Float: return f_;
-    case Type::Int: return static_cast<double>(i_);
-    case Type::Bool: return b_ ? 1.0 : 0.0;
-    default: return 0;
+    case Type::Float:
+      return f_;
+    case Type::Int:
+      return static_cast<double>(i_);
+    case Type::Bool:
+      return b_ ? 1.0 : 0.0;
+    default:
+      return 0;
   }
 }
 
@@ -109,8 +117,10 @@ const void* Value::identity() const {
     case Type::Dict:
     case Type::Namespace:
     case Type::Callable:
-    case Type::String: return ptr_.get();
-    default: return nullptr;
+    case Type::String:
+      return ptr_.get();
+    default:
+      return nullptr;
   }
 }
 
@@ -121,52 +131,75 @@ std::string Value::undefined_message() const {
 bool Value::truthy() const {
   switch (type_) {
     case Type::Undefined:
-    case Type::None: return false;
-    case Type::Bool: return b_;
-    case Type::Int: return i_ != 0;
-    case Type::Float: return f_ != 0;
-    case Type::String: return !text().empty();
-    case Type::List: return kind_ == ListKind::Iterator || !box().items.empty();
-    case Type::Dict: return !dict().items.empty();
+    case Type::None:
+      return false;
+    case Type::Bool:
+      return b_;
+    case Type::Int:
+      return i_ != 0;
+    case Type::Float:
+      return f_ != 0;
+    case Type::String:
+      return !text().empty();
+    case Type::List:
+      return kind_ == ListKind::Iterator || !box().items.empty();
+    case Type::Dict:
+      return !dict().items.empty();
     case Type::Namespace:
-    case Type::Callable: return true;
+    case Type::Callable:
+      return true;
   }
   return false;
 }
 
 std::optional<size_t> Value::length() const {
   switch (type_) {
-    case Type::Undefined: return 0;
-    case Type::String: return utf8_length(text());
+    case Type::Undefined:
+      return 0;
+    case Type::String:
+      return utf8_length(text());
     case Type::List:
       if (kind_ == ListKind::Iterator) return std::nullopt;
       return box().items.size();
-    case Type::Dict: return dict().items.size();
-    default: return std::nullopt;
+    case Type::Dict:
+      return dict().items.size();
+    default:
+      return std::nullopt;
   }
 }
 
 std::string Value::type_name() const {
   switch (type_) {
-    case Type::Undefined: return "Undefined";
-    case Type::None: return "NoneType";
-    case Type::Bool: return "bool";
-    case Type::Int: return "int";
-    case Type::Float: return "float";
-    case Type::String: return safe_ ? "Markup" : "str";
+    case Type::Undefined:
+      return "Undefined";
+    case Type::None:
+      return "NoneType";
+    case Type::Bool:
+      return "bool";
+    case Type::Int:
+      return "int";
+    case Type::Float:
+      return "float";
+    case Type::String:
+      return safe_ ? "Markup" : "str";
     case Type::List:
       return kind_ == ListKind::List ? "list" : kind_ == ListKind::Tuple ? "tuple" : "generator";
-    case Type::Dict: return "dict";
-    case Type::Namespace: return "Namespace";
-    case Type::Callable: return fn().is_macro ? "Macro" : "builtin_function_or_method";
+    case Type::Dict:
+      return "dict";
+    case Type::Namespace:
+      return "Namespace";
+    case Type::Callable:
+      return fn().is_macro ? "Macro" : "builtin_function_or_method";
   }
   return "object";
 }
 
 std::string Value::to_str() const {
   switch (type_) {
-    case Type::Undefined: return "";
-    case Type::String: return text();
+    case Type::Undefined:
+      return "";
+    case Type::String:
+      return text();
     default: {
       std::string out;
       repr_into(out, 0);
@@ -184,11 +217,21 @@ std::string Value::repr() const {
 void Value::repr_into(std::string& out, int depth) const {
   if (depth > kMaxNesting) fail("value nested too deeply (or a cycle) to print");
   switch (type_) {
-    case Type::Undefined: out += "Undefined"; return;
-    case Type::None: out += "None"; return;
-    case Type::Bool: out += b_ ? "True" : "False"; return;
-    case Type::Int: out += std::to_string(i_); return;
-    case Type::Float: out += py_float_repr(f_); return;
+    case Type::Undefined:
+      out += "Undefined";
+      return;
+    case Type::None:
+      out += "None";
+      return;
+    case Type::Bool:
+      out += b_ ? "True" : "False";
+      return;
+    case Type::Int:
+      out += std::to_string(i_);
+      return;
+    case Type::Float:
+      out += py_float_repr(f_);
+      return;
     case Type::String:
       if (safe_) out += "Markup(";
       out += py_repr_string(text());
@@ -227,7 +270,12 @@ void Value::repr_into(std::string& out, int depth) const {
       return;
     }
     case Type::Callable:
-      out += fn().is_macro ? "<Macro '" + fn().name + "'>" : "<built-in method " + fn().name + ">";
+      if (!fn().is_macro)
+        out += "<built-in method " + fn().name + ">";
+      else if (fn().name.empty())
+        out += "<Macro anonymous>";
+      else
+        out += "<Macro '" + fn().name + "'>";
       return;
   }
 }
@@ -243,8 +291,10 @@ bool equals_at(const Value& a, const Value& b, int depth) {
   if (a.type() != b.type()) return false;
   switch (a.type()) {
     case Type::Undefined:
-    case Type::None: return true;
-    case Type::String: return a.str() == b.str();
+    case Type::None:
+      return true;
+    case Type::String:
+      return a.str() == b.str();
     case Type::List: {
       if (a.list_kind() != b.list_kind() || a.list_kind() == ListKind::Iterator)
         return a.identity() == b.identity();
@@ -263,7 +313,8 @@ bool equals_at(const Value& a, const Value& b, int depth) {
       }
       return true;
     }
-    default: return a.identity() == b.identity();
+    default:
+      return a.identity() == b.identity();
   }
 }
 
@@ -290,16 +341,19 @@ int compare_at(const Value& a, const Value& b, int depth) {
     }
     return x.size() < y.size() ? -1 : x.size() > y.size() ? 1 : 0;
   }
-  if (a.is_undefined() || b.is_undefined())
-    fail((a.is_undefined() ? a : b).undefined_message());
+  if (a.is_undefined() || b.is_undefined()) fail((a.is_undefined() ? a : b).undefined_message());
   fail("'<' not supported between instances of '" + a.type_name() + "' and '" + b.type_name() +
        "'");
 }
 
 }  // namespace
 
-bool equals(const Value& a, const Value& b) { return equals_at(a, b, 0); }
-int compare(const Value& a, const Value& b) { return compare_at(a, b, 0); }
+bool equals(const Value& a, const Value& b) {
+  return equals_at(a, b, 0);
+}
+int compare(const Value& a, const Value& b) {
+  return compare_at(a, b, 0);
+}
 
 bool contains(const Value& haystack, const Value& needle) {
   switch (haystack.type()) {
@@ -311,34 +365,46 @@ bool contains(const Value& haystack, const Value& needle) {
       for (const auto& v : haystack.items())
         if (equals(v, needle)) return true;
       return false;
-    case Type::Dict: return haystack.dict().find(needle) != nullptr;
+    case Type::Dict:
+      if ((needle.is_list() && needle.list_kind() != ListKind::Tuple) || needle.is_dict())
+        fail("unhashable type: '" + needle.type_name() + "'");
+      return haystack.dict().find(needle) != nullptr;
     case Type::Undefined:
       if (haystack.is_forbidden()) fail(haystack.undefined_message());
       return false;  // Undefined iterates as empty
-    default: fail("argument of type '" + haystack.type_name() + "' is not iterable");
+    default:
+      fail("argument of type '" + haystack.type_name() + "' is not iterable");
   }
 }
 
 namespace {
 
 void json_number_float(std::string& out, double f) {
-  if (std::isnan(f)) out += "NaN";
-  else if (std::isinf(f)) out += f > 0 ? "Infinity" : "-Infinity";
-  else out += py_float_repr(f);
+  if (std::isnan(f))
+    out += "NaN";
+  else if (std::isinf(f))
+    out += f > 0 ? "Infinity" : "-Infinity";
+  else
+    out += py_float_repr(f);
 }
 
 std::string json_key(const Value& k) {
   switch (k.type()) {
-    case Type::String: return k.str();
-    case Type::Int: return std::to_string(k.as_int());
-    case Type::Bool: return k.as_bool() ? "true" : "false";
-    case Type::None: return "null";
+    case Type::String:
+      return k.str();
+    case Type::Int:
+      return std::to_string(k.as_int());
+    case Type::Bool:
+      return k.as_bool() ? "true" : "false";
+    case Type::None:
+      return "null";
     case Type::Float: {
       std::string s;
       json_number_float(s, k.as_float());
       return s;
     }
-    default: fail("keys must be str, int, float, bool or None, not " + k.type_name());
+    default:
+      fail("keys must be str, int, float, bool or None, not " + k.type_name());
   }
 }
 
@@ -349,11 +415,21 @@ void json_into(std::string& out, const Value& v, const JsonOptions& opt, int dep
     for (int i = 0; i < level; ++i) out += *opt.indent;
   };
   switch (v.type()) {
-    case Type::None: out += "null"; return;
-    case Type::Bool: out += v.as_bool() ? "true" : "false"; return;
-    case Type::Int: out += std::to_string(v.as_int()); return;
-    case Type::Float: json_number_float(out, v.as_float()); return;
-    case Type::String: json_escape_string(out, v.str(), opt.ensure_ascii); return;
+    case Type::None:
+      out += "null";
+      return;
+    case Type::Bool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Type::Int:
+      out += std::to_string(v.as_int());
+      return;
+    case Type::Float:
+      json_number_float(out, v.as_float());
+      return;
+    case Type::String:
+      json_escape_string(out, v.str(), opt.ensure_ascii);
+      return;
     case Type::List: {
       if (v.list_kind() == ListKind::Iterator) break;
       const auto& items = v.items();
@@ -398,7 +474,8 @@ void json_into(std::string& out, const Value& v, const JsonOptions& opt, int dep
       out.push_back('}');
       return;
     }
-    default: break;
+    default:
+      break;
   }
   if (v.is_undefined() && v.is_forbidden()) fail(v.undefined_message());
   fail("Object of type " + v.type_name() + " is not JSON serializable");

@@ -118,10 +118,10 @@ class Value {
 
   bool as_bool() const { return b_; }
   int64_t as_int() const { return type_ == Type::Bool ? b_ : i_; }  // Int or Bool
-  double as_float() const;                                           // any number
-  const std::string& str() const { return text(); }                  // String
-  bool is_safe() const { return safe_; }                             // markupsafe.Markup
-  std::vector<Value>& items() const { return box().items; }          // List
+  double as_float() const;                                          // any number
+  const std::string& str() const { return text(); }                 // String
+  bool is_safe() const { return safe_; }                            // markupsafe.Markup
+  std::vector<Value>& items() const { return box().items; }         // List
   ListKind list_kind() const { return kind_; }
   ValueDict& dict() const { return *static_cast<ValueDict*>(ptr_.get()); }  // Dict, Namespace
   std::shared_ptr<ValueDict> dict_ptr() const { return std::static_pointer_cast<ValueDict>(ptr_); }
@@ -132,10 +132,10 @@ class Value {
   std::string undefined_message() const;
   bool is_forbidden() const { return safe_; }
 
-  bool truthy() const;           // Python bool(); raises nothing
-  std::string to_str() const;    // Python str()
-  std::string repr() const;      // Python repr()
-  std::string type_name() const; // Python type(x).__name__
+  bool truthy() const;                   // Python bool(); raises nothing
+  std::string to_str() const;            // Python str()
+  std::string repr() const;              // Python repr()
+  std::string type_name() const;         // Python type(x).__name__
   std::optional<size_t> length() const;  // Python len(), nullopt when unsized
 
  private:

@@ -8,7 +8,6 @@
 #include <thread>
 #include <vector>
 
-#include "engine/dequant_avx2.h"
 #include "quant/quants.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -204,10 +203,7 @@ void dequant_row(const Kernels& k, DType t, const void* src, float* dst, int64_t
       k.bf16(static_cast<const uint16_t*>(src), dst, cols);
       return;
     default:
-      if (has_dequantize_avx2(t))
-        dequantize_row_avx2(t, src, dst, cols);
-      else
-        dequantize_row(t, src, dst, cols);
+      dequantize_row(t, src, dst, cols);  // picks quant/'s AVX2 decoders at run time
   }
 }
 

@@ -24,26 +24,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// --chat-template NAME|FILE, else the model's own, else chatml with a warning.
-ChatTemplate pick_template(const std::string& flag, const GgufFile& file, const Tokenizer& tok) {
-  const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
-  const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
-  if (!flag.empty()) {
-    if (std::filesystem::is_regular_file(flag)) {
-      std::ifstream f(flag, std::ios::binary);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      return ChatTemplate::from_source(ss.str(), bos, eos);
-    }
-    return ChatTemplate::builtin(flag, bos, eos);
-  }
-  if (auto t = ChatTemplate::from_gguf(file)) return *t;
-  std::fprintf(stderr,
-               "llm chat: warning: the model has no chat template; using the built-in 'chatml' "
-               "(choose another with --chat-template NAME|FILE)\n");
-  return ChatTemplate::builtin("chatml", bos, eos);
-}
-
 class LocalChat final : public ChatBackend {
  public:
   LocalChat(LoadedModel lm, const EngineConfig& cfg, ChatTemplate tmpl, std::string path)
@@ -167,7 +147,7 @@ std::unique_ptr<ChatBackend> make_local_chat(const Args& a) {
     throw Error("the model's tokenizer has " + std::to_string(lm.tokenizer->n_vocab()) +
                 " tokens but token_embd.weight has " + std::to_string(lm.model->config.n_vocab) +
                 " rows");
-  ChatTemplate tmpl = pick_template(a.str("chat-template"), lm.model->file, *lm.tokenizer);
+  ChatTemplate tmpl = pick_chat_template(a.str("chat-template"), lm.model->file, *lm.tokenizer, "chat");
   const EngineConfig cfg = engine_config(a, lm);
   std::string path = a.str("model");
   if (path.empty() && !a.positional().empty()) path = a.positional()[0];

@@ -17,6 +17,7 @@
 #include "engine/model.h"
 #include "quant/mix.h"
 #include "server/args.h"
+#include "server/bench_batch.h"
 #include "server/bench_spec.h"
 #include "server/cli.h"
 
@@ -38,9 +39,9 @@ double median(std::vector<double> v) {
 
 // What one token costs: weight bytes read and matrix FLOPs (attention added per context).
 struct Cost {
-  double weight_bytes = 0;     // all matrices read once (one embedding row)
-  double matmul_flops = 0;     // 2 * parameters of the matrices used per token
-  double kv_bytes_per_pos = 0; // K and V of one position, all layers (f16 on CUDA, f32 on CPU)
+  double weight_bytes = 0;        // all matrices read once (one embedding row)
+  double matmul_flops = 0;        // 2 * parameters of the matrices used per token
+  double kv_bytes_per_pos = 0;    // K and V of one position, all layers (f16 on CUDA, f32 on CPU)
   double attn_flops_per_pos = 0;  // q·k and p·v of one position, all layers and heads
 };
 
@@ -66,7 +67,9 @@ std::string model_type(const Model& m) {
     if (auto f = file_type_from_gguf(static_cast<uint32_t>(*ft))) return file_type_name(*f);
   std::map<std::string, size_t> bytes;
   for (const GgufTensor& t : m.file.tensors()) bytes[dtype_name(t.type)] += t.bytes;
-  return std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+  return std::max_element(bytes.begin(), bytes.end(),
+                          [](auto& a, auto& b) { return a.second < b.second; })
+      ->first;
 }
 
 // Host memory bandwidth (read + write) of a large memcpy on n threads.
@@ -109,6 +112,12 @@ int cmd_bench(int argc, char** argv) {
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
   args.flag("--profile", "", "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
+  args.flag("--concurrency", "N,N,...",
+            "batched mode: aggregate generation throughput of N sequences of -p prompt and -n generated "
+            "tokens each, through the batching engine (like llama-batched-bench)");
+  args.flag("--shared-prefix", "N", "batched mode: the first N prompt tokens are shared (prefix caching)", "0");
+  args.flag("--prefix-ttft", "N", "time to first token of a request whose first N tokens are cached vs uncached");
+  args.flag("--batch-tokens", "N", "batched mode: engine token budget per step", "4096");
   add_bench_spec_flags(args);  // speculative decoding's factors (server/bench_spec.h)
   if (!args.parse(argc, argv)) return 0;
   const std::string path = args.str("model");
@@ -116,9 +125,11 @@ int cmd_bench(int argc, char** argv) {
   const int n_prompt = static_cast<int>(args.i64("n-prompt", 512));
   const int n_gen = static_cast<int>(args.i64("n-gen", 128));
   const int reps = static_cast<int>(args.i64("repetitions", 3));
-  if (n_prompt < 0 || n_gen < 0 || reps < 1) throw Error("bench: -p and -n must be >= 0 and -r >= 1");
+  if (n_prompt < 0 || n_gen < 0 || reps < 1)
+    throw Error("bench: -p and -n must be >= 0 and -r >= 1");
   std::string dev = args.str("device", cuda_device_count() > 0 ? "cuda" : "cpu");
-  if (dev != "cuda" && dev != "cpu") throw Error("bench: --device must be cuda or cpu, got '" + dev + "'");
+  if (dev != "cuda" && dev != "cpu")
+    throw Error("bench: --device must be cuda or cpu, got '" + dev + "'");
   const bool json = args.on("json");
 
   BackendOptions opt;
@@ -129,6 +140,29 @@ int cmd_bench(int argc, char** argv) {
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
   opt.verbose = !json;
   if (bench_spec_requested(args)) return run_bench_spec(args, opt);
+  std::vector<int> concurrency;
+  if (args.has("concurrency")) {
+    std::string list = args.str("concurrency");
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      char* end = nullptr;
+      long v = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || v < 1 || v > 4096)
+        throw Error("bench: --concurrency expects a list of sequence counts like 1,8,32, got '" + list + "'");
+      concurrency.push_back(static_cast<int>(v));
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    const int max_n = *std::max_element(concurrency.begin(), concurrency.end());
+    opt.kv_tokens = static_cast<int64_t>(max_n) * ((n_prompt + n_gen + 15) / 16 + 1) * 16;
+  }
+  const int shared_prefix = static_cast<int>(args.i64("shared-prefix", 0));
+  const int prefix_ttft = static_cast<int>(args.i64("prefix-ttft", 0));
+  if (shared_prefix < 0 || shared_prefix > n_prompt) throw Error("bench: --shared-prefix must be 0..-p");
+  if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
+  if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
 
   // Ceilings first, while the device is empty.
   std::string dev_name;
@@ -143,7 +177,9 @@ int cmd_bench(int argc, char** argv) {
     throw Error("bench: this llm was built without CUDA; use --device cpu");
 #endif
   } else {
-    const int nt = opt.n_threads > 0 ? opt.n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int nt = opt.n_threads > 0
+                       ? opt.n_threads
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     dev_name = "cpu (" + std::to_string(nt) + " threads)";
     copy_gbs = cpu_copy_gbs(nt);
   }
@@ -158,7 +194,8 @@ int cmd_bench(int argc, char** argv) {
   std::iota(blocks.begin(), blocks.end(), 0);
   std::vector<float> logits(static_cast<size_t>(V));
   std::vector<int32_t> prompt(static_cast<size_t>(std::max(n_prompt, 1)));
-  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<size_t>(V));
+  for (size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<int32_t>((i * 7919 + 13) % static_cast<size_t>(V));
 
   auto prefill = [&](int n) {
     Batch b;
@@ -175,6 +212,30 @@ int cmd_bench(int argc, char** argv) {
       tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
   };
+
+  if (!concurrency.empty() || prefix_ttft > 0) {
+    if (!json) {
+      std::printf("device: %s — copy bandwidth %.0f GB/s (read + write)", dev_name.c_str(), copy_gbs);
+      if (peak_tflops > 0) std::printf(", f16 GEMM %.0f TFLOP/s", peak_tflops);
+      std::printf("\nmodel: %s (%s, %d layers, n_embd %d)\n", path.c_str(), model_type(*model).c_str(), c.n_layer,
+                  c.n_embd);
+    }
+    if (!concurrency.empty()) {
+      BatchBenchOptions bo;
+      bo.concurrency = concurrency;
+      bo.n_prompt = std::max(n_prompt, 1);
+      bo.n_gen = std::max(n_gen, 1);
+      bo.shared_prefix = shared_prefix;
+      bo.repetitions = reps;
+      bo.max_batched_tokens = static_cast<int>(args.i64("batch-tokens", 4096));
+      bo.bandwidth_gbs = copy_gbs;
+      bo.peak_tflops = peak_tflops;
+      bo.json = json;
+      run_batch_bench(*backend, *model, bo);
+    }
+    if (prefix_ttft > 0) run_prefix_bench(*backend, *model, prefix_ttft, 64, reps, json);
+    return 0;
+  }
 
   std::vector<Result> results;
   if (n_prompt > 0) {
@@ -232,14 +293,21 @@ int cmd_bench(int argc, char** argv) {
       cb->set_profiling(false);
       double total = 0;
       for (const auto& o : prof) total += o.ms;
-      std::fprintf(stderr, "\nper-op GPU time of a decode step (mean of %d steps; ops queued back to back, no graph, no PDL overlap):\n", steps);
-      std::fprintf(stderr, "| %-14s | %6s | %10s | %6s | %9s |\n", "op", "calls", "us/token", "share", "GB/s");
+      std::fprintf(stderr,
+                   "\nper-op GPU time of a decode step (mean of %d steps; ops queued back to back, "
+                   "no graph, no PDL overlap):\n",
+                   steps);
+      std::fprintf(stderr, "| %-14s | %6s | %10s | %6s | %9s |\n", "op", "calls", "us/token",
+                   "share", "GB/s");
       for (const auto& o : prof) {
         const double us = 1000.0 * o.ms / steps;
         const auto it = op_bytes.find(o.op);
-        std::fprintf(stderr, "| %-14s | %6d | %10.1f | %5.1f%% | %9s |\n", o.op.c_str(), o.calls / steps, us,
-                     100.0 * o.ms / total,
-                     it == op_bytes.end() ? "" : std::to_string(static_cast<int>(it->second / (us * 1e-6) / 1e9)).c_str());
+        std::fprintf(
+            stderr, "| %-14s | %6d | %10.1f | %5.1f%% | %9s |\n", o.op.c_str(), o.calls / steps, us,
+            100.0 * o.ms / total,
+            it == op_bytes.end()
+                ? ""
+                : std::to_string(static_cast<int>(it->second / (us * 1e-6) / 1e9)).c_str());
       }
       std::fprintf(stderr, "| %-14s | %6s | %10.1f |\n", "total", "", 1000.0 * total / steps);
     }
@@ -249,15 +317,19 @@ int cmd_bench(int argc, char** argv) {
   const std::string type = model_type(*model);
   const double size_gib = static_cast<double>(model->weight_bytes()) / (1024.0 * 1024 * 1024);
   if (json) {
-    std::printf("{\"model\": \"%s\", \"type\": \"%s\", \"size_gib\": %.3f, \"backend\": \"%s\", \"device\": \"%s\", "
-                "\"copy_gbs\": %.1f, \"gemm_tflops\": %.1f, \"results\": [",
-                path.c_str(), type.c_str(), size_gib, backend->name().c_str(), dev_name.c_str(), copy_gbs, peak_tflops);
+    std::printf(
+        "{\"model\": \"%s\", \"type\": \"%s\", \"size_gib\": %.3f, \"backend\": \"%s\", "
+        "\"device\": \"%s\", "
+        "\"copy_gbs\": %.1f, \"gemm_tflops\": %.1f, \"results\": [",
+        path.c_str(), type.c_str(), size_gib, backend->name().c_str(), dev_name.c_str(), copy_gbs,
+        peak_tflops);
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
-      std::printf("%s{\"test\": \"%s\", \"tok_s\": %.2f, \"bytes_per_tok\": %.0f, \"flops_per_tok\": %.0f, "
-                  "\"ceiling_tok_s\": %.2f, \"pct_of_ceiling\": %.2f, \"runs\": [",
-                  i ? ", " : "", r.test.c_str(), r.tok_s, r.bytes_per_tok, r.flops_per_tok, r.ceiling,
-                  r.ceiling > 0 ? 100.0 * r.tok_s / r.ceiling : 0.0);
+      std::printf(
+          "%s{\"test\": \"%s\", \"tok_s\": %.2f, \"bytes_per_tok\": %.0f, \"flops_per_tok\": %.0f, "
+          "\"ceiling_tok_s\": %.2f, \"pct_of_ceiling\": %.2f, \"runs\": [",
+          i ? ", " : "", r.test.c_str(), r.tok_s, r.bytes_per_tok, r.flops_per_tok, r.ceiling,
+          r.ceiling > 0 ? 100.0 * r.tok_s / r.ceiling : 0.0);
       for (size_t j = 0; j < r.runs.size(); ++j) std::printf("%s%.2f", j ? ", " : "", r.runs[j]);
       std::printf("]}");
     }
@@ -266,15 +338,18 @@ int cmd_bench(int argc, char** argv) {
   }
   std::printf("device: %s — copy bandwidth %.0f GB/s (read + write)", dev_name.c_str(), copy_gbs);
   if (peak_tflops > 0) std::printf(", f16 GEMM %.0f TFLOP/s", peak_tflops);
-  std::printf("\nmodel: %s (%s, %.2f GiB, %d layers, n_embd %d)\n\n", path.c_str(), type.c_str(), size_gib, c.n_layer,
-              c.n_embd);
-  std::printf("| %-8s | %-6s | %12s | %10s | %10s | %9s | %14s | %7s |\n", "type", "test", "tok/s", "MB/tok",
-              "GFLOP/tok", "bound", "ceiling tok/s", "% ceil");
-  std::printf("|----------|--------|--------------|------------|------------|-----------|----------------|---------|\n");
+  std::printf("\nmodel: %s (%s, %.2f GiB, %d layers, n_embd %d)\n\n", path.c_str(), type.c_str(),
+              size_gib, c.n_layer, c.n_embd);
+  std::printf("| %-8s | %-6s | %12s | %10s | %10s | %9s | %14s | %7s |\n", "type", "test", "tok/s",
+              "MB/tok", "GFLOP/tok", "bound", "ceiling tok/s", "% ceil");
+  std::printf(
+      "|----------|--------|--------------|------------|------------|-----------|----------------|-"
+      "--------|\n");
   for (const Result& r : results) {
     const bool tg = r.test[0] == 't';
-    std::printf("| %-8s | %-6s | %12.2f | %10.1f | %10.2f | %9s | %14.1f | %6.1f%% |\n", type.c_str(), r.test.c_str(),
-                r.tok_s, r.bytes_per_tok / 1e6, r.flops_per_tok / 1e9, tg ? "memory" : "compute", r.ceiling,
+    std::printf("| %-8s | %-6s | %12.2f | %10.1f | %10.2f | %9s | %14.1f | %6.1f%% |\n",
+                type.c_str(), r.test.c_str(), r.tok_s, r.bytes_per_tok / 1e6, r.flops_per_tok / 1e9,
+                tg ? "memory" : "compute", r.ceiling,
                 r.ceiling > 0 ? 100.0 * r.tok_s / r.ceiling : 0.0);
   }
   return 0;

@@ -1,6 +1,9 @@
 #include "server/cli_common.h"
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "engine/error.h"
@@ -55,6 +58,37 @@ LoadedModel load_model(const Args& a) {
   lm.spec = make_spec(a, *lm.model, bo, draft_kv_tokens_for(ctx));
   lm.backend = make_backend(*lm.model, bo);
   return lm;
+}
+
+namespace {
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error("cannot read chat template file '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+ChatTemplate pick_chat_template(const std::string& flag, const GgufFile& file, const Tokenizer& tok,
+                                const std::string& who) {
+  const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
+  const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
+  if (!flag.empty()) {
+    if (std::filesystem::is_regular_file(flag)) return ChatTemplate::from_source(read_all(flag), bos, eos);
+    return ChatTemplate::builtin(flag, bos, eos);
+  }
+  if (auto t = ChatTemplate::from_gguf(file)) return *t;
+  std::fprintf(stderr,
+               "llm %s: warning: the model has no chat template (tokenizer.chat_template); using the built-in "
+               "'chatml' (choose another with --chat-template NAME|FILE)\n",
+               who.c_str());
+  return ChatTemplate::builtin("chatml", bos, eos);
+}
+
+std::string chat_template_source(const std::string& flag, const GgufFile& file) {
+  if (!flag.empty()) return std::filesystem::is_regular_file(flag) ? read_all(flag) : flag;
+  return file.get_string("tokenizer.chat_template").value_or("");
 }
 
 EngineConfig engine_config(const Args& a, const Tokenizer& tok) {

@@ -3,7 +3,10 @@
 #pragma once
 #include <memory>
 
+#include <string>
+
 #include "engine/backend.h"
+#include "engine/chat_template.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
@@ -29,6 +32,15 @@ LoadedModel load_model(const Args& a);
 EngineConfig engine_config(const Args& a, const Tokenizer& tok);
 // The same, with the loaded model's speculative decoding.
 EngineConfig engine_config(const Args& a, const LoadedModel& lm);
+
+// The chat template: --chat-template NAME|FILE (a built-in name or a Jinja file), else
+// the model's own tokenizer.chat_template, else the built-in chatml with a warning on
+// stderr naming `who` (the command).
+ChatTemplate pick_chat_template(const std::string& flag, const GgufFile& file, const Tokenizer& tok,
+                                const std::string& who);
+// The template's source text (for detecting its tool-call style): the file's contents,
+// the built-in name, or the model's own template.
+std::string chat_template_source(const std::string& flag, const GgufFile& file);
 
 // The device: --device cuda|cpu, default CUDA when a GPU is present.
 DeviceKind device_of(const Args& a);

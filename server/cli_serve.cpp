@@ -4,8 +4,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "engine/error.h"
@@ -25,42 +23,6 @@ int cmd_serve(int, char**) {
 }
 #else
 
-namespace {
-
-// The template the server renders with: --chat-template NAME|FILE, else the model's,
-// else a documented fallback (chatml) with a warning.
-ChatTemplate pick_template(const std::string& flag, const GgufFile& file, const Tokenizer& tok) {
-  std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
-  std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
-  if (!flag.empty()) {
-    if (std::filesystem::exists(flag)) {
-      std::ifstream f(flag);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      return ChatTemplate::from_source(ss.str(), bos, eos);
-    }
-    return ChatTemplate::builtin(flag, bos, eos);
-  }
-  if (auto t = ChatTemplate::from_gguf(file)) return *t;
-  std::fprintf(stderr,
-               "warning: the model has no chat template (tokenizer.chat_template); using the built-in 'chatml'. "
-               "Pass --chat-template NAME|FILE to choose another.\n");
-  return ChatTemplate::builtin("chatml", bos, eos);
-}
-
-std::string template_source(const std::string& flag, const GgufFile& file) {
-  if (!flag.empty() && std::filesystem::exists(flag)) {
-    std::ifstream f(flag);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-  if (!flag.empty()) return flag;
-  return file.get_string("tokenizer.chat_template").value_or("");
-}
-
-}  // namespace
-
 int cmd_serve(int argc, char** argv) {
   Args a("serve", "-m MODEL [options]",
          "Serve the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models), a web chat at /\n"
@@ -79,7 +41,7 @@ int cmd_serve(int argc, char** argv) {
 
   LoadedModel lm = load_model(a);
   const std::string tmpl_flag = a.str("--chat-template");
-  ChatTemplate tmpl = pick_template(tmpl_flag, lm.model->file, *lm.tokenizer);
+  ChatTemplate tmpl = pick_chat_template(tmpl_flag, lm.model->file, *lm.tokenizer, "serve");
 
   ServeOptions opt;
   opt.host = a.str("--host", "127.0.0.1");
@@ -112,7 +74,8 @@ int cmd_serve(int argc, char** argv) {
   ctx.engine = &engine;
   ctx.tokenizer = lm.tokenizer.get();
   ctx.chat_template = &tmpl;
-  ctx.tool_style = tool_style_of_template(template_source(tmpl_flag, lm.model->file));
+  ctx.tool_style = tool_style_of_template(chat_template_source(tmpl_flag, lm.model->file));
+  ctx.token_index = TokenIndex::build(*lm.tokenizer);
   HttpServer server(ctx, opt);
   server.bind();
 

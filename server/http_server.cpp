@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -81,18 +82,30 @@ struct ChoiceState {
   std::string tool_buffer;   // held back while the answer may be a tool call
   bool holding = false;      // tool_buffer in use
   std::vector<api::TokenLogprobs> logprobs;
+  size_t streamed_bytes = 0;  // text of the tokens whose logprobs were streamed (text_offset)
   std::vector<api::ToolCall> tool_calls;
   bool done = false;
   std::string finish_reason;
   std::string error;
   RequestStats stats;
+  // Counted here for a choice that a stop string ends: the engine's statistics come only
+  // with its final event, which the cancel sends later (and after more tokens).
+  int n_prompt = 0;
+  int n_tokens = 0;
+  Clock::time_point t_submit, t_first, t_last;
 };
 
 // One HTTP request: its engine requests (n choices per prompt) and their text state.
 class Generation {
  public:
-  Generation(Engine& engine, const Tokenizer& tok, bool tools, ToolStyle style)
-      : engine_(engine), tok_(tok), tools_(tools), style_(style), box_(std::make_shared<EventBox>()) {}
+  // queued: choices submitted that have not had an event yet (the server's queue length).
+  Generation(Engine& engine, const Tokenizer& tok, bool tools, ToolStyle style, std::shared_ptr<std::atomic<int>> queued)
+      : engine_(engine),
+        tok_(tok),
+        tools_(tools),
+        style_(style),
+        box_(std::make_shared<EventBox>()),
+        queued_(std::move(queued)) {}
 
   ~Generation() { cancel_all(); }
 
@@ -103,9 +116,23 @@ class Generation {
     c.decoder = std::make_unique<StreamDecoder>(tok_);
     c.stop = std::make_unique<StopMatcher>(stops);
     c.holding = tools_;
-    n_logprobs_ = req.n_logprobs;
+    c.n_prompt = static_cast<int>(req.prompt.size());
+    c.t_submit = Clock::now();
     std::shared_ptr<EventBox> box = box_;
-    c.id = engine_.submit(std::move(req), [box](const TokenEvent& e) { box->push(e); });
+    // Every submitted request gets at least one event (its last one when cancelled), so
+    // the queue count always comes back down.
+    std::shared_ptr<std::atomic<int>> queued = queued_;
+    auto first = std::make_shared<std::atomic<bool>>(false);
+    queued->fetch_add(1);
+    try {
+      c.id = engine_.submit(std::move(req), [box, queued, first](const TokenEvent& e) {
+        if (!first->exchange(true)) queued->fetch_sub(1);
+        box->push(e);
+      });
+    } catch (...) {
+      queued->fetch_sub(1);
+      throw;
+    }
     by_id_[c.id] = choices_.size();
     choices_.push_back(std::move(c));
   }
@@ -126,6 +153,8 @@ class Generation {
     d.index = c.index;
     std::string piece;
     if (ev.token >= 0) {
+      c.t_last = Clock::now();
+      if (c.n_tokens++ == 0) c.t_first = c.t_last;
       piece = c.decoder->push(ev.token);
       if (want_logprobs_) d.logprobs.push_back(token_logprobs(ev));
     }
@@ -134,8 +163,12 @@ class Generation {
     if (c.stop->stopped()) {
       c.done = true;
       c.finish_reason = "stop";
-      c.stats = ev.stats;
-      if (!ev.finished) engine_.cancel(c.id);
+      if (ev.finished) {
+        c.stats = ev.stats;
+      } else {
+        engine_.cancel(c.id);
+        c.stats = own_stats(c);
+      }
     } else if (ev.finished) {
       visible += c.stop->flush();
       c.done = true;
@@ -173,7 +206,11 @@ class Generation {
     return d;
   }
 
-  void set_logprobs(bool on) { want_logprobs_ = on; }
+  // on: report each token's logprob; top: how many alternatives with it (0..20).
+  void set_logprobs(bool on, int top) {
+    want_logprobs_ = on;
+    n_top_ = top;
+  }
   std::vector<ChoiceState>& choices() { return choices_; }
 
   void cancel_all() {
@@ -192,12 +229,23 @@ class Generation {
   }
 
  private:
+  static RequestStats own_stats(const ChoiceState& c) {
+    using Sec = std::chrono::duration<double>;
+    RequestStats s;
+    s.n_prompt = c.n_prompt;
+    s.n_generated = c.n_tokens;
+    s.e2e = Sec(Clock::now() - c.t_submit).count();
+    if (c.n_tokens > 0) s.ttft = Sec(c.t_first - c.t_submit).count();
+    if (c.n_tokens > 1) s.tpot = Sec(c.t_last - c.t_first).count() / (c.n_tokens - 1);
+    return s;
+  }
+
   api::TokenLogprobs token_logprobs(const TokenEvent& ev) const {
     api::TokenLogprobs t;
     t.token = tok_.token_to_piece(ev.token);
     t.logprob = ev.logprob;
     for (const TokenLogprob& x : ev.top)
-      if (static_cast<int>(t.top.size()) < n_logprobs_) t.top.push_back({tok_.token_to_piece(x.id), x.logprob});
+      if (static_cast<int>(t.top.size()) < n_top_) t.top.push_back({tok_.token_to_piece(x.id), x.logprob});
     return t;
   }
 
@@ -206,11 +254,26 @@ class Generation {
   bool tools_;
   ToolStyle style_;
   bool want_logprobs_ = false;
-  int n_logprobs_ = 0;
+  int n_top_ = 0;  // the engine reports at least one alternative; clients asked for this many
   std::shared_ptr<EventBox> box_;
+  std::shared_ptr<std::atomic<int>> queued_;
   std::vector<ChoiceState> choices_;
   std::unordered_map<RequestId, size_t> by_id_;
 };
+
+// The API takes JSON only. A body sent as another media type (curl -d sends form data
+// unless told otherwise) is refused as OpenAI refuses it; no Content-Type at all is accepted.
+std::string content_type_error(const httplib::Request& req) {
+  if (!req.has_header("Content-Type")) return "";
+  std::string ct = req.get_header_value("Content-Type");
+  std::string mime = ct.substr(0, ct.find(';'));
+  while (!mime.empty() && (mime.back() == ' ' || mime.back() == '\t')) mime.pop_back();
+  while (!mime.empty() && (mime.front() == ' ' || mime.front() == '\t')) mime.erase(0, 1);
+  std::transform(mime.begin(), mime.end(), mime.begin(), [](unsigned char c) { return std::tolower(c); });
+  bool json_type = mime == "application/json" || (mime.size() > 5 && mime.compare(mime.size() - 5, 5, "+json") == 0);
+  if (json_type) return "";
+  return "Invalid Content-Type '" + ct + "': the request body must be JSON sent with 'Content-Type: application/json'.";
+}
 
 SamplingParams sampling_of(const api::GenerationParams& g, int choice) {
   SamplingParams s;
@@ -264,6 +327,32 @@ void HttpServer::shutdown() {
   if (in_flight_.load() > 0) ctx_.engine->cancel_all();
 }
 
+std::string HttpServer::allowed_methods(const std::string& path) const {
+  if (path == "/v1/chat/completions" || path == "/v1/completions") return "POST, OPTIONS";
+  if (path == "/health" || path == "/metrics" || path == "/v1/models" || path.rfind("/v1/models/", 0) == 0 ||
+      (path == "/" && opt_.web_ui))
+    return "GET, HEAD, OPTIONS";
+  return "";
+}
+
+bool HttpServer::authorized(const httplib::Request& req) const {
+  bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics";
+  if (opt_.api_key.empty() || !protected_path) return true;
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  return auth.rfind(prefix, 0) == 0 && auth.substr(prefix.size()) == opt_.api_key;
+}
+
+void HttpServer::send_unauthorized(const httplib::Request& req, httplib::Response& res) {
+  metrics_.on_request_rejected(401);
+  send_error(res, make_error(401,
+                             req.get_header_value("Authorization").empty()
+                                 ? "You didn't provide an API key. You need to provide your API key in an "
+                                   "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                                 : "Incorrect API key provided.",
+                             "invalid_request_error", "invalid_api_key"));
+}
+
 void HttpServer::routes() {
   httplib::Server& s = *svr_;
 
@@ -275,19 +364,46 @@ void HttpServer::routes() {
       res.status = 204;
       return httplib::Server::HandlerResponse::Handled;
     }
-    bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics";
-    if (!opt_.api_key.empty() && protected_path) {
-      std::string auth = req.get_header_value("Authorization");
-      const std::string prefix = "Bearer ";
-      if (auth.rfind(prefix, 0) != 0 || auth.substr(prefix.size()) != opt_.api_key) {
-        metrics_.on_request_rejected(401);
-        send_error(res, make_error(401,
-                                   auth.empty() ? "You didn't provide an API key. You need to provide your API key in an "
-                                                  "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-                                                : "Incorrect API key provided.",
-                                   "invalid_request_error", "invalid_api_key"));
+    // Body framing that httplib would misread: a Content-Length that is not a number
+    // (a negative one reads as 2^64 - n and would wait for that many bytes), or one
+    // together with chunked encoding (the classic request-smuggling ambiguity).
+    if (req.has_header("Content-Length")) {
+      const std::string cl = req.get_header_value("Content-Length");
+      bool digits = !cl.empty() && cl.size() <= 18 &&
+                    std::all_of(cl.begin(), cl.end(), [](unsigned char c) { return std::isdigit(c); });
+      if (!digits || req.has_header("Transfer-Encoding") || req.get_header_value_count("Content-Length") > 1) {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400, "Invalid request framing: bad Content-Length header '" + cl + "'.",
+                                   "invalid_request_error"));
+        res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
+    }
+    // httplib reads a POST/PUT/PATCH that has neither Content-Length nor chunked encoding
+    // until the client closes the connection; HTTP says such a request has no body.
+    if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      std::string allow = allowed_methods(req.path);
+      if (allow.empty() || allow.find(req.method) == std::string::npos) {
+        res.status = 404;  // the error handler makes it 404 or 405 with its envelope
+      } else {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400,
+                                   "The request has no body: send the JSON body with a Content-Length header (or "
+                                   "chunked Transfer-Encoding).",
+                                   "invalid_request_error"));
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // A request with a body is answered only after its body was read: httplib leaves an
+    // unread body on the connection, where it would be parsed as the next request (and
+    // its error answer handed to the client's next request). The POST handlers check
+    // the key themselves.
+    bool has_body = req.has_header("Transfer-Encoding") ||
+                    (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    if (!has_body && !authorized(req)) {
+      send_unauthorized(req, res);
+      return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
@@ -296,6 +412,12 @@ void HttpServer::routes() {
   // arrive here with an empty body: give them OpenAI's envelope.
   s.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // A known path asked with another method: 405 with the methods it takes.
+    std::string allow = allowed_methods(req.path);
+    if ((res.status == 404 || res.status == 400) && !allow.empty() && allow.find(req.method) == std::string::npos) {
+      res.status = 405;
+      res.set_header("Allow", allow);
+    }
     ApiError e;
     e.status = res.status;
     if (res.status == 404) {
@@ -305,7 +427,8 @@ void HttpServer::routes() {
       e.message = "Request body too large: the limit is " + std::to_string(opt_.max_body_bytes) + " bytes.";
       e.code = "request_too_large";
     } else if (res.status == 405) {
-      e.message = "Method " + req.method + " is not allowed for " + req.path + ".";
+      e.message = "Method " + req.method + " is not allowed for " + req.path + "; use " + allow + ".";
+      e.code = "method_not_allowed";
     } else {
       e.message = res.status >= 500 ? "Internal server error." : "Bad request.";
       if (res.status >= 500) e.type = "server_error";
@@ -373,7 +496,7 @@ void HttpServer::routes() {
 
   // Both generation endpoints share this path: validate, tokenize, admit, then answer
   // whole or streamed.
-  auto generate = [this](const httplib::Request& req, httplib::Response& res, bool chat) {
+  auto generate = [this](const std::string& body, httplib::Response& res, bool chat) {
     struct Flight {
       std::atomic<int>& n;
       explicit Flight(std::atomic<int>& c) : n(c) { ++n; }
@@ -387,9 +510,9 @@ void HttpServer::routes() {
       std::optional<api::ChatRequest> creq;
       std::optional<api::CompletionRequest> preq;
       if (chat)
-        creq = api::parse_chat_request(req.body);
+        creq = api::parse_chat_request(body);
       else
-        preq = api::parse_completion_request(req.body);
+        preq = api::parse_completion_request(body);
       const api::GenerationParams& g = chat ? creq->gen : preq->gen;
       if (g.model != opt_.model_id) {
         ApiError e = make_error(404, "The model '" + g.model + "' does not exist. This server serves '" +
@@ -398,8 +521,19 @@ void HttpServer::routes() {
         e.param = "model";
         throw ApiException(e);
       }
-      if (chat && creq->response_format != api::ResponseFormat::Text)
-        api::bad_param("response_format", "response_format json_object/json_schema is not supported by this server yet.");
+      // response_format: a JSON grammar every choice's tokens must follow.
+      std::shared_ptr<const TokenConstraint> constraint;
+      if (chat && creq->response_format != api::ResponseFormat::Text) {
+        const bool schema = creq->response_format == api::ResponseFormat::JsonSchema;
+        try {
+          JsonSchemaOptions so;
+          so.strict = creq->json_schema_strict;
+          constraint = make_json_constraint(ctx_.token_index, schema ? &creq->json_schema : nullptr, so);
+        } catch (const Error& e) {
+          api::bad_param(schema ? "response_format.json_schema.schema" : "response_format",
+                         std::string("Unsupported response_format: ") + e.what());
+        }
+      }
 
       // Prompts as token ids.
       std::vector<std::vector<int32_t>> prompts;
@@ -445,15 +579,19 @@ void HttpServer::routes() {
           throw ApiException(e);
         }
       }
-      if (engine.metrics().waiting >= opt_.max_waiting) {
+      // Admission: checked and submitted under one lock, against a count kept here (the
+      // engine's own waiting count is published once per step: a burst would pass it).
+      std::unique_lock<std::mutex> admit(admit_mu_);
+      const int n_choices = static_cast<int>(prompts.size()) * g.n;
+      if (queued_->load() > 0 && queued_->load() + n_choices > opt_.max_waiting) {
         res.set_header("Retry-After", "1");
         throw ApiException(make_error(429, "The server is busy: too many requests are waiting. Retry shortly.",
                                       "rate_limit_exceeded", "rate_limit_exceeded"));
       }
 
       const bool tools = chat && !creq->tools.is_null() && creq->tool_choice != "none";
-      auto gen = std::make_shared<Generation>(engine, tok, tools, ctx_.tool_style);
-      gen->set_logprobs(g.logprobs);
+      auto gen = std::make_shared<Generation>(engine, tok, tools, ctx_.tool_style, queued_);
+      gen->set_logprobs(g.logprobs, g.top_logprobs);
       for (size_t p = 0; p < prompts.size(); ++p) {
         for (int i = 0; i < g.n; ++i) {
           Request r;
@@ -461,7 +599,8 @@ void HttpServer::routes() {
           r.sampling = sampling_of(g, i);
           r.n_logprobs = r.sampling.n_probs;
           r.stop.max_tokens = g.max_tokens ? *g.max_tokens : ctx_len - static_cast<int>(prompts[p].size());
-          r.stop.ignore_eos = g.ignore_eos;
+          r.stop.ignore_eos = g.ignore_eos && !constraint;  // a finished grammar ends with EOS
+          r.constraint = constraint;
           try {
             gen->add(static_cast<int>(p) * g.n + i, std::move(r), g.stop);
           } catch (const Error& e) {
@@ -469,6 +608,7 @@ void HttpServer::routes() {
           }
         }
       }
+      admit.unlock();
       const std::string id = api::random_id(chat ? "chatcmpl-" : "cmpl-");
       const int64_t created = unix_now();
       std::string model = opt_.model_id;
@@ -546,7 +686,9 @@ void HttpServer::routes() {
               ChoiceState& c = gen->choices()[static_cast<size_t>(d->index)];
               if (d->finished) record(c);
               if (chat) {
-                if (!d->text.empty() || (logprobs && !d->logprobs.empty() && !d->finished)) {
+                // Every token's logprobs are sent, the last one's too (whose text may be
+                // empty: a stop string, EOS), so that they add up to completion_tokens.
+                if (!d->text.empty() || (logprobs && !d->logprobs.empty())) {
                   api::ChatDelta cd;
                   cd.index = d->index;
                   cd.content = d->text;
@@ -567,12 +709,14 @@ void HttpServer::routes() {
                   if (!write(api::sse_event(api::chat_chunk_json(id, created, model, fd, include_usage)))) return false;
                 }
               } else {
-                if (!d->text.empty() || d->finished) {
+                if (!d->text.empty() || d->finished || (logprobs && !d->logprobs.empty())) {
                   std::optional<std::string> fr;
                   if (d->finished) fr = c.finish_reason == "error" ? "stop" : c.finish_reason;
-                  if (!write(api::sse_event(
-                          api::completion_chunk_json(id, created, model, d->index, d->text, fr, include_usage))))
+                  if (!write(api::sse_event(api::completion_chunk_json(id, created, model, d->index, d->text, fr,
+                                                                       include_usage, logprobs ? &d->logprobs : nullptr,
+                                                                       c.streamed_bytes))))
                     return false;
+                  for (const api::TokenLogprobs& t : d->logprobs) c.streamed_bytes += t.token.size();
                 }
               }
             }
@@ -598,12 +742,55 @@ void HttpServer::routes() {
     }
   };
 
-  s.Post("/v1/chat/completions", [generate](const httplib::Request& req, httplib::Response& res) {
-    generate(req, res, true);
-  });
-  s.Post("/v1/completions", [generate](const httplib::Request& req, httplib::Response& res) {
-    generate(req, res, false);
-  });
+  // The body is read here, not by httplib: its limit does not apply to chunked bodies
+  // (Transfer-Encoding: chunked), which could otherwise grow without bound.
+  auto post = [this, generate](bool chat) {
+    return [this, generate, chat](const httplib::Request& req, httplib::Response& res,
+                                  const httplib::ContentReader& reader) {
+      // httplib parses multipart bodies itself and fails on them here: refused unread.
+      const std::string ct_error = content_type_error(req);
+      const bool multipart = req.is_multipart_form_data();
+      std::string body;
+      bool too_large = false;
+      bool read = multipart || reader([&](const char* data, size_t n) {
+                    if (body.size() + n > opt_.max_body_bytes) {
+                      too_large = true;
+                      return false;
+                    }
+                    body.append(data, n);
+                    return true;
+                  });
+      if (!authorized(req)) {
+        send_unauthorized(req, res);
+        if (too_large || !read || multipart) res.set_header("Connection", "close");
+        return;
+      }
+      if (too_large || res.status == 413) {
+        metrics_.on_request_rejected(413);
+        send_error(res, make_error(413, "Request body too large: the limit is " + std::to_string(opt_.max_body_bytes) +
+                                            " bytes.",
+                                   "invalid_request_error", "request_too_large"));
+        res.set_header("Connection", "close");  // the rest of the body is still unread
+        return;
+      }
+      if (!read) {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400, "The request body could not be read (truncated, or bad chunked encoding).",
+                                   "invalid_request_error"));
+        res.set_header("Connection", "close");
+        return;
+      }
+      if (!ct_error.empty()) {
+        metrics_.on_request_rejected(400);
+        send_error(res, make_error(400, ct_error, "invalid_request_error"));
+        if (multipart) res.set_header("Connection", "close");
+        return;
+      }
+      generate(body, res, chat);
+    };
+  };
+  s.Post("/v1/chat/completions", post(true));
+  s.Post("/v1/completions", post(false));
 }
 
 }  // namespace llm

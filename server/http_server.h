@@ -7,17 +7,22 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "engine/chat_template.h"
 #include "engine/engine.h"
+#include "engine/json_schema.h"
+#include "engine/token_constraint.h"
 #include "engine/tokenizer.h"
 #include "server/metrics.h"
 #include "server/tool_calls.h"
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace llm {
@@ -40,6 +45,9 @@ struct ServeContext {
   const Tokenizer* tokenizer = nullptr;
   const ChatTemplate* chat_template = nullptr;  // never null: the model's or a fallback
   ToolStyle tool_style = ToolStyle::Generic;
+  // The vocabulary's byte trie for grammar-constrained decoding (response_format), built
+  // once at startup and shared by every request's constraint.
+  std::shared_ptr<const TokenIndex> token_index;
 };
 
 class HttpServer {
@@ -61,6 +69,11 @@ class HttpServer {
 
  private:
   void routes();
+  // "GET, HEAD, OPTIONS" or "POST, OPTIONS" for a served path, "" for an unknown one.
+  std::string allowed_methods(const std::string& path) const;
+  // With --api-key: whether the request may use its path (/v1/* and /metrics need the key).
+  bool authorized(const httplib::Request& req) const;
+  void send_unauthorized(const httplib::Request& req, httplib::Response& res);
   ServeContext ctx_;
   ServeOptions opt_;
   std::unique_ptr<httplib::Server> svr_;
@@ -68,6 +81,10 @@ class HttpServer {
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
+  // Choices submitted to the engine that have not started (no event yet): the queue
+  // that --max-queue bounds. Shared with the engine callbacks, which may outlive us.
+  std::shared_ptr<std::atomic<int>> queued_ = std::make_shared<std::atomic<int>>(0);
+  std::mutex admit_mu_;
 };
 
 }  // namespace llm

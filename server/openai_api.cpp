@@ -229,7 +229,9 @@ ChatRequest parse_chat_request(const std::string& body) {
     if (!content) {
       if (*role != "assistant" || !has_tool_calls)
         bad_param(p + ".content", "Missing required parameter: '" + p + ".content'.");
-      out["content"] = nullptr;
+      // Several real templates (Qwen3, Phi-3.5, Granite) fail on a null content; an empty
+      // string renders the same turn everywhere.
+      out["content"] = "";
     } else {
       out["content"] = content_text(*content, p + ".content");
     }
@@ -315,6 +317,7 @@ ChatRequest parse_chat_request(const std::string& body) {
         wrong_type("response_format.json_schema.schema", *schema, "an object");
       r.response_format = ResponseFormat::JsonSchema;
       r.json_schema = schema ? *schema : json::object();
+      r.json_schema_strict = get_bool(*js, "strict").value_or(false);
     } else {
       bad_param("response_format.type", "Invalid value: '" + *type +
                                             "'. Supported values are: 'text', 'json_object', and 'json_schema'.");
@@ -430,9 +433,8 @@ json chat_logprobs_json(const std::vector<TokenLogprobs>& lps) {
   return {{"content", content}, {"refusal", nullptr}};
 }
 
-json completion_logprobs_json(const std::vector<TokenLogprobs>& lps) {
+json completion_logprobs_json(const std::vector<TokenLogprobs>& lps, size_t offset = 0) {
   json tokens = json::array(), logprobs = json::array(), tops = json::array(), offsets = json::array();
-  size_t offset = 0;
   for (const TokenLogprobs& t : lps) {
     tokens.push_back(valid_utf8(t.token));
     logprobs.push_back(t.logprob);
@@ -526,10 +528,11 @@ json chat_usage_chunk_json(const std::string& id, int64_t created, const std::st
 
 json completion_chunk_json(const std::string& id, int64_t created, const std::string& model, int index,
                            const std::string& text, const std::optional<std::string>& finish_reason,
-                           bool include_usage_field) {
+                           bool include_usage_field, const std::vector<TokenLogprobs>* logprobs,
+                           size_t text_offset) {
   json choice = {{"index", index},
                  {"text", text},
-                 {"logprobs", nullptr},
+                 {"logprobs", logprobs ? completion_logprobs_json(*logprobs, text_offset) : json(nullptr)},
                  {"finish_reason", finish_reason ? json(*finish_reason) : json(nullptr)}};
   json j = {{"id", id},       {"object", "text_completion"}, {"created", created},
             {"model", model}, {"system_fingerprint", kFingerprint}, {"choices", json::array({choice})}};

@@ -73,6 +73,7 @@ struct ChatRequest {
   bool parallel_tool_calls = true;
   ResponseFormat response_format = ResponseFormat::Text;
   json json_schema;  // response_format.json_schema.schema when JsonSchema
+  bool json_schema_strict = false;  // response_format.json_schema.strict
   json chat_template_kwargs = json::object();  // extension, e.g. {"enable_thinking": false}
 };
 
@@ -150,9 +151,12 @@ json chat_chunk_json(const std::string& id, int64_t created, const std::string& 
                      const ChatDelta& d, bool include_usage_field);
 json chat_usage_chunk_json(const std::string& id, int64_t created, const std::string& model,
                            const Usage& usage);
+// logprobs: the chunk's tokens when the request asked for them (null: "logprobs": null);
+// text_offset: where the chunk's first token starts in the choice's text.
 json completion_chunk_json(const std::string& id, int64_t created, const std::string& model, int index,
                            const std::string& text, const std::optional<std::string>& finish_reason,
-                           bool include_usage_field);
+                           bool include_usage_field, const std::vector<TokenLogprobs>* logprobs = nullptr,
+                           size_t text_offset = 0);
 json completion_usage_chunk_json(const std::string& id, int64_t created, const std::string& model,
                                  const Usage& usage);
 

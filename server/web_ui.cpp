@@ -31,6 +31,8 @@ const char* web_ui_html() {
   .msg.user { align-self:flex-end; background:var(--user); white-space:pre-wrap; }
   .msg.assistant { align-self:flex-start; background:var(--bot); }
   .msg.error { border-color:#dc2626; color:#dc2626; }
+  .msg p { margin:.45em 0; }
+  .msg > :first-child { margin-top:0; }
   .msg pre { background:rgba(127,127,127,.12); padding:.5rem; border-radius:6px; overflow-x:auto; }
   .msg code { font-family:ui-monospace, monospace; font-size:.9em; }
   .stats { color:var(--muted); font-size:.8rem; margin-top:.3rem; }

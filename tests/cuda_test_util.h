@@ -45,7 +45,8 @@ struct Dev {
   explicit Dev(const std::vector<T>& v) : Dev(v.size()) { upload(v); }
   void upload(const std::vector<T>& v) {
     REQUIRE(v.size() <= n);
-    cuda::check(cudaMemcpy(buf.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    cuda::check(cudaMemcpy(buf.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice),
+                "upload");
   }
   void poison() { cuda::check(cudaMemset(buf.get(), 0xff, buf.size()), "poison"); }
   std::vector<T> get() const {

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "engine/backend_cpu.h"
-#include "engine/dequant_avx2.h"
 #include "engine/error.h"
 #include "engine/ops_cpu.h"
 #include "quant/quants.h"
@@ -175,28 +174,6 @@ TEST_CASE("cpu ops: matmul matches float64 for every weight type") {
                   DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     if (!quant_supported(t)) continue;
     check_matmul(t, 37, 512);
-  }
-}
-
-TEST_CASE("cpu ops: the AVX2 dequantizers are bit-identical to the reference") {
-  const int64_t n = 1024;
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K,
-                  DType::Q5_K, DType::Q6_K}) {
-    CAPTURE(dtype_name(t));
-    if (!cpu::has_dequantize_avx2(t)) {
-      MESSAGE("no AVX2 dequantizer on this CPU for " << dtype_name(t));
-      continue;
-    }
-    // Blocks of very different magnitudes and signs, so scales and mins vary.
-    auto v = random_vec(n, 21, -1, 1);
-    for (int64_t i = 0; i < n; ++i)
-      v[i] = v[i] * std::pow(10.0f, float((i / 32) % 7) - 3) + ((i / 64) % 3 == 0 ? 0.5f : 0);
-    std::vector<uint8_t> q(row_bytes(t, n));
-    quantize_row(t, v.data(), q.data(), n);
-    std::vector<float> ref(n), got(n);
-    dequantize_row(t, q.data(), ref.data(), n);
-    cpu::dequantize_row_avx2(t, q.data(), got.data(), n);
-    CHECK(std::memcmp(ref.data(), got.data(), n * sizeof(float)) == 0);
   }
 }
 

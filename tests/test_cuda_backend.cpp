@@ -26,7 +26,9 @@ namespace {
 
 const bool kHaveDevice = require_cuda_device();
 
-int argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
+int argmax(const float* v, int n) {
+  return static_cast<int>(std::max_element(v, v + n) - v);
+}
 
 std::vector<int32_t> linear_blocks(int first, int n) {
   std::vector<int32_t> b(static_cast<size_t>(n));
@@ -57,7 +59,8 @@ struct Agreement {
   double worst = 0;
   int top1_checked = 0, top1_wrong = 0;
 };
-Agreement compare_logits(const std::vector<float>& gpu, const std::vector<float>& cpu, int V, double margin_frac) {
+Agreement compare_logits(const std::vector<float>& gpu, const std::vector<float>& cpu, int V,
+                         double margin_frac) {
   Agreement a;
   const size_t n = cpu.size() / static_cast<size_t>(V);
   for (size_t p = 0; p < n; ++p) {
@@ -87,7 +90,8 @@ Agreement compare_logits(const std::vector<float>& gpu, const std::vector<float>
 }  // namespace
 
 TEST_CASE("cuda backend: stories260K greedy decode reproduces the golden 200 ids") {
-  const std::string m = shared_file("models/stories260K.gguf"), g = shared_file("models/stories260K.greedy200.ids");
+  const std::string m = shared_file("models/stories260K.gguf"),
+                    g = shared_file("models/stories260K.greedy200.ids");
   if (m.empty() || g.empty()) LLM_SKIP("../shared/models/stories260K.* absent");
   auto model = Model::load(m);
   const std::vector<int32_t> golden = read_ids(g);
@@ -112,7 +116,8 @@ TEST_CASE("cuda backend: stories260K greedy decode reproduces the golden 200 ids
 }
 
 TEST_CASE("cuda backend: stories260K prefill and mixed batches agree with the CPU backend") {
-  const std::string m = shared_file("models/stories260K.gguf"), g = shared_file("models/stories260K.greedy200.ids");
+  const std::string m = shared_file("models/stories260K.gguf"),
+                    g = shared_file("models/stories260K.greedy200.ids");
   if (m.empty() || g.empty()) LLM_SKIP("../shared/models/stories260K.* absent");
   auto model = Model::load(m);
   const std::vector<int32_t> golden = read_ids(g);
@@ -147,8 +152,10 @@ TEST_CASE("cuda backend: stories260K prefill and mixed batches agree with the CP
   for (int step = 0; step < 100; ++step) {
     b.clear();
     b.add_sequence(&sa.back(), 1, int(sa.size()) - 1, ba, 8, true);
-    if (step == 0) b.add_sequence(sb.data(), 40, 0, bb, 8, true);
-    else b.add_sequence(&sb.back(), 1, int(sb.size()) - 1, bb, 8, true);
+    if (step == 0)
+      b.add_sequence(sb.data(), 40, 0, bb, 8, true);
+    else
+      b.add_sequence(&sb.back(), 1, int(sb.size()) - 1, bb, 8, true);
     gpu.forward(b, out.data());
     sa.push_back(argmax(out.data(), V));
     sb.push_back(argmax(out.data() + V, V));
@@ -207,7 +214,8 @@ std::string write_synthetic(FileType ft, const std::string& name) {
     std::string name;
     int64_t cols, rows;
   };
-  std::vector<T> ts = {{"token_embd.weight", E, vocab}, {"output_norm.weight", E, 1}, {"output.weight", E, vocab}};
+  std::vector<T> ts = {
+      {"token_embd.weight", E, vocab}, {"output_norm.weight", E, 1}, {"output.weight", E, vocab}};
   for (int l = 0; l < L; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     ts.push_back({p + "attn_norm.weight", E, 1});
@@ -236,12 +244,15 @@ std::string write_synthetic(FileType ft, const std::string& name) {
   for (size_t i = 0; i < ts.size(); ++i) {
     const T& t = ts[i];
     // Unit-variance embeddings; other matrices scaled by 1/sqrt(cols) so activations stay O(1).
-    const float sd = t.rows == 1 ? 0.1f : t.name == "token_embd.weight" ? 1.0f : 1.0f / std::sqrt(float(t.cols));
+    const float sd = t.rows == 1                     ? 0.1f
+                     : t.name == "token_embd.weight" ? 1.0f
+                                                     : 1.0f / std::sqrt(float(t.cols));
     std::vector<float> v(static_cast<size_t>(t.cols * t.rows));
     for (float& x : v) x = t.rows == 1 ? 1.0f + sd * nd(rng) : sd * nd(rng);
     std::vector<uint8_t> bytes(row_bytes(types[i], t.cols) * static_cast<size_t>(t.rows));
     for (int64_t r = 0; r < t.rows; ++r)
-      quantize_row(types[i], v.data() + r * t.cols, bytes.data() + r * row_bytes(types[i], t.cols), t.cols);
+      quantize_row(types[i], v.data() + r * t.cols, bytes.data() + r * row_bytes(types[i], t.cols),
+                   t.cols);
     w.write_tensor_data(bytes.data(), bytes.size());
   }
   w.finish();
@@ -250,7 +261,9 @@ std::string write_synthetic(FileType ft, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-forced over 128 positions") {
+TEST_CASE(
+    "cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-forced over 128 "
+    "positions") {
   struct Case {
     FileType ft;
     double tol_prefill, tol_decode;
@@ -267,7 +280,8 @@ TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-fo
   for (const Case& c : cases) {
     const std::string ft_name = file_type_name(c.ft);
     CAPTURE(ft_name);
-    const std::string path = write_synthetic(c.ft, std::string("synth_") + file_type_name(c.ft) + ".gguf");
+    const std::string path =
+        write_synthetic(c.ft, std::string("synth_") + file_type_name(c.ft) + ".gguf");
     auto model = Model::load(path);
     const int V = model->config.n_vocab;
     std::mt19937 rng(99);
@@ -289,7 +303,7 @@ TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-fo
     gpu.forward(b, pre.data());
     const Agreement ap = compare_logits(pre, ref, V, 0.05);
     MESSAGE(ft_name << " prefill: worst relative error " << ap.worst << ", top-1 checked "
-                                 << ap.top1_checked << " wrong " << ap.top1_wrong);
+                    << ap.top1_checked << " wrong " << ap.top1_wrong);
     CHECK(ap.worst < c.tol_prefill);
     CHECK(ap.top1_wrong == 0);
 
@@ -297,14 +311,15 @@ TEST_CASE("cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-fo
     std::vector<float> dec(size_t(N) * V), dec3(size_t(N) * V), out(size_t(3) * V);
     for (int p = 0; p < N; ++p) {
       b.clear();
-      for (int s = 0; s < 3; ++s) b.add_sequence(&toks[size_t(p)], 1, p, linear_blocks(16 * s + 100, N / 16), 16, true);
+      for (int s = 0; s < 3; ++s)
+        b.add_sequence(&toks[size_t(p)], 1, p, linear_blocks(16 * s + 100, N / 16), 16, true);
       gpu.forward(b, out.data());
       std::copy(out.begin(), out.begin() + V, dec.begin() + size_t(p) * V);
       std::copy(out.begin() + 2 * V, out.begin() + 3 * V, dec3.begin() + size_t(p) * V);
     }
     const Agreement ad = compare_logits(dec, ref, V, 0.05);
     MESSAGE(ft_name << " decode: worst relative error " << ad.worst << ", top-1 checked "
-                                 << ad.top1_checked << " wrong " << ad.top1_wrong);
+                    << ad.top1_checked << " wrong " << ad.top1_wrong);
     CHECK(ad.worst < c.tol_decode);
     CHECK(ad.top1_wrong == 0);
     // Rows of one batch are computed independently: the copies agree exactly.

@@ -17,8 +17,8 @@
 #include "cuda/logits.h"
 #include "cuda/matmul.h"
 #include "cuda/matvec_quant.h"
-#include "cuda/qweight.h"
 #include "cuda/quantize.h"
+#include "cuda/qweight.h"
 #include "cuda/rmsnorm.h"
 #include "cuda/rope.h"
 #include "cuda_test_util.h"
@@ -36,7 +36,9 @@ const bool kHaveDevice = require_cuda_device();
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0, DType::Q4_0,
                            DType::Q4_1, DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
-bool is_float(DType t) { return cuda::is_float_type(t); }
+bool is_float(DType t) {
+  return cuda::is_float_type(t);
+}
 
 // A weight matrix quantized on the CPU (the reference's bytes) and repacked on the device.
 struct TestWeight {
@@ -48,7 +50,8 @@ struct TestWeight {
     const std::vector<float> v = randn(static_cast<size_t>(rows * cols), seed, 0.5f);
     const size_t rb = row_bytes(t, cols);
     raw.resize(rb * static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) quantize_row(t, v.data() + r * cols, raw.data() + r * rb, cols);
+    for (int64_t r = 0; r < rows; ++r)
+      quantize_row(t, v.data() + r * cols, raw.data() + r * rb, cols);
     ref.type = t;
     ref.data = raw.data();
     ref.rows = rows;
@@ -66,12 +69,15 @@ struct TestWeight {
   }
   std::vector<float> dequant_cpu() const {
     std::vector<float> out(static_cast<size_t>(ref.rows * ref.cols));
-    for (int64_t r = 0; r < ref.rows; ++r) dequantize_row(ref.type, ref.row(r), out.data() + r * ref.cols, ref.cols);
+    for (int64_t r = 0; r < ref.rows; ++r)
+      dequantize_row(ref.type, ref.row(r), out.data() + r * ref.cols, ref.cols);
     return out;
   }
 };
 
-int64_t cols_for(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K ? 768 : 544; }
+int64_t cols_for(DType t) {
+  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K ? 768 : 544;
+}
 
 // x (n, k) on the device in the formats the matrix products read.
 struct TestAct {
@@ -97,7 +103,9 @@ struct TestAct {
   }
 };
 
-double matvec_tolerance(DType t) { return is_float(t) ? 2e-5 : 1.5e-2; }
+double matvec_tolerance(DType t) {
+  return is_float(t) ? 2e-5 : 1.5e-2;
+}
 
 }  // namespace
 
@@ -208,7 +216,8 @@ TEST_CASE("cuda kernels: matvec fuses matrices of one launch and handles any flo
       std::vector<float> r(static_cast<size_t>(n * ws[i]->ref.rows));
       cpu::matmul(ws[i]->ref, x.data(), r.data(), n, 2);
       for (int row = 0; row < n; ++row)
-        for (int64_t j = 0; j < ws[i]->ref.rows; ++j) ref[row * ld + off + j] = r[row * ws[i]->ref.rows + j];
+        for (int64_t j = 0; j < ws[i]->ref.rows; ++j)
+          ref[row * ld + off + j] = r[row * ws[i]->ref.rows + j];
       off += ws[i]->ref.rows;
     }
     cuda::matvec(jobs, 3, act.f32.p(), act.q8(), n, nullptr);
@@ -247,14 +256,16 @@ TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and
       const std::vector<float> bq = randn(Q, 5), bk = randn(KV, 6), bv = randn(KV, 7);
       const std::vector<int32_t> pos = {0, 9, 3000}, slots = {5, 17, 39};
       std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
-      for (int i = 0; i < rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
+      for (int i = 0; i < rope_dim / 2; ++i)
+        inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
       TestAct act(x, n, cols);
       Dev<float> dbq(bq), dbk(bk), dbv(bv), dinv(inv), qout(static_cast<size_t>(n * Q));
       Dev<int32_t> dpos(pos), dslots(slots);
       Dev<__half> kc(static_cast<size_t>(n_slots * KV)), vc(static_cast<size_t>(n_slots * KV));
       cuda::MatvecJob jobs[3];
       const TestWeight* ws[3] = {&wq, &wk, &wv};
-      const cuda::Epilogue ep[3] = {cuda::Epilogue::RopeToY, cuda::Epilogue::RopeToCache, cuda::Epilogue::ToCache};
+      const cuda::Epilogue ep[3] = {cuda::Epilogue::RopeToY, cuda::Epilogue::RopeToCache,
+                                    cuda::Epilogue::ToCache};
       const float* bias[3] = {dbq.p(), dbk.p(), dbv.p()};
       __half* cache[3] = {nullptr, kc.p(), vc.p()};
       for (int i = 0; i < 3; ++i) {
@@ -268,7 +279,8 @@ TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and
       cuda::matvec(jobs + 1, 2, act.f32.p(), act.q8(), n, nullptr);  // k and v in one launch
       // Reference: the projections of the activations as the kernel sees them.
       const std::vector<float> xv = is_float(t) ? x : act.q8_values();
-      std::vector<float> q(static_cast<size_t>(n * Q)), k(static_cast<size_t>(n * KV)), v(static_cast<size_t>(n * KV));
+      std::vector<float> q(static_cast<size_t>(n * Q)), k(static_cast<size_t>(n * KV)),
+          v(static_cast<size_t>(n * KV));
       cpu::matmul(wq.ref, xv.data(), q.data(), n, 2);
       cpu::matmul(wk.ref, xv.data(), k.data(), n, 2);
       cpu::matmul(wv.ref, xv.data(), v.data(), n, 2);
@@ -282,8 +294,10 @@ TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and
       std::vector<float> kg, vg;
       for (int r = 0; r < n; ++r)
         for (int e = 0; e < KV; ++e) {
-          kg.push_back(__half2float(kh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
-          vg.push_back(__half2float(vh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+          kg.push_back(
+              __half2float(kh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
+          vg.push_back(
+              __half2float(vh[static_cast<size_t>(slots[static_cast<size_t>(r)] * KV + e)]));
         }
       CHECK(rel_err(kg, k) < 1e-3);
       CHECK(rel_err(vg, v) < 1e-3);
@@ -376,24 +390,28 @@ TEST_CASE("cuda kernels: q8 activation blocks hold d = amax/127, q = round(x/d),
   int bad = 0;
   for (int b = 0; b < rows * k / 32; ++b) {
     float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(32 * b + i)]));
+    for (int i = 0; i < 32; ++i)
+      amax = std::max(amax, std::fabs(x[static_cast<size_t>(32 * b + i)]));
     const float d = amax / 127.0f;
     int sum = 0;
     for (int i = 0; i < 32; ++i) {
-      const int expect = d > 0 ? static_cast<int>(std::nearbyint(x[static_cast<size_t>(32 * b + i)] / d)) : 0;
+      const int expect =
+          d > 0 ? static_cast<int>(std::nearbyint(x[static_cast<size_t>(32 * b + i)] / d)) : 0;
       const int got = q[static_cast<size_t>(32 * b + i)];
       if (std::abs(got - expect) > (d > 0 ? 1 : 0)) ++bad;  // 1: a tie rounded the other way
       sum += got;
     }
     if (std::fabs(ds[static_cast<size_t>(b)].x - d) > 1e-6f * amax) ++bad;
-    if (std::fabs(ds[static_cast<size_t>(b)].y - d * sum) > 1e-4f * (std::fabs(d * sum) + 1e-6f)) ++bad;
+    if (std::fabs(ds[static_cast<size_t>(b)].y - d * sum) > 1e-4f * (std::fabs(d * sum) + 1e-6f))
+      ++bad;
   }
   CHECK(bad == 0);
 }
 
 TEST_CASE("cuda kernels: swiglu matches cpu::swiglu") {
   const int rows = 5, n = 1000;
-  const std::vector<float> g = randn(static_cast<size_t>(rows * 2 * n), 41, 3.0f);  // (rows, gate | up)
+  const std::vector<float> g =
+      randn(static_cast<size_t>(rows * 2 * n), 41, 3.0f);  // (rows, gate | up)
   std::vector<float> gate, up, ref(static_cast<size_t>(rows * n));
   for (int r = 0; r < rows; ++r) {
     gate.insert(gate.end(), g.begin() + r * 2 * n, g.begin() + r * 2 * n + n);
@@ -414,7 +432,8 @@ TEST_CASE("cuda kernels: rope matches cpu::rope for both pair layouts and partia
       std::vector<float> x = randn(static_cast<size_t>(rows * heads * hd), 51);
       const std::vector<int32_t> pos = {0, 1, 17, 999, 5000};
       std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
-      for (int i = 0; i < rope_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
+      for (int i = 0; i < rope_dim / 2; ++i)
+        inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rope_dim);
       Dev<float> dx(x), out(x.size()), dinv(inv);
       Dev<int32_t> dp(pos);
       cuda::rope(dx.p(), out.p(), dp.p(), rows, heads, hd, rope_dim, type, dinv.p(), nullptr);
@@ -424,8 +443,10 @@ TEST_CASE("cuda kernels: rope matches cpu::rope for both pair layouts and partia
   }
 }
 
-TEST_CASE("cuda kernels: qkv_rope_store adds biases, rotates q and k and stores k, v in the cache") {
-  const int rows = 4, H = 4, Hkv = 2, D = 16, Q = H * D, KV = Hkv * D, ld = Q + 2 * KV, n_slots = 64;
+TEST_CASE(
+    "cuda kernels: qkv_rope_store adds biases, rotates q and k and stores k, v in the cache") {
+  const int rows = 4, H = 4, Hkv = 2, D = 16, Q = H * D, KV = Hkv * D, ld = Q + 2 * KV,
+            n_slots = 64;
   const std::vector<float> qkv = randn(static_cast<size_t>(rows * ld), 61);
   const std::vector<float> bq = randn(Q, 62), bk = randn(KV, 63), bv = randn(KV, 64);
   const std::vector<int32_t> pos = {3, 4, 5, 40}, slots = {7, 8, 9, 50};
@@ -500,17 +521,20 @@ AttnCase make_attn_case(int block_size, int n_blocks, uint32_t seed) {
   for (const auto& s : seqs) {
     const int first = s[0], n = s[1];
     const int nb = (first + n + block_size - 1) / block_size;
-    std::vector<int32_t> blocks(perm.begin() + static_cast<std::ptrdiff_t>(next),
-                                perm.begin() + static_cast<std::ptrdiff_t>(next + static_cast<size_t>(nb)));
+    std::vector<int32_t> blocks(
+        perm.begin() + static_cast<std::ptrdiff_t>(next),
+        perm.begin() + static_cast<std::ptrdiff_t>(next + static_cast<size_t>(nb)));
     next += static_cast<size_t>(nb);
     std::vector<int32_t> toks(static_cast<size_t>(n), 1);
     c.batch.add_sequence(toks.data(), n, first, blocks, block_size, false);
   }
   for (int s = 0; s < c.batch.n_seqs(); ++s) {
-    const int r0 = c.batch.seq_start[static_cast<size_t>(s)], r1 = c.batch.seq_start[static_cast<size_t>(s) + 1];
+    const int r0 = c.batch.seq_start[static_cast<size_t>(s)],
+              r1 = c.batch.seq_start[static_cast<size_t>(s) + 1];
     c.table_start.push_back(static_cast<int32_t>(c.tables.size()));
     const int last = c.batch.positions[static_cast<size_t>(r1 - 1)];
-    c.tables.insert(c.tables.end(), c.batch.block_table(s), c.batch.block_table(s) + last / block_size + 1);
+    c.tables.insert(c.tables.end(), c.batch.block_table(s),
+                    c.batch.block_table(s) + last / block_size + 1);
     for (int r = r0; r < r1; ++r) c.row_seq.push_back(s);
   }
   return c;
@@ -598,7 +622,9 @@ TEST_CASE("cuda kernels: decode (split-K) and prefill attention match cpu::atten
     for (int s = 0; s < b.n_seqs(); ++s)
       for (int r = b.seq_start[static_cast<size_t>(s)]; r < b.seq_start[static_cast<size_t>(s) + 1];
            r += cuda::kPrefillTileRows)
-        tiles.push_back(make_int4(r, std::min(cuda::kPrefillTileRows, b.seq_start[static_cast<size_t>(s) + 1] - r), s, 0));
+        tiles.push_back(make_int4(
+            r, std::min(cuda::kPrefillTileRows, b.seq_start[static_cast<size_t>(s) + 1] - r), s,
+            0));
     Dev<int4> dtiles(tiles);
     out.poison();
     cuda::attention_prefill(a, dtiles.p(), static_cast<int>(tiles.size()), nullptr);
@@ -609,9 +635,9 @@ TEST_CASE("cuda kernels: decode (split-K) and prefill attention match cpu::atten
 TEST_CASE("cuda kernels: argmax picks the first maximum and ignores NaN") {
   const int V = 5000;
   std::vector<float> x = randn(static_cast<size_t>(3 * V), 81);
-  x[123] = 50.0f;             // row 0: a clear maximum
+  x[123] = 50.0f;                   // row 0: a clear maximum
   x[V + 10] = x[V + 4000] = 60.0f;  // row 1: a tie, the lower index wins
-  x[2 * V + 7] = NAN;         // row 2: NaN never wins
+  x[2 * V + 7] = NAN;               // row 2: NaN never wins
   x[2 * V + 4999] = 70.0f;
   Dev<float> dx(x);
   Dev<int32_t> out(3);

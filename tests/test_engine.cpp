@@ -2,7 +2,7 @@
 // backend that checks the paged-KV contract, and batch invariance on the real CPU
 // backend: greedy outputs of many concurrent requests (mixed lengths, shared prefixes,
 // chunked prefill, preemption forced by a tiny KV pool) must equal each request run
-// alone, exactly, on stories260K and on a synthetic qwen2-shaped model.
+// alone, exactly, on stories260K, a synthetic qwen2-shaped model and make-model tiny.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine/backend_cpu.h"
+#include "engine/convert.h"
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/gguf.h"
@@ -571,4 +572,19 @@ TEST_CASE("engine: batch invariance on the CPU backend, synthetic qwen2") {
   REQUIRE(model->config.tied_output);
   std::mt19937 rng(5);
   check_batch_invariance(*model, random_tokens(rng, 40, 0, model->config.n_vocab - 1));
+}
+
+TEST_CASE("engine: batch invariance on the CPU backend, make-model tiny q4_0") {
+  // The project's synthetic Llama test shape with quantized weights (2 of its 4 layers
+  // keep the test quick).
+  MakeModelOptions o;
+  o.shape = "tiny";
+  o.type = FileType::Q4_0;
+  o.n_layers = 2;
+  o.n_threads = 2;
+  const std::string path = test::temp_path("tiny-q4_0.gguf");
+  make_model(o, path);
+  const std::unique_ptr<Model> model = Model::load(path);
+  std::mt19937 rng(9);
+  check_batch_invariance(*model, random_tokens(rng, 40, 3, model->config.n_vocab - 1));
 }

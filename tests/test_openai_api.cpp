@@ -74,7 +74,7 @@ TEST_CASE("chat request: content parts, developer role, tool calls") {
       R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required"})");
   CHECK(r.messages[0]["role"] == "system");
   CHECK(r.messages[1]["content"] == "ab");
-  CHECK(r.messages[2]["content"].is_null());
+  CHECK(r.messages[2]["content"] == "");
   CHECK(r.messages[2]["tool_calls"][0]["function"]["arguments"]["x"] == 1);
   CHECK(r.tools.size() == 1);
   CHECK(r.tool_choice == "required");
