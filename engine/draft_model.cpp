@@ -87,6 +87,7 @@ struct Job {
   int pos;                         // next position to compute in the catch-up
   std::optional<Sampler> sampler;  // the target's, advanced over the guesses (penalties)
   bool greedy = true;
+  std::unique_ptr<TokenConstraint> constraint;  // the target's grammar state, advanced too
 };
 
 }  // namespace
@@ -126,31 +127,43 @@ void DraftModelProposer::run(std::vector<DraftRequest>& reqs,
     std::vector<BlockCopy> copies;  // none: without prefix caching no block is shared
     pool_.append(st.table, common, n + k - 1, copies);
     assert(copies.empty());
-    Job j{r, &t, n, k, common, std::nullopt, true};
+    Job j{r, &t, n, k, common, std::nullopt, true, nullptr};
     if (req.sampler && !forced) {
       j.sampler.emplace(*req.sampler);
       j.greedy = req.sampler->params().temperature <= 0;
     }
+    if (req.constraint && !forced) j.constraint = req.constraint->clone();
     jobs.push_back(std::move(j));
     states.push_back(&st);
   }
   if (jobs.empty()) return;
 
   // The draft's choice at one position, from its logits row.
-  auto choose = [&](size_t ji, const float* row) {
+  // The draft's choice at one position, from its logits row (masked by the grammar, if
+  // any). A position where nothing can be chosen ends that request's guesses.
+  auto choose = [&](size_t ji, float* row) {
     Job& j = jobs[ji];
     DraftRequest& req = reqs[j.r];
     const size_t g = req.draft.size();
     int32_t tok;
-    if (forced) {
-      tok = (*forced)[j.r][g];
-    } else if (j.sampler) {
-      TokenDist q = j.sampler->distribution(row);
-      tok = j.greedy ? q.front().first : dist_sample(q, states[ji]->rng.uniform());
-      j.sampler->accept(tok);
-      if (!j.greedy) req.q.push_back(std::move(q));
-    } else {
-      tok = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    try {
+      if (forced) {
+        tok = (*forced)[j.r][g];
+      } else {
+        if (j.constraint) j.constraint->mask(row);
+        if (j.sampler) {
+          TokenDist q = j.sampler->distribution(row);
+          tok = j.greedy ? q.front().first : dist_sample(q, states[ji]->rng.uniform());
+          j.sampler->accept(tok);
+          if (!j.greedy) req.q.push_back(std::move(q));
+        } else {
+          tok = static_cast<int32_t>(std::max_element(row, row + V) - row);
+        }
+        if (j.constraint) j.constraint->accept(tok);
+      }
+    } catch (const Error&) {  // e.g. every token banned
+      j.k = static_cast<int>(g);
+      return;
     }
     req.draft.push_back(tok);
   };
@@ -204,7 +217,7 @@ void DraftModelProposer::run(std::vector<DraftRequest>& reqs,
     const std::vector<int32_t>& d = reqs[j.r].draft;
     SeqState& st = *states[ji];
     st.cached.assign(j.tokens->begin(), j.tokens->end());
-    st.cached.insert(st.cached.end(), d.begin(), d.end() - 1);
+    if (!d.empty()) st.cached.insert(st.cached.end(), d.begin(), d.end() - 1);
   }
 }
 

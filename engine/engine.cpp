@@ -213,13 +213,13 @@ bool Engine::step_once() {
     try {
       if (spec_) {
         std::vector<Sampler*> samplers;
+        std::vector<TokenConstraint*> constraints;
         for (const ScheduledSeq& s : out.seqs) {
-          // A grammar-constrained sequence does not speculate (its drafts would need the
-          // grammar's state at every draft position): no sampler, no drafts.
-          const Active& a = active_.at(s.seq->id);
-          samplers.push_back(a.constraint ? nullptr : a.sampler.get());
+          Active& a = active_.at(s.seq->id);
+          samplers.push_back(a.sampler.get());
+          constraints.push_back(a.constraint.get());
         }
-        drafted = spec_->plan(out, samplers, pool_,
+        drafted = spec_->plan(out, samplers, constraints, pool_,
                               cfg_.sched.max_num_batched_tokens - out.n_tokens, max_model_len_);
       }
       if (drafted)
@@ -286,15 +286,15 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
 #endif
   for (int k = 0; k < n; ++k) {
     try {
-      const int row = drafted ? spec_->logit_row(idx[k]) : k;
-      float* logits = logits_.data() + static_cast<size_t>(row) * n_vocab_;
+      const int first = drafted ? spec_->logit_row(idx[k]) : k;
+      float* row = logits_.data() + static_cast<size_t>(first) * n_vocab_;
       if (verifies(k)) {
-        results[k] = spec_->verify(idx[k], *samplers[k], logits);
+        results[k] = spec_->verify(idx[k], *samplers[k], constraints[k], row);
       } else {
-        if (constraints[k]) constraints[k]->mask(logits);  // tokens the grammar refuses -> -inf
-        SampleResult r = samplers[k]->sample(logits);
-        samplers[k]->accept(r.id);
+        if (constraints[k]) constraints[k]->mask(row);  // tokens the grammar refuses -> -inf
+        SampleResult r = samplers[k]->sample(row);
         if (constraints[k]) constraints[k]->accept(r.id);
+        samplers[k]->accept(r.id);
         results[k].push_back(std::move(r));
       }
     } catch (const std::exception& ex) {  // e.g. every token banned by logit_bias

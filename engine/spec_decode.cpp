@@ -161,9 +161,10 @@ int SpecDecoder::choose_k(SeqState& st) {
   return 0;
 }
 
-bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers, BlockPool& pool,
+bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers,
+                       const std::vector<TokenConstraint*>& constraints, BlockPool& pool,
                        int token_budget, int max_model_len) {
-  assert(samplers.size() == out.seqs.size());
+  assert(samplers.size() == out.seqs.size() && constraints.size() == out.seqs.size());
   cur_.assign(out.seqs.size(), Cur{});
   last_k_ = 0;
   if (!cfg_.proposer) return false;
@@ -181,7 +182,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
   bool first_time = false;  // a sequence new to the proposer (a draft model prefills it)
   for (size_t i = 0; i < out.seqs.size(); ++i) {
     const ScheduledSeq& s = out.seqs[i];
-    if (!s.sample || s.n_tokens != 1 || !samplers[i]) continue;  // null: does not speculate
+    if (!s.sample || s.n_tokens != 1) continue;
     const Sequence& q = *s.seq;
     auto [it, fresh] = seqs_.try_emplace(q.id);
     SeqState& st = it->second;
@@ -199,6 +200,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
     r.tokens = &q.tokens;
     r.k = k;
     r.sampler = samplers[i];
+    r.constraint = constraints[i];
     reqs.push_back(std::move(r));
     seq_of.push_back(static_cast<int>(i));
     first_time = first_time || fresh;
@@ -271,14 +273,17 @@ void SpecDecoder::fill_batch(const ScheduleOutput& out, Batch& batch, int block_
   }
 }
 
-std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, const float* logits) {
+std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, TokenConstraint* constraint,
+                                              float* logits) {
   Cur& c = cur_[static_cast<size_t>(i)];
   const int k = static_cast<int>(c.draft.size());
   const bool greedy = sampler.params().temperature <= 0;
   std::vector<SampleResult> out;
   int accepted = 0;
   for (int j = 0; j <= k; ++j) {
-    const float* row = logits + static_cast<size_t>(j) * n_vocab_;
+    float* row = logits + static_cast<size_t>(j) * n_vocab_;
+    // A guess the grammar refuses gets probability 0 here, so it is never kept.
+    if (constraint) constraint->mask(row);
     SampleResult r;
     bool last;
     if (greedy) {
@@ -300,6 +305,7 @@ std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, const flo
       }
       r = sampler.score(row, tok);
     }
+    if (constraint) constraint->accept(r.id);
     sampler.accept(r.id);
     out.push_back(std::move(r));
     if (last) break;

@@ -48,6 +48,7 @@
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/token_constraint.h"
 
 namespace llm {
 
@@ -80,6 +81,7 @@ struct DraftRequest {
                                                  // token the target is about to compute
   int k = 0;                                     // drafts wanted at most
   const Sampler* sampler = nullptr;              // the target's sampler: parameters and history
+  const TokenConstraint* constraint = nullptr;   // the sequence's grammar state, if any
   // Filled by the proposer:
   std::vector<int32_t> draft;  // (<= k) guessed tokens[n], tokens[n+1], ...
   std::vector<TokenDist> q;    // (draft.size()) the distribution each guess was drawn from
@@ -151,11 +153,12 @@ class SpecDecoder {
 
   // After Scheduler::schedule. Gives every decoding sequence of `out` (one new token that
   // samples) its drafts: chooses k, asks the proposer, grows the block table over the
-  // draft positions (copy-on-write copies go to out.copies). samplers: (out.seqs.size()),
-  // null for a sequence that must not speculate (grammar-constrained).
+  // draft positions (copy-on-write copies go to out.copies). samplers, constraints:
+  // (out.seqs.size()), a constraint null for an unconstrained sequence.
   // token_budget: tokens the step may still add. Returns whether any sequence got drafts.
-  bool plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers, BlockPool& pool,
-            int token_budget, int max_model_len);
+  bool plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers,
+            const std::vector<TokenConstraint*>& constraints, BlockPool& pool, int token_budget,
+            int max_model_len);
 
   // The step's batch: a drafted sequence contributes its rows [last, d1..dk] with logits for
   // all of them; the others as ScheduleOutput::fill_batch would.
@@ -165,9 +168,11 @@ class SpecDecoder {
   int logit_row(int i) const { return cur_[i].logit_row; }
 
   // Verifies out.seqs[i]'s drafts against its k+1 logits rows (k+1, n_vocab): returns the
-  // accepted drafts and the token after them, each already accepted into the sampler.
+  // accepted drafts and the token after them, each already accepted into the sampler and
+  // the constraint (if any), which masks each row used first, in its state at that row.
   // Thread-safe for distinct i.
-  std::vector<SampleResult> verify(int i, Sampler& sampler, const float* logits);
+  std::vector<SampleResult> verify(int i, Sampler& sampler, TokenConstraint* constraint,
+                                   float* logits);
 
   // After the engine appended the verified tokens to out.seqs[i] (seq; nullptr when the
   // request finished in this step): its K/V of the accepted positions counts as computed,

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
@@ -27,6 +28,8 @@
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/spec_decode.h"
+#include "engine/token_constraint.h"
+#include "engine/tokenizer.h"
 #include "test_util.h"
 
 #ifdef _OPENMP
@@ -472,6 +475,51 @@ TEST_CASE("spec: stops inside a verified run; events in order and nothing after 
           std::vector<int32_t>(golden.begin() + 1, golden.begin() + 1 + len));
   }
   CHECK(self->pool().usage().used == 0);
+}
+
+TEST_CASE("spec: grammar-constrained requests under speculation") {
+  auto model = load_stories();
+  if (!model) LLM_SKIP("../shared/models/stories260K.gguf absent");
+  const Tokenizer tok = Tokenizer::from_gguf(model->file);
+  const auto schema = nlohmann::ordered_json::parse(R"({
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
+    "required": ["name", "age"], "additionalProperties": false})");
+  std::shared_ptr<const TokenConstraint> c = make_json_constraint(TokenIndex::build(tok), &schema);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 6; ++i) {
+    Request r;
+    r.prompt = tok.encode(i % 2 ? "Lily and Tom" : "Once upon a time", true, false);
+    r.sampling.temperature = i < 3 ? 0.0f : 1.0f;
+    r.sampling.seed = 40 + static_cast<uint64_t>(i);
+    r.stop.max_tokens = 120;
+    r.constraint = c;
+    reqs.push_back(r);
+  }
+  CpuBackend be(*model, cpu_opt(4096));
+  EngineConfig plain;
+  plain.eog_ids = tok.eog_ids();
+  const Outcome base = run(be, plain, reqs);
+  auto self = draft_proposer(make_quantized_copy(*model, DType::Q8_0, 2), "self q8_0");
+  NgramProposer ngram;
+  for (Proposer* p : std::initializer_list<Proposer*>{self.get(), &ngram}) {
+    CAPTURE(p->name());
+    EngineConfig cfg = spec_cfg(p, 4);
+    cfg.eog_ids = tok.eog_ids();
+    const Outcome o = run(be, cfg, reqs);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      CAPTURE(i);
+      const std::string text = tok.decode(o.results[i].tokens);
+      CAPTURE(text);
+      if (reqs[i].sampling.temperature == 0) CHECK(o.results[i].tokens == base.results[i].tokens);
+      CHECK(o.results[i].finish_reason == FinishReason::Stop);
+      nlohmann::json j;
+      REQUIRE_NOTHROW(j = nlohmann::json::parse(text));
+      CHECK(j.is_object());
+    }
+    CHECK(o.metrics.spec.verifications > 0);
+    MESSAGE(p->name() << " under a JSON schema: acceptance " << o.metrics.spec.acceptance_rate());
+  }
 }
 
 // --- sampling end to end ---------------------------------------------------------------------
