@@ -182,7 +182,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
   bool first_time = false;  // a sequence new to the proposer (a draft model prefills it)
   for (size_t i = 0; i < out.seqs.size(); ++i) {
     const ScheduledSeq& s = out.seqs[i];
-    if (!s.sample || s.n_tokens != 1) continue;
+    if (!s.sample || s.n_tokens != 1 || !samplers[i]) continue;  // null: does not speculate
     const Sequence& q = *s.seq;
     auto [it, fresh] = seqs_.try_emplace(q.id);
     SeqState& st = it->second;

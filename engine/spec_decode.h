@@ -154,7 +154,8 @@ class SpecDecoder {
   // After Scheduler::schedule. Gives every decoding sequence of `out` (one new token that
   // samples) its drafts: chooses k, asks the proposer, grows the block table over the
   // draft positions (copy-on-write copies go to out.copies). samplers, constraints:
-  // (out.seqs.size()), a constraint null for an unconstrained sequence.
+  // (out.seqs.size()); a null sampler: the sequence does not speculate; a null constraint:
+  // it is unconstrained (else drafts and verification follow the grammar).
   // token_budget: tokens the step may still add. Returns whether any sequence got drafts.
   bool plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers,
             const std::vector<TokenConstraint*>& constraints, BlockPool& pool, int token_budget,

@@ -139,7 +139,6 @@ int cmd_bench(int argc, char** argv) {
   opt.block_size = 16;
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
   opt.verbose = !json;
-  if (bench_spec_requested(args)) return run_bench_spec(args, opt);
   std::vector<int> concurrency;
   if (args.has("concurrency")) {
     std::string list = args.str("concurrency");
@@ -163,6 +162,7 @@ int cmd_bench(int argc, char** argv) {
   if (shared_prefix < 0 || shared_prefix > n_prompt) throw Error("bench: --shared-prefix must be 0..-p");
   if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
   if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
+  if (bench_spec_requested(args)) return run_bench_spec(args, opt);
 
   // Ceilings first, while the device is empty.
   std::string dev_name;
