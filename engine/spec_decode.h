@@ -106,7 +106,9 @@ class Proposer {
 class NgramProposer : public Proposer {
  public:
   explicit NgramProposer(int min_n = 1, int max_n = 4);
-  std::string name() const override { return "ngram"; }
+  std::string name() const override {
+    return "ngram (" + std::to_string(min_n_) + ".." + std::to_string(max_n_) + ")";
+  }
   void propose(std::vector<DraftRequest>& reqs) override;
   // The guesses for one token sequence, at most k.
   std::vector<int32_t> lookup(const std::vector<int32_t>& tokens, int k) const;
