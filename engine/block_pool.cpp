@@ -168,6 +168,15 @@ void BlockPool::free(BlockTable& t) {
   t.hashes.clear();
 }
 
+void BlockPool::truncate(BlockTable& t, int n_tokens) {
+  const size_t keep = static_cast<size_t>(ceil_div(n_tokens, block_size_));
+  while (t.blocks.size() > keep) {
+    decref(t.blocks.back());
+    t.blocks.pop_back();
+  }
+  if (t.hashes.size() > keep) t.hashes.resize(keep);
+}
+
 int32_t BlockPool::take_block() {
   assert(num_available() > 0 && "take_block without a passing check");
   if (!free_.empty()) {

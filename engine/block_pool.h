@@ -110,6 +110,9 @@ class BlockPool {
   // Drops the table's references, last block first, so that a prefix's tail is evicted
   // before its head. Leaves t empty.
   void free(BlockTable& t);
+  // Keeps only the blocks holding positions [0, n_tokens) (speculative decoding's rollback
+  // of rejected draft positions): the later ones are dropped as free() drops them.
+  void truncate(BlockTable& t, int n_tokens);
 
   // Introspection for tests and metrics.
   int ref_count(int32_t block) const { return meta_[static_cast<size_t>(block)].ref; }

@@ -48,14 +48,7 @@ void DraftModelProposer::release(RequestId id) {
 
 void DraftModelProposer::truncate(SeqState& st, int n_tokens) {
   st.cached.resize(static_cast<size_t>(n_tokens));
-  const int bs = pool_.block_size();
-  const size_t keep = static_cast<size_t>((n_tokens + bs - 1) / bs);
-  if (st.table.blocks.size() <= keep) return;
-  BlockTable tail;
-  tail.blocks.assign(st.table.blocks.begin() + static_cast<std::ptrdiff_t>(keep),
-                     st.table.blocks.end());
-  st.table.blocks.resize(keep);
-  pool_.free(tail);
+  pool_.truncate(st.table, n_tokens);
 }
 
 bool DraftModelProposer::evict_one() {
@@ -281,14 +274,7 @@ std::unique_ptr<Model> make_quantized_copy(const Model& target, DType type, int 
     const int n_dims = static_cast<int>(t.shape.size());
     const bool fits = t.shape[0] % traits(type).block_elems == 0;
     s.type = n_dims >= 2 && tensor_is_quantizable(t.name, n_dims) && fits ? type : t.type;
-    const GgufTensor* src = &t;
-    s.rows = [src](int64_t row0, int64_t n, float* dst) {
-      const int64_t cols = src->shape[0];
-      const size_t rb = row_bytes(src->type, cols);
-      for (int64_t r = 0; r < n; ++r)
-        dequantize_row(src->type, src->data + static_cast<size_t>(row0 + r) * rb, dst + r * cols,
-                       cols);
-    };
+    s.rows = dequantized_rows(t);
     out.push_back(std::move(s));
   }
   static std::atomic<int> counter{0};

@@ -286,15 +286,15 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
 #endif
   for (int k = 0; k < n; ++k) {
     try {
-      const int first = drafted ? spec_->logit_row(idx[k]) : k;
-      float* row = logits_.data() + static_cast<size_t>(first) * n_vocab_;
+      const int row = drafted ? spec_->logit_row(idx[k]) : k;
+      float* logits = logits_.data() + static_cast<size_t>(row) * n_vocab_;
       if (verifies(k)) {
-        results[k] = spec_->verify(idx[k], *samplers[k], constraints[k], row);
+        results[k] = spec_->verify(idx[k], *samplers[k], constraints[k], logits);
       } else {
-        if (constraints[k]) constraints[k]->mask(row);  // tokens the grammar refuses -> -inf
-        SampleResult r = samplers[k]->sample(row);
-        if (constraints[k]) constraints[k]->accept(r.id);
+        if (constraints[k]) constraints[k]->mask(logits);  // tokens the grammar refuses -> -inf
+        SampleResult r = samplers[k]->sample(logits);
         samplers[k]->accept(r.id);
+        if (constraints[k]) constraints[k]->accept(r.id);
         results[k].push_back(std::move(r));
       }
     } catch (const std::exception& ex) {  // e.g. every token banned by logit_bias

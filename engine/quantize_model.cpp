@@ -99,14 +99,7 @@ void quantize_model(const std::string& in_path, const std::string& out_path,
     if (s.shape[0] % traits(s.type).block_elems != 0)
       throw Error(in_path + ": tensor '" + t.name + "' rows of " + std::to_string(s.shape[0]) +
                   " elements cannot be stored as " + dtype_name(s.type));
-    const GgufTensor* src = &t;
-    s.rows = [src](int64_t row0, int64_t n, float* dst) {
-      const int64_t cols = src->shape[0];
-      const size_t rb = row_bytes(src->type, cols);
-      for (int64_t r = 0; r < n; ++r)
-        dequantize_row(src->type, src->data + static_cast<size_t>(row0 + r) * rb, dst + r * cols,
-                       cols);
-    };
+    s.rows = dequantized_rows(t);
     out.push_back(std::move(s));
   }
 

@@ -330,15 +330,7 @@ void SpecDecoder::commit(int i, Sequence* seq, BlockPool& pool) {
   assert(seq->num_computed == seq->num_tokens() - 1);
   pool.cache_full_blocks(seq->table, seq->tokens.data(), seq->num_computed);
   // Roll back the rejected positions: give back the blocks past the computed ones.
-  const int bs = pool.block_size();
-  const size_t keep = static_cast<size_t>((seq->num_computed + bs - 1) / bs);
-  if (seq->table.blocks.size() > keep) {
-    BlockTable tail;
-    tail.blocks.assign(seq->table.blocks.begin() + static_cast<std::ptrdiff_t>(keep),
-                       seq->table.blocks.end());
-    seq->table.blocks.resize(keep);
-    pool.free(tail);
-  }
+  pool.truncate(seq->table, seq->num_computed);
 }
 
 void SpecDecoder::observe_forward(double seconds) {

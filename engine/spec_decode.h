@@ -106,7 +106,9 @@ class Proposer {
 class NgramProposer : public Proposer {
  public:
   explicit NgramProposer(int min_n = 1, int max_n = 4);
-  std::string name() const override { return "ngram"; }
+  std::string name() const override {
+    return "ngram (" + std::to_string(min_n_) + ".." + std::to_string(max_n_) + ")";
+  }
   void propose(std::vector<DraftRequest>& reqs) override;
   // The guesses for one token sequence, at most k.
   std::vector<int32_t> lookup(const std::vector<int32_t>& tokens, int k) const;
@@ -154,7 +156,8 @@ class SpecDecoder {
   // After Scheduler::schedule. Gives every decoding sequence of `out` (one new token that
   // samples) its drafts: chooses k, asks the proposer, grows the block table over the
   // draft positions (copy-on-write copies go to out.copies). samplers, constraints:
-  // (out.seqs.size()), a constraint null for an unconstrained sequence.
+  // (out.seqs.size()); a null sampler: the sequence does not speculate; a null constraint:
+  // it is unconstrained (else drafts and verification follow the grammar).
   // token_budget: tokens the step may still add. Returns whether any sequence got drafts.
   bool plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers,
             const std::vector<TokenConstraint*>& constraints, BlockPool& pool, int token_budget,

@@ -17,6 +17,17 @@ int64_t TensorSource::n_rows() const {
   return n;
 }
 
+std::function<void(int64_t, int64_t, float*)> dequantized_rows(const GgufTensor& t) {
+  const GgufTensor* src = &t;
+  return [src](int64_t row0, int64_t n, float* dst) {
+    const int64_t cols = src->shape[0];
+    const size_t rb = row_bytes(src->type, cols);
+    for (int64_t r = 0; r < n; ++r)
+      dequantize_row(src->type, src->data + static_cast<size_t>(row0 + r) * rb, dst + r * cols,
+                     cols);
+  };
+}
+
 namespace {
 
 // About 4 MB of f32 per chunk: large enough to amortise scheduling, small enough that

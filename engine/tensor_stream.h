@@ -26,6 +26,10 @@ struct TensorSource {
   int64_t n_rows() const;
 };
 
+// Rows of an existing tensor (any type dequantize_row reads) as f32: the source of a
+// tensor being re-typed. The tensor's data must outlive the returned function.
+std::function<void(int64_t row0, int64_t n, float* dst)> dequantized_rows(const GgufTensor& t);
+
 struct StreamOptions {
   int n_threads = 0;  // workers; 0 = hardware threads
   bool data = true;   // false: matrices left as zero holes, 1-D tensors written (tests)

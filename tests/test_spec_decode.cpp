@@ -327,6 +327,31 @@ TEST_CASE("spec: the emitted tokens follow the target distribution; broken rules
   }
 }
 
+TEST_CASE("spec: rolling a block table back to fewer tokens") {
+  BlockPool pool(8, 4);
+  BlockTable t;
+  std::vector<BlockCopy> copies;
+  pool.allocate(t, PrefixHit{}, 0, 11, copies);  // 3 blocks
+  const std::vector<int32_t> toks = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  pool.cache_full_blocks(t, toks.data(), 8);  // 2 full blocks registered
+  BlockTable shared = pool.fork(t);
+  pool.truncate(t, 5);  // positions 0..4: 2 blocks
+  CHECK(t.blocks.size() == 2);
+  CHECK(t.hashes.size() == 2);
+  CHECK(pool.ref_count(shared.blocks[2]) == 1);  // the other table keeps its block
+  pool.truncate(t, 8);                           // nothing past 8 to drop
+  CHECK(t.blocks.size() == 2);
+  pool.truncate(t, 4);
+  CHECK(t.blocks.size() == 1);
+  CHECK(t.hashes.size() == 1);
+  pool.truncate(t, 0);
+  CHECK(t.empty());
+  CHECK(pool.check_consistency());
+  pool.free(shared);
+  CHECK(pool.usage().used == 0);
+  CHECK(pool.check_consistency());
+}
+
 // --- proposers ----------------------------------------------------------------------------
 
 TEST_CASE("spec: n-gram lookup proposes what followed the latest earlier occurrence") {
