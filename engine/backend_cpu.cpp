@@ -63,51 +63,7 @@ void CpuBackend::copy_kv_block(int src, int dst) {
   }
 }
 
-void CpuBackend::validate(const Batch& b) const {
-  const int n = b.n_tokens();
-  if (n <= 0) throw Error("forward: empty batch");
-  if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
-    throw Error("forward: tokens, positions and slots differ in length");
-  if (b.n_seqs() <= 0 || b.seq_start.front() != 0 || b.seq_start.back() != n)
-    throw Error("forward: seq_start must run from 0 to n_tokens");
-  if (b.max_blocks <= 0 || b.block_tables.size() != static_cast<size_t>(b.n_seqs()) * b.max_blocks)
-    throw Error("forward: block_tables must hold n_seqs x max_blocks entries");
-  const int64_t n_slots = static_cast<int64_t>(kv_blocks_) * block_size_;
-  for (int s = 0; s < b.n_seqs(); ++s) {
-    const int r0 = b.seq_start[static_cast<size_t>(s)],
-              r1 = b.seq_start[static_cast<size_t>(s) + 1];
-    if (r1 <= r0) throw Error("forward: sequence " + std::to_string(s) + " has no rows");
-    const int32_t* table = b.block_table(s);
-    int max_pos = -1;
-    for (int r = r0; r < r1; ++r) {
-      const int32_t tok = b.tokens[static_cast<size_t>(r)],
-                    pos = b.positions[static_cast<size_t>(r)];
-      const int32_t slot = b.slots[static_cast<size_t>(r)];
-      if (tok < 0 || tok >= cfg_.n_vocab)
-        throw Error("forward: token id " + std::to_string(tok) + " is outside the vocabulary of " +
-                    std::to_string(cfg_.n_vocab));
-      if (pos < 0) throw Error("forward: negative position");
-      if (slot < 0 || slot >= n_slots)
-        throw Error("forward: KV slot " + std::to_string(slot) + " is outside the pool of " +
-                    std::to_string(n_slots));
-      max_pos = std::max(max_pos, pos);
-    }
-    // Attention reads positions 0..max_pos through the table: every block it names must
-    // exist in the pool.
-    const int last_block = max_pos / block_size_;
-    if (last_block >= b.max_blocks)
-      throw Error("forward: position " + std::to_string(max_pos) + " lies past sequence " +
-                  std::to_string(s) + "'s block table");
-    for (int i = 0; i <= last_block; ++i)
-      if (table[i] < 0 || table[i] >= kv_blocks_)
-        throw Error("forward: block " + std::to_string(table[i]) + " in sequence " +
-                    std::to_string(s) + "'s table is outside the pool of " +
-                    std::to_string(kv_blocks_) + " blocks");
-  }
-  for (int32_t r : b.logit_rows)
-    if (r < 0 || r >= n)
-      throw Error("forward: logit row " + std::to_string(r) + " is not a row of the batch");
-}
+void CpuBackend::validate(const Batch& b) const { validate_batch(b, cfg_.n_vocab, kv_blocks_, block_size_); }
 
 void CpuBackend::reserve(int n_tokens, int n_logits) {
   if (n_tokens > cap_tokens_) {

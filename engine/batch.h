@@ -39,4 +39,9 @@ struct Batch {
   void clear();
 };
 
+// Checks a batch against the contract above for a model of n_vocab tokens and a pool of
+// kv_blocks blocks of block_size slots; throws llm::Error naming the first violation.
+// Every backend calls it before touching device memory.
+void validate_batch(const Batch& b, int n_vocab, int kv_blocks, int block_size);
+
 }  // namespace llm
