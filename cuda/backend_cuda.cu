@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "cuda/activation.h"
@@ -10,6 +11,7 @@
 #include "cuda/embed.h"
 #include "cuda/kv_store.h"
 #include "cuda/matmul.h"
+#include "cuda/matmul_tc.h"
 #include "cuda/matvec_quant.h"
 #include "cuda/quantize.h"
 #include "cuda/qweight.h"
@@ -18,8 +20,21 @@
 namespace llm::cuda {
 namespace {
 
-constexpr int kMatvecCutoff = 16;    // up to this many rows: GEMV, above: dequantize + GEMM
-constexpr int kPrefillMinRows = 4;   // a sequence with this many rows uses prefill tiles
+// Up to this many rows a step uses the GEMV (weights read once per 8 rows), above it the
+// GEMM (f16 weights, a dense copy or dequantized per call). Float weights: one GEMV pass,
+// since the GEMM reads the same bytes; quantized: two passes still read less than f16.
+constexpr int kMatvecCutoffQuant = 16;
+constexpr int kMatvecCutoffFloat = kMatvecMaxCols;
+// Tensor-core products (cuda/matmul_tc) for steps of (GEMV cut-over, tc_rows_] rows: off
+// by default, as measured on an H100 they lose to the GEMV and the f16 GEMM (PERF.md);
+// LLM_CUDA_TC_ROWS=N turns them on, and with every matrix supported the GEMV then keeps
+// only single rows.
+constexpr int kMatvecCutoffTc = 1;
+constexpr int kTcRowsDefault = 0;
+// A sequence with at least this many rows in a step uses the prefill tiles; fewer go
+// through the split-K decode kernel, which keeps the GPU busy with few query rows
+// (speculative verification, short chunks): a tile is one CTA per head.
+constexpr int kPrefillMinRows = 16;
 constexpr int kMaxGraphBatch = 256;  // decode batches up to this size replay graphs
 constexpr int kMaxSplit = 16;
 constexpr int kSplitWorkspaceRows = 2048;  // n_decode * n_split the partials buffer holds
@@ -127,6 +142,28 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
 
   verbose_ = opt.verbose;
   upload_weights(model);
+  bool all_float = true;
+  for (const Layer& L : layers_)
+    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      all_float = all_float && is_float_type(m->type);
+  bool all_tc = true;
+  for (const Layer& L : layers_)
+    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      all_tc = all_tc && mm_tc_supported(*m);
+  tc_rows_ = kTcRowsDefault;
+  if (const char* e = std::getenv("LLM_CUDA_TC_ROWS")) tc_rows_ = std::max(0, std::atoi(e));
+  matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
+                   : all_float            ? kMatvecCutoffFloat
+                                          : kMatvecCutoffQuant;
+  prefill_min_rows_ = kPrefillMinRows;
+  // Tuning experiments (PERF.md): LLM_CUDA_MATVEC_ROWS=N moves the GEMV cut-over,
+  // LLM_CUDA_TC_ROWS=N the tensor-core/GEMM one (0: no tensor-core products).
+  if (const char* e = std::getenv("LLM_CUDA_MATVEC_ROWS"))
+    matvec_cutoff_ = std::max(0, std::atoi(e));
+  // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
+  if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
+    prefill_min_rows_ = std::max(1, std::atoi(e));
+  make_f16_copies(opt.f16_copy, scratch + min_kv);
   allocate_scratch();
   allocate_kv(opt);
 }
@@ -259,6 +296,47 @@ void CudaBackend::upload_weights(const Model& model) {
       cudaMemcpy(inv_freq_.get(), inv.data(), sizeof(float) * inv.size(), cudaMemcpyHostToDevice));
 }
 
+void CudaBackend::make_f16_copies(BackendOptions::F16Copy mode, size_t reserve) {
+  using Mode = BackendOptions::F16Copy;
+  if (mode == Mode::Off) return;
+  std::vector<DevMatrix*> mats;
+  auto consider = [&](DevMatrix& m) {
+    if (m.type != DType::F16 && m.type != DType::F32) mats.push_back(&m);
+  };
+  consider(output_);
+  for (Layer& L : layers_)
+    for (DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) consider(*m);
+  size_t bytes = 0;
+  for (const DevMatrix* m : mats) bytes += align256(static_cast<size_t>(m->rows * m->cols) * 2);
+  if (bytes == 0) return;
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  const size_t avail = free_b > reserve ? free_b - reserve : 0;
+  if (mode == Mode::Auto && bytes > avail / 2) {
+    if (verbose_)
+      std::fprintf(stderr,
+                   "f16 weight copy for batched steps: off (needs %s, %s free after the weights; "
+                   "batches of more than %d rows dequantize each step)\n",
+                   gib(static_cast<double>(bytes)).c_str(), gib(static_cast<double>(avail)).c_str(),
+                   matvec_cutoff_);
+    return;
+  }
+  if (bytes > avail)
+    throw Error("--f16-copy on needs " + gib(static_cast<double>(bytes)) + " on " + name_ + ", " +
+                gib(static_cast<double>(avail)) + " free after the weights and buffers");
+  f16_copy_ = DeviceBuffer(bytes);
+  uint8_t* cur = f16_copy_.as<uint8_t>();
+  for (DevMatrix* m : mats) {
+    dequantize(*m, 0, m->rows, reinterpret_cast<__half*>(cur), stream_);
+    m->f16 = reinterpret_cast<const __half*>(cur);
+    cur += align256(static_cast<size_t>(m->rows * m->cols) * 2);
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (verbose_)
+    std::fprintf(stderr, "f16 weight copy for batched steps: %s\n",
+                 gib(static_cast<double>(bytes)).c_str());
+}
+
 void CudaBackend::allocate_scratch() {
   const size_t cap = static_cast<size_t>(cap_tokens_);
   const size_t E = static_cast<size_t>(cfg_.n_embd), Q = static_cast<size_t>(cfg_.q_dim()),
@@ -384,7 +462,9 @@ void CudaBackend::copy_kv_block(int src, int dst) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::validate(const Batch& b) const { validate_batch(b, cfg_.n_vocab, kv_blocks_, block_size_); }
+void CudaBackend::validate(const Batch& b) const {
+  validate_batch(b, cfg_.n_vocab, kv_blocks_, block_size_);
+}
 
 void CudaBackend::forward(const Batch& batch, float* logits) {
   validate(batch);
@@ -447,7 +527,8 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   p.n = graph_mode ? n_padded : n_real;
   p.n_seqs = graph_mode ? n_padded : b.n_seqs();
   p.n_logits = graph_mode ? n_padded : b.n_logits();
-  p.matvec = p.n <= kMatvecCutoff;
+  p.matvec = p.n <= matvec_cutoff_;
+  p.tc = !p.matvec && p.n <= tc_rows_;
 
   // Host side of the inputs.
   std::vector<int32_t> row_seq(static_cast<size_t>(p.n)),
@@ -463,7 +544,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     const int32_t* t = b.block_table(s);
     tables.insert(tables.end(), t, t + last / block_size_ + 1);
     for (int r = r0; r < r1; ++r) row_seq[static_cast<size_t>(r)] = s;
-    if (!graph_mode && r1 - r0 >= kPrefillMinRows) {
+    if (!graph_mode && r1 - r0 >= prefill_min_rows_) {
       for (int q = r0; q < r1; q += kPrefillTileRows)
         tiles.push_back(make_int4(q, std::min(kPrefillTileRows, r1 - q), s, 0));
     } else {
@@ -574,14 +655,16 @@ void CudaBackend::run(const Batch& b, float* logits) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k,
+ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k,
                             bool want_f32) {
   ActOut o;
   bool f32 = want_f32, f16 = false, q8 = false;
   for (int i = 0; i < n_jobs; ++i) {
     const DType t = W[i]->type;
-    if (matvec)
+    if (p.matvec)
       (is_float_type(t) ? f32 : q8) = true;
+    else if (p.tc && mm_tc_supported(*W[i]))
+      (mm_tc_wants_q8(*W[i]) ? q8 : f16) = true;
     else
       (t == DType::F32 ? f32 : f16) = true;
   }
@@ -622,6 +705,18 @@ void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs,
     return;
   }
   for (int i = 0; i < n_jobs; ++i) {
+    if (p.tc && mm_tc_supported(*W[i])) {
+      MmTcArgs t;
+      t.W = W[i];
+      t.x_q8 = in.q8;
+      t.x_f16 = in.f16;
+      t.n = n;
+      t.y = y[i];
+      t.ldy = ldy;
+      t.accumulate = accumulate;
+      mm_tc(t, stream_);
+      continue;
+    }
     MatmulArgs a;
     a.W = W[i];
     a.x_f16 = in.f16;
@@ -661,7 +756,7 @@ void CudaBackend::record(const Plan& p) {
 
     // Attention block: h += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(h).
     const DevMatrix* Wqkv[3] = {&L.wq, &L.wk, &L.wv};
-    const ActOut xa = act_for(Wqkv, 3, p.matvec, E, false);
+    const ActOut xa = act_for(Wqkv, 3, p, E, false);
     rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
     mark("rmsnorm");
     // Decode: bias, RoPE and the K/V store happen in the matvec's epilogue (rows 2i, 2i+1
@@ -731,7 +826,7 @@ void CudaBackend::record(const Plan& p) {
     a.out = attn;
     {
       const DevMatrix* W[1] = {&L.wo};
-      ActOut ao = act_for(W, 1, p.matvec, Q, false);
+      ActOut ao = act_for(W, 1, p, Q, false);
       ao.f32 = nullptr;  // the f32 output is attn itself
       // Decode-only steps get the other formats straight from the attention kernel.
       const bool fused = p.n_tiles == 0 && c.head_dim % 32 == 0;
@@ -755,7 +850,7 @@ void CudaBackend::record(const Plan& p) {
     {
       const DevMatrix* W[2] = {&L.w_gate, &L.w_up};
       float* Y[2] = {gu, gu + F};
-      const ActOut xa = act_for(W, 2, p.matvec, E, false);
+      const ActOut xa = act_for(W, 2, p, E, false);
       rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
       mark("rmsnorm");
       linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
@@ -764,7 +859,7 @@ void CudaBackend::record(const Plan& p) {
     {
       const DevMatrix* W[1] = {&L.w_down};
       float* Y[1] = {h};
-      const ActOut ma = act_for(W, 1, p.matvec, F, false);
+      const ActOut ma = act_for(W, 1, p, F, false);
       swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
       mark("swiglu");
       linear(W, Y, 1, E, true, input_of(ma, nullptr), p);
@@ -776,10 +871,11 @@ void CudaBackend::record(const Plan& p) {
   if (p.n_logits > 0) {
     Plan pl = p;
     pl.n = p.n_logits;
-    pl.matvec = pl.n <= kMatvecCutoff;
+    pl.matvec = pl.n <= matvec_cutoff_;
+    pl.tc = !pl.matvec && pl.n <= tc_rows_;
     const DevMatrix* W[1] = {&output_};
     float* Y[1] = {logits_.as<float>()};
-    const ActOut xa = act_for(W, 1, pl.matvec, E, false);
+    const ActOut xa = act_for(W, 1, pl, E, false);
     rmsnorm(h, p.logit_rows, output_norm_, pl.n, E, c.rms_eps, xa, stream_);
     mark("rmsnorm");
     linear(W, Y, 1, V, false, input_of(xa, nullptr), pl);

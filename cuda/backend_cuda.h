@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
 
   // Bytes of weights on the device and of the KV pool.
   size_t weight_bytes() const { return weights_.size(); }
+  size_t f16_copy_bytes() const { return f16_copy_.size(); }
   size_t kv_bytes() const { return kv_.size(); }
   // Turns CUDA graphs for decode steps off (tests compare both ways).
   void set_graphs(bool on) { use_graphs_ = on; }
@@ -63,6 +64,7 @@ class CudaBackend final : public Backend {
     int n_split = 1;
     int n_tiles = 0;     // prefill attention tiles
     bool matvec = true;  // GEMV path (few rows) or GEMM
+    bool tc = false;     // not matvec: tensor-core products (cuda/matmul_tc) where supported
     const int32_t *tokens = nullptr, *positions = nullptr, *slots = nullptr, *row_seq = nullptr;
     const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr,
                   *tables = nullptr;
@@ -71,6 +73,9 @@ class CudaBackend final : public Backend {
   struct Input;  // where a linear layer reads its activations
 
   void upload_weights(const Model& model);
+  // Dense f16 copies of the quantized matrices for GEMMs (BackendOptions::f16_copy);
+  // `reserve`: device bytes the rest of the backend still needs.
+  void make_f16_copies(BackendOptions::F16Copy mode, size_t reserve);
   void allocate_scratch();
   void allocate_kv(const BackendOptions& opt);
   void validate(const Batch& b) const;
@@ -81,7 +86,7 @@ class CudaBackend final : public Backend {
   void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
               const Input& in, const Plan& p);
-  ActOut act_for(const DevMatrix* const* W, int n_jobs, bool matvec, int64_t k, bool want_f32);
+  ActOut act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k, bool want_f32);
 
   const Model& model_;
   ModelConfig cfg_;
@@ -91,10 +96,14 @@ class CudaBackend final : public Backend {
   int block_size_ = 16;
   int kv_blocks_ = 0;  // usable blocks; block kv_blocks_ is the padding rows' sink
   bool use_graphs_ = true;
+  int matvec_cutoff_ = 16;     // steps of at most this many rows use the GEMV
+  int tc_rows_ = 0;            // steps of more rows, up to this many, use cuda/matmul_tc
+  int prefill_min_rows_ = 16;  // sequences with this many rows in a step use prefill tiles
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 
   DeviceBuffer weights_;
+  DeviceBuffer f16_copy_;  // dense f16 copies of quantized matrices, or empty
   std::vector<Layer> layers_;
   DevMatrix tok_embd_, output_;
   const float* output_norm_ = nullptr;

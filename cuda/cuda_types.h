@@ -44,6 +44,9 @@ struct DevMatrix {
   int64_t sc_stride = 0;
   const uint8_t* sb = nullptr;
   int64_t sb_stride = 0;
+  // (rows, cols) f16: a dense copy for GEMMs of quantized/BF16 weights, or null (the GEMM
+  // then dequantizes into a scratch each call). The GEMV always reads the packed form.
+  const __half* f16 = nullptr;
 };
 
 // Activations quantized for the integer dot products of the quantized matvec: per row of

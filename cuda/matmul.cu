@@ -135,8 +135,9 @@ void matmul(cublasHandle_t handle, const MatmulArgs& a, cudaStream_t stream) {
     gemm(W.qs, CUDA_R_32F, a.x_f32, CUDA_R_32F, 0, W.rows);
     return;
   }
-  if (W.type == DType::F16) {
-    gemm(W.qs, CUDA_R_16F, a.x_f16, CUDA_R_16F, 0, W.rows);
+  if (W.type == DType::F16 || W.f16) {
+    gemm(W.f16 ? static_cast<const void*>(W.f16) : W.qs, CUDA_R_16F, a.x_f16, CUDA_R_16F, 0,
+         W.rows);
     return;
   }
   const int64_t chunk = static_cast<int64_t>(a.scratch_elems) / W.cols;

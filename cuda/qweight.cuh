@@ -84,62 +84,52 @@ __device__ __forceinline__ uint32_t spread_bit4(uint32_t b) {
   return ((b & 1u) << 4) | ((b & 2u) << 11) | ((b & 4u) << 18) | ((b & 8u) << 25);
 }
 
-// Integer quants of the unit as 8 words of 4 signed/unsigned bytes, word w holding
-// elements 4w..4w+3. Q6_K values come out already centred (q - 32).
+// Words i and 4 + i (i = 0..3) of the unit's integer quants: elements 4i..4i+3 (lo) and
+// 16+4i..16+4i+3 (hi), 4 signed/unsigned bytes each. Q6_K values come out already
+// centred (q - 32).
 template <DType T>
-__device__ __forceinline__ void unit_words(const Unit& x, int (&v)[8]) {
+__device__ __forceinline__ void unit_word_pair(const Unit& x, int i, int& lo_out, int& hi_out) {
   if constexpr (T == DType::Q8_0) {
-    v[0] = x.q.x;
-    v[1] = x.q.y;
-    v[2] = x.q.z;
-    v[3] = x.q.w;
-    v[4] = x.q2.x;
-    v[5] = x.q2.y;
-    v[6] = x.q2.z;
-    v[7] = x.q2.w;
+    lo_out = static_cast<int>(word_of(x.q, i));
+    hi_out = static_cast<int>(word_of(x.q2, i));
   } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint32_t w = word_of(x.q, i);
-      uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
-      if constexpr (T == DType::Q5_0 || T == DType::Q5_K) {
-        lo |= spread_bit4(x.h0 >> (4 * i));
-        hi |= spread_bit4(x.h0 >> (16 + 4 * i));
-      } else if constexpr (T == DType::Q6_K) {
-        lo |= ((x.h0 >> (2 * i)) & 0x03030303u) << 4;
-        hi |= ((x.h1 >> (2 * i)) & 0x03030303u) << 4;
-        lo = __vsub4(lo, 0x20202020u);
-        hi = __vsub4(hi, 0x20202020u);
-      }
-      v[i] = static_cast<int>(lo);
-      v[4 + i] = static_cast<int>(hi);
+    const uint32_t w = word_of(x.q, i);
+    uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
+    if constexpr (T == DType::Q5_0 || T == DType::Q5_K) {
+      lo |= spread_bit4(x.h0 >> (4 * i));
+      hi |= spread_bit4(x.h0 >> (16 + 4 * i));
+    } else if constexpr (T == DType::Q6_K) {
+      lo |= ((x.h0 >> (2 * i)) & 0x03030303u) << 4;
+      hi |= ((x.h1 >> (2 * i)) & 0x03030303u) << 4;
+      lo = __vsub4(lo, 0x20202020u);
+      hi = __vsub4(hi, 0x20202020u);
     }
+    lo_out = static_cast<int>(lo);
+    hi_out = static_cast<int>(hi);
   }
 }
 
-// Dot product of unit u (of row r) with one q8 activation block: xi (8 words of int8),
-// xds = {d_x, d_x * sum(q_x)}.
+// Integer quants of the unit as 8 words of 4 bytes, word w holding elements 4w..4w+3.
 template <DType T>
-__device__ __forceinline__ float dot_unit(const Unit& x, int64_t u, const int (&xi)[8],
-                                          float2 xds) {
-  int v[8];
-  unit_words<T>(x, v);
+__device__ __forceinline__ void unit_words(const Unit& x, int (&v)[8]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) unit_word_pair<T>(x, i, v[i], v[4 + i]);
+}
+
+// The dot product of unit u with one q8 activation block from its integer parts:
+// s_lo = sum over elements 0..15 of q_w * q_x, s_hi over 16..31 (Q6_K scales the two
+// halves apart), xds = {d_x, d_x * sum(q_x)}.
+template <DType T>
+__device__ __forceinline__ float combine_unit(const Unit& x, int64_t u, int s_lo, int s_hi,
+                                              float2 xds) {
   if constexpr (T == DType::Q6_K) {
-    int s0 = 0, s1 = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) s0 = dp4a(v[i], xi[i], s0);
-#pragma unroll
-    for (int i = 4; i < 8; ++i) s1 = dp4a(v[i], xi[i], s1);
     const int j = static_cast<int>(u & 7);  // unit within the super-block: scales 2j, 2j+1
     const uint32_t sw = word_of(x.meta, j >> 1);
     const int sc0 = static_cast<int8_t>(byte_at(sw, (j & 1) * 2));
     const int sc1 = static_cast<int8_t>(byte_at(sw, (j & 1) * 2 + 1));
-    return x.d * xds.x * static_cast<float>(sc0 * s0 + sc1 * s1);
+    return x.d * xds.x * static_cast<float>(sc0 * s_lo + sc1 * s_hi);
   } else {
-    int s = 0;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) s = dp4a(v[i], xi[i], s);
-    const float fs = static_cast<float>(s);
+    const float fs = static_cast<float>(s_lo + s_hi);
     if constexpr (T == DType::Q8_0) {
       return x.d * xds.x * fs;
     } else if constexpr (T == DType::Q4_0) {
@@ -155,6 +145,21 @@ __device__ __forceinline__ float dot_unit(const Unit& x, int64_t u, const int (&
       return dd.x * sc * xds.x * fs - dd.y * mn * xds.y;
     }
   }
+}
+
+// Dot product of unit u (of row r) with one q8 activation block: xi (8 words of int8),
+// xds = {d_x, d_x * sum(q_x)}.
+template <DType T>
+__device__ __forceinline__ float dot_unit(const Unit& x, int64_t u, const int (&xi)[8],
+                                          float2 xds) {
+  int v[8];
+  unit_words<T>(x, v);
+  int s0 = 0, s1 = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s0 = dp4a(v[i], xi[i], s0);
+#pragma unroll
+  for (int i = 4; i < 8; ++i) s1 = dp4a(v[i], xi[i], s1);
+  return combine_unit<T>(x, u, s0, s1, xds);
 }
 
 // The 32 float values of unit u (element order).

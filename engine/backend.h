@@ -20,6 +20,11 @@ struct BackendOptions {
   int64_t kv_tokens = 0;         // KV pool capacity in tokens; 0 = backend default
   double kv_memory_fraction = 0.9;  // CUDA: share of free memory the KV pool may take when kv_tokens == 0
   bool verbose = true;           // progress output on stderr while loading
+  // CUDA: keep an f16 copy of quantized/BF16 matrices for steps of many rows (batched
+  // decode, prefill), which then skip dequantizing every weight each step, at 2 bytes per
+  // weight of device memory. Auto: when the copy takes at most half the memory left free.
+  enum class F16Copy { Auto, On, Off };
+  F16Copy f16_copy = F16Copy::Auto;
 };
 
 class Backend {

@@ -134,11 +134,13 @@ using Seq = std::vector<Elem>;
 // UTF-8 byte ranges of one sequence: (lo, hi) per byte.
 using Utf8Seq = std::vector<std::pair<uint8_t, uint8_t>>;
 
+// b: 4 bytes. The bound is explicit so that the compiler can see it (GCC 13's
+// -Wstringop-overflow cannot prove utf8_append writes at most 4).
 void encode_utf8(uint32_t cp, uint8_t* b, int* n) {
   std::string s;
   utf8_append(s, cp);
-  *n = static_cast<int>(s.size());
-  for (int i = 0; i < *n; ++i) b[i] = static_cast<uint8_t>(s[i]);
+  *n = static_cast<int>(std::min<size_t>(s.size(), 4));
+  for (int i = 0; i < *n && i < 4; ++i) b[i] = static_cast<uint8_t>(s[static_cast<size_t>(i)]);
 }
 
 // Splits [lo, hi] (no surrogates) into ranges whose UTF-8 encodings are byte-wise

@@ -661,10 +661,11 @@ class SchemaCompiler {
       if (!s["required"].is_array()) fail(path, "required must be an array of strings");
       for (const Json& r : s["required"]) {
         if (!r.is_string()) fail(path, "required must be an array of strings");
-        auto it =
-            std::find_if(props.begin(), props.end(), [&](const auto& x) { return x.first == r; });
+        const std::string name = r.get<std::string>();
+        auto it = std::find_if(props.begin(), props.end(),
+                               [&](const auto& x) { return x.first == name; });
         if (it == props.end()) {
-          props.push_back({r.get<std::string>(), Json::object()});
+          props.push_back({name, Json::object()});
           required.push_back(true);
         } else {
           required[static_cast<size_t>(it - props.begin())] = true;

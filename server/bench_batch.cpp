@@ -25,7 +25,8 @@ std::vector<int32_t> prompt_tokens(int n, int n_vocab, uint64_t seed) {
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    t[static_cast<size_t>(i)] = lo + static_cast<int32_t>((x * 0x2545F4914F6CDD1Dull >> 33) % static_cast<uint64_t>(n_vocab - lo));
+    t[static_cast<size_t>(i)] = lo + static_cast<int32_t>((x * 0x2545F4914F6CDD1Dull >> 33) %
+                                                          static_cast<uint64_t>(n_vocab - lo));
   }
   return t;
 }
@@ -41,7 +42,8 @@ Request bench_request(std::vector<int32_t> prompt, int n_gen) {
 
 // Decode ceiling for a batch of n sequences at mean context `ctx`: every step reads all
 // weights once and each sequence's KV cache; it also needs 2 FLOPs per weight per token.
-double decode_ceiling(const Model& m, int n, double ctx, double kv_elem_bytes, double bw_gbs, double peak_tflops) {
+double decode_ceiling(const Model& m, int n, double ctx, double kv_elem_bytes, double bw_gbs,
+                      double peak_tflops) {
   const ModelConfig& c = m.config;
   const double weights = static_cast<double>(m.weight_bytes());
   const double kv = 2.0 * c.n_layer * c.kv_dim() * ctx * kv_elem_bytes * n;
@@ -58,19 +60,29 @@ double decode_ceiling(const Model& m, int n, double ctx, double kv_elem_bytes, d
 
 }  // namespace
 
-std::vector<BatchBenchRow> run_batch_bench(Backend& backend, const Model& model, const BatchBenchOptions& opt) {
+std::vector<BatchBenchRow> run_batch_bench(Backend& backend, const Model& model,
+                                           const BatchBenchOptions& opt) {
   const int n_vocab = model.config.n_vocab;
   const double kv_elem = backend.name().rfind("cuda", 0) == 0 ? 2.0 : 4.0;
   std::vector<BatchBenchRow> rows;
-  if (!opt.json) {
-    std::printf("\nbatched generation: %d-token prompts%s, %d generated tokens each, greedy\n", opt.n_prompt,
-                opt.shared_prefix ? (" (" + std::to_string(opt.shared_prefix) + " shared)").c_str() : "", opt.n_gen);
-    std::printf("| %5s | %9s | %12s | %12s | %9s | %9s | %12s | %6s |\n", "seqs", "time s", "gen tok/s",
-                "decode tok/s", "TTFT ms", "TPOT ms", "ceiling t/s", "%");
-    std::printf("|------:|----------:|-------------:|-------------:|----------:|----------:|-------------:|-------:|\n");
+  const bool print = !opt.json && !opt.quiet;
+  if (print) {
+    std::printf(
+        "\nbatched generation: %d-token prompts%s, %d generated tokens each, greedy\n",
+        opt.n_prompt,
+        opt.shared_prefix ? (" (" + std::to_string(opt.shared_prefix) + " shared)").c_str() : "",
+        opt.n_gen);
+    std::printf("| %5s | %9s | %12s | %12s | %9s | %9s | %8s | %6s | %12s | %6s |\n", "seqs",
+                "time s", "gen tok/s", "decode tok/s", "TTFT ms", "TPOT ms", "step ms", "fwd %",
+                "ceiling t/s", "%");
+    std::printf(
+        "|------:|----------:|-------------:|-------------:|----------:|----------:|---------:|----"
+        "---:|"
+        "-------------:|-------:|\n");
   }
   for (int n : opt.concurrency) {
-    std::vector<double> secs, decode, ttft, tpot;
+    std::vector<double> secs, decode, ttft, tpot, step_ms, fwd;
+    int64_t steps = 0;
     for (int rep = 0; rep < std::max(1, opt.repetitions); ++rep) {
       EngineConfig cfg;
       cfg.sched.max_num_seqs = n;
@@ -81,7 +93,8 @@ std::vector<BatchBenchRow> run_batch_bench(Backend& backend, const Model& model,
       std::vector<int32_t> shared = prompt_tokens(opt.shared_prefix, n_vocab, 7);
       for (int i = 0; i < n; ++i) {
         std::vector<int32_t> p = shared;
-        std::vector<int32_t> own = prompt_tokens(opt.n_prompt - opt.shared_prefix, n_vocab, 1000 + static_cast<uint64_t>(i));
+        std::vector<int32_t> own = prompt_tokens(opt.n_prompt - opt.shared_prefix, n_vocab,
+                                                 1000 + static_cast<uint64_t>(i));
         p.insert(p.end(), own.begin(), own.end());
         reqs.push_back(bench_request(std::move(p), opt.n_gen));
       }
@@ -98,6 +111,11 @@ std::vector<BatchBenchRow> run_batch_bench(Backend& backend, const Model& model,
       decode.push_back(s - last_first > 0 ? n * (opt.n_gen - 1) / (s - last_first) : 0);
       ttft.push_back(sum_ttft / n);
       tpot.push_back(sum_tpot / n);
+      const EngineMetrics m = engine.metrics();
+      steps = m.steps;
+      step_ms.push_back(m.decode_steps ? 1e3 * m.decode_s / static_cast<double>(m.decode_steps)
+                                       : 0);
+      fwd.push_back(m.step_s > 0 ? m.forward_s / m.step_s : 0);
     }
     BatchBenchRow row;
     row.concurrency = n;
@@ -106,16 +124,23 @@ std::vector<BatchBenchRow> run_batch_bench(Backend& backend, const Model& model,
     row.decode_tok_s = median(decode);
     row.ttft_mean_s = median(ttft);
     row.tpot_mean_s = median(tpot);
-    row.ceiling_tok_s =
-        decode_ceiling(model, n, opt.n_prompt + opt.n_gen / 2.0, kv_elem, opt.bandwidth_gbs, opt.peak_tflops);
+    row.ceiling_tok_s = decode_ceiling(model, n, opt.n_prompt + opt.n_gen / 2.0, kv_elem,
+                                       opt.bandwidth_gbs, opt.peak_tflops);
+    row.steps = steps;
+    row.step_ms = median(step_ms);
+    row.forward_share = median(fwd);
     rows.push_back(row);
-    if (!opt.json) {
-      std::printf("| %5d | %9.2f | %12.1f | %12.1f | %9.1f | %9.2f | %12.0f | %5.1f%% |\n", n, row.seconds,
-                  row.gen_tok_s, row.decode_tok_s, row.ttft_mean_s * 1e3, row.tpot_mean_s * 1e3, row.ceiling_tok_s,
-                  row.ceiling_tok_s > 0 ? 100.0 * row.decode_tok_s / row.ceiling_tok_s : 0.0);
+    if (print) {
+      std::printf(
+          "| %5d | %9.2f | %12.1f | %12.1f | %9.1f | %9.2f | %8.2f | %5.1f%% | %12.0f | %5.1f%% "
+          "|\n",
+          n, row.seconds, row.gen_tok_s, row.decode_tok_s, row.ttft_mean_s * 1e3,
+          row.tpot_mean_s * 1e3, row.step_ms, 100.0 * row.forward_share, row.ceiling_tok_s,
+          row.ceiling_tok_s > 0 ? 100.0 * row.decode_tok_s / row.ceiling_tok_s : 0.0);
       std::fflush(stdout);
     }
   }
+  if (opt.quiet) return rows;
   if (opt.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const BatchBenchRow& r : rows)
@@ -127,17 +152,24 @@ std::vector<BatchBenchRow> run_batch_bench(Backend& backend, const Model& model,
                    {"decode_tok_s", r.decode_tok_s},
                    {"ttft_mean_s", r.ttft_mean_s},
                    {"tpot_mean_s", r.tpot_mean_s},
-                   {"ceiling_tok_s", r.ceiling_tok_s}});
+                   {"ceiling_tok_s", r.ceiling_tok_s},
+                   {"decode_step_ms", r.step_ms},
+                   {"forward_share", r.forward_share}});
     std::printf("%s\n", nlohmann::json({{"batched", j}}).dump(2).c_str());
   } else {
-    std::printf("gen tok/s: all generated tokens over the whole run; decode tok/s: after the last first token.\n"
-                "ceiling: weights + KV read once per step at the measured bandwidth, or FLOPs at the peak.\n");
+    std::printf(
+        "gen tok/s: all generated tokens over the whole run; decode tok/s: after the last first "
+        "token.\n"
+        "step ms: mean pure-decode engine step; fwd %%: share of step time in the backend's "
+        "forward.\n"
+        "ceiling: weights + KV read once per step at the measured bandwidth, or FLOPs at the "
+        "peak.\n");
   }
   return rows;
 }
 
-PrefixBenchResult run_prefix_bench(Backend& backend, const Model& model, int prefix, int suffix, int repetitions,
-                                   bool json) {
+PrefixBenchResult run_prefix_bench(Backend& backend, const Model& model, int prefix, int suffix,
+                                   int repetitions, bool json) {
   const int n_vocab = model.config.n_vocab;
   std::vector<double> uncached, cached;
   int hit = 0;
@@ -171,9 +203,10 @@ PrefixBenchResult run_prefix_bench(Backend& backend, const Model& model, int pre
                             .c_str());
   } else {
     std::printf("\nprefix cache: %d-token shared prefix + %d new tokens\n", prefix, suffix);
-    std::printf("  TTFT uncached %.2f ms, cached %.2f ms (%d tokens from the cache): %.1f%% of uncached\n",
-                r.ttft_uncached_s * 1e3, r.ttft_cached_s * 1e3, r.cached_tokens,
-                r.ttft_uncached_s > 0 ? 100.0 * r.ttft_cached_s / r.ttft_uncached_s : 0.0);
+    std::printf(
+        "  TTFT uncached %.2f ms, cached %.2f ms (%d tokens from the cache): %.1f%% of uncached\n",
+        r.ttft_uncached_s * 1e3, r.ttft_cached_s * 1e3, r.cached_tokens,
+        r.ttft_uncached_s > 0 ? 100.0 * r.ttft_cached_s / r.ttft_uncached_s : 0.0);
   }
   return r;
 }

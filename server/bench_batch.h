@@ -21,6 +21,7 @@ struct BatchBenchOptions {
   double bandwidth_gbs = 0;      // measured copy bandwidth (bytes read + written) / 2; 0 = unknown
   double peak_tflops = 0;        // dense f16 tensor-core peak; 0 = unknown
   bool json = false;
+  bool quiet = false;            // print nothing (profiling reruns)
 };
 
 struct BatchBenchRow {
@@ -31,6 +32,9 @@ struct BatchBenchRow {
   double ttft_mean_s = 0;
   double tpot_mean_s = 0;
   double ceiling_tok_s = 0;    // decode ceiling for this batch (bandwidth or FLOPs, the lower)
+  int64_t steps = 0;           // engine steps of the (last) run
+  double step_ms = 0;          // mean pure-decode step (every sequence one token)
+  double forward_share = 0;    // share of step time in Backend::forward (the rest: host work)
 };
 
 // Runs the sweep on a fresh engine per concurrency (so no run warms another's cache,

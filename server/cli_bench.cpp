@@ -20,6 +20,7 @@
 #include "server/bench_batch.h"
 #include "server/bench_spec.h"
 #include "server/cli.h"
+#include "server/cli_common.h"
 
 #ifdef LLM_HAVE_CUDA
 #include "cuda/backend_cuda.h"
@@ -97,6 +98,42 @@ struct Result {
   std::vector<double> runs;  // tok/s of each run
 };
 
+#ifdef LLM_HAVE_CUDA
+// Per-op GPU time of profiled steps (CudaBackend::set_profiling), per step, with the
+// bandwidth of the weight-reading ops.
+void print_op_profile(const Model& model, const std::vector<cuda::CudaBackend::OpTime>& prof,
+                      int steps, const char* what) {
+  if (steps <= 0) return;
+  std::map<std::string, double> op_bytes;  // weight bytes each matrix op reads per step
+  for (const LayerWeights& L : model.weights.layers) {
+    op_bytes["qkv"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
+    op_bytes["qkv+rope+kv_store"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
+    op_bytes["wo"] += static_cast<double>(L.wo.bytes);
+    op_bytes["gate+up"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
+    op_bytes["down"] += static_cast<double>(L.w_down.bytes);
+  }
+  op_bytes["output"] = static_cast<double>(model.weights.output.bytes);
+  double total = 0;
+  for (const auto& o : prof) total += o.ms;
+  std::fprintf(stderr,
+               "\nper-op GPU time of %s (mean of %d steps; ops queued back to back, no graph, no "
+               "PDL overlap):\n",
+               what, steps);
+  std::fprintf(stderr, "| %-18s | %6s | %10s | %6s | %9s |\n", "op", "calls", "us/step", "share",
+               "GB/s");
+  for (const auto& o : prof) {
+    const double us = 1000.0 * o.ms / steps;
+    const auto it = op_bytes.find(o.op);
+    std::fprintf(stderr, "| %-18s | %6d | %10.1f | %5.1f%% | %9s |\n", o.op.c_str(),
+                 o.calls / steps, us, 100.0 * o.ms / total,
+                 it == op_bytes.end()
+                     ? ""
+                     : std::to_string(static_cast<int>(it->second / (us * 1e-6) / 1e9)).c_str());
+  }
+  std::fprintf(stderr, "| %-18s | %6s | %10.1f |\n", "total", "", 1000.0 * total / steps);
+}
+#endif
+
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
@@ -109,14 +146,19 @@ int cmd_bench(int argc, char** argv) {
   args.flag("-r, --repetitions", "N", "runs per test; the median is reported", "3");
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
+  add_f16_copy_flag(args);
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
-  args.flag("--profile", "", "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
-  args.flag("--concurrency", "N,N,...",
-            "batched mode: aggregate generation throughput of N sequences of -p prompt and -n generated "
-            "tokens each, through the batching engine (like llama-batched-bench)");
-  args.flag("--shared-prefix", "N", "batched mode: the first N prompt tokens are shared (prefix caching)", "0");
-  args.flag("--prefix-ttft", "N", "time to first token of a request whose first N tokens are cached vs uncached");
+  args.flag("--profile", "",
+            "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
+  args.flag(
+      "--concurrency", "N,N,...",
+      "batched mode: aggregate generation throughput of N sequences of -p prompt and -n generated "
+      "tokens each, through the batching engine (like llama-batched-bench)");
+  args.flag("--shared-prefix", "N",
+            "batched mode: the first N prompt tokens are shared (prefix caching)", "0");
+  args.flag("--prefix-ttft", "N",
+            "time to first token of a request whose first N tokens are cached vs uncached");
   args.flag("--batch-tokens", "N", "batched mode: engine token budget per step", "4096");
   add_bench_spec_flags(args);  // speculative decoding's factors (server/bench_spec.h)
   if (!args.parse(argc, argv)) return 0;
@@ -136,6 +178,7 @@ int cmd_bench(int argc, char** argv) {
   opt.device = dev == "cuda" ? DeviceKind::Cuda : DeviceKind::Cpu;
   opt.gpu = static_cast<int>(args.i64("gpu", 0));
   opt.n_threads = static_cast<int>(args.i64("threads", 0));
+  opt.f16_copy = f16_copy_of(args);
   opt.block_size = 16;
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
   opt.verbose = !json;
@@ -145,11 +188,13 @@ int cmd_bench(int argc, char** argv) {
     size_t pos = 0;
     while (pos <= list.size()) {
       size_t comma = list.find(',', pos);
-      std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      std::string item =
+          list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       char* end = nullptr;
       long v = std::strtol(item.c_str(), &end, 10);
       if (item.empty() || *end != '\0' || v < 1 || v > 4096)
-        throw Error("bench: --concurrency expects a list of sequence counts like 1,8,32, got '" + list + "'");
+        throw Error("bench: --concurrency expects a list of sequence counts like 1,8,32, got '" +
+                    list + "'");
       concurrency.push_back(static_cast<int>(v));
       if (comma == std::string::npos) break;
       pos = comma + 1;
@@ -159,9 +204,11 @@ int cmd_bench(int argc, char** argv) {
   }
   const int shared_prefix = static_cast<int>(args.i64("shared-prefix", 0));
   const int prefix_ttft = static_cast<int>(args.i64("prefix-ttft", 0));
-  if (shared_prefix < 0 || shared_prefix > n_prompt) throw Error("bench: --shared-prefix must be 0..-p");
+  if (shared_prefix < 0 || shared_prefix > n_prompt)
+    throw Error("bench: --shared-prefix must be 0..-p");
   if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
-  if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
+  if (prefix_ttft > 0)
+    opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
   if (bench_spec_requested(args)) return run_bench_spec(args, opt);
 
   // Ceilings first, while the device is empty.
@@ -215,10 +262,11 @@ int cmd_bench(int argc, char** argv) {
 
   if (!concurrency.empty() || prefix_ttft > 0) {
     if (!json) {
-      std::printf("device: %s — copy bandwidth %.0f GB/s (read + write)", dev_name.c_str(), copy_gbs);
+      std::printf("device: %s — copy bandwidth %.0f GB/s (read + write)", dev_name.c_str(),
+                  copy_gbs);
       if (peak_tflops > 0) std::printf(", f16 GEMM %.0f TFLOP/s", peak_tflops);
-      std::printf("\nmodel: %s (%s, %d layers, n_embd %d)\n", path.c_str(), model_type(*model).c_str(), c.n_layer,
-                  c.n_embd);
+      std::printf("\nmodel: %s (%s, %d layers, n_embd %d)\n", path.c_str(),
+                  model_type(*model).c_str(), c.n_layer, c.n_embd);
     }
     if (!concurrency.empty()) {
       BatchBenchOptions bo;
@@ -232,6 +280,23 @@ int cmd_bench(int argc, char** argv) {
       bo.peak_tflops = peak_tflops;
       bo.json = json;
       run_batch_bench(*backend, *model, bo);
+#ifdef LLM_HAVE_CUDA
+      auto* cb = dynamic_cast<cuda::CudaBackend*>(backend.get());
+      if (args.on("profile") && cb) {
+        for (int n : concurrency) {
+          BatchBenchOptions one = bo;
+          one.concurrency = {n};
+          one.repetitions = 1;
+          one.json = true;  // the profile's table only
+          one.quiet = true;
+          cb->set_profiling(true);
+          const std::vector<BatchBenchRow> r = run_batch_bench(*backend, *model, one);
+          print_op_profile(*model, cb->profile(), static_cast<int>(r[0].steps),
+                           ("an engine step, " + std::to_string(n) + " sequences").c_str());
+          cb->set_profiling(false);
+        }
+      }
+#endif
     }
     if (prefix_ttft > 0) run_prefix_bench(*backend, *model, prefix_ttft, 64, reps, json);
     return 0;
@@ -273,43 +338,15 @@ int cmd_bench(int argc, char** argv) {
     results.push_back(r);
   }
 
-  if (args.on("profile") && opt.device == DeviceKind::Cuda) {
+  if (args.on("profile")) {
 #ifdef LLM_HAVE_CUDA
     auto* cb = dynamic_cast<cuda::CudaBackend*>(backend.get());
     if (cb) {
-      // Weight bytes each matrix op reads per token, for its bandwidth.
-      std::map<std::string, double> op_bytes;
-      for (const LayerWeights& L : model->weights.layers) {
-        op_bytes["qkv"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
-        op_bytes["wo"] += static_cast<double>(L.wo.bytes);
-        op_bytes["gate+up"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
-        op_bytes["down"] += static_cast<double>(L.w_down.bytes);
-      }
-      op_bytes["output"] = static_cast<double>(model->weights.output.bytes);
       const int steps = 32;
       cb->set_profiling(true);
       generate(steps);
-      const auto prof = cb->profile();
+      print_op_profile(*model, cb->profile(), steps, "a decode step (batch 1)");
       cb->set_profiling(false);
-      double total = 0;
-      for (const auto& o : prof) total += o.ms;
-      std::fprintf(stderr,
-                   "\nper-op GPU time of a decode step (mean of %d steps; ops queued back to back, "
-                   "no graph, no PDL overlap):\n",
-                   steps);
-      std::fprintf(stderr, "| %-14s | %6s | %10s | %6s | %9s |\n", "op", "calls", "us/token",
-                   "share", "GB/s");
-      for (const auto& o : prof) {
-        const double us = 1000.0 * o.ms / steps;
-        const auto it = op_bytes.find(o.op);
-        std::fprintf(
-            stderr, "| %-14s | %6d | %10.1f | %5.1f%% | %9s |\n", o.op.c_str(), o.calls / steps, us,
-            100.0 * o.ms / total,
-            it == op_bytes.end()
-                ? ""
-                : std::to_string(static_cast<int>(it->second / (us * 1e-6) / 1e9)).c_str());
-      }
-      std::fprintf(stderr, "| %-14s | %6s | %10.1f |\n", "total", "", 1000.0 * total / steps);
     }
 #endif
   }

@@ -16,13 +16,30 @@ void add_model_flags(Args& a) {
   a.flag("-c, --ctx-size", "N", "tokens per sequence at most", "min(training context, KV cache)");
   a.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   a.flag("--gpu", "N", "CUDA device ordinal", "0");
-  a.flag("--kv-tokens", "N", "KV cache capacity in tokens", "CPU: 4 contexts; CUDA: 90% of free memory");
+  a.flag("--kv-tokens", "N", "KV cache capacity in tokens",
+         "CPU: 4 contexts; CUDA: 90% of free memory");
   a.flag("--block-size", "N", "tokens per KV cache block", "16");
   a.flag("--parallel", "N", "sequences decoded together at most", "256");
   a.flag("--batch-tokens", "N", "tokens per engine step (decodes + prefill chunks)", "2048");
   a.flag("--policy", "fcfs|priority|deadline", "scheduling policy", "fcfs");
   a.flag("--no-prefix-cache", "", "do not reuse the KV cache of shared prompt prefixes");
+  add_f16_copy_flag(a);
   add_spec_flags(a);
+}
+
+void add_f16_copy_flag(Args& a) {
+  a.flag("--f16-copy", "auto|on|off",
+         "CUDA: keep an f16 copy of quantized weights for batched decode and prefill (2 bytes per "
+         "weight more device memory; auto: when it takes at most half the free memory)",
+         "auto");
+}
+
+BackendOptions::F16Copy f16_copy_of(const Args& a) {
+  const std::string v = a.str("--f16-copy", "auto");
+  if (v == "auto") return BackendOptions::F16Copy::Auto;
+  if (v == "on") return BackendOptions::F16Copy::On;
+  if (v == "off") return BackendOptions::F16Copy::Off;
+  throw Error("llm " + a.command() + ": --f16-copy must be auto, on or off, got '" + v + "'");
 }
 
 DeviceKind device_of(const Args& a) {
@@ -36,7 +53,9 @@ DeviceKind device_of(const Args& a) {
 LoadedModel load_model(const Args& a) {
   std::string path = a.str("--model");
   if (path.empty() && !a.positional().empty()) path = a.positional()[0];
-  if (path.empty()) throw Error("llm " + a.command() + ": which model? give -m MODEL (see 'llm " + a.command() + " --help')");
+  if (path.empty())
+    throw Error("llm " + a.command() + ": which model? give -m MODEL (see 'llm " + a.command() +
+                " --help')");
   LoadedModel lm;
   lm.model = Model::load(path);
   lm.tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(lm.model->file));
@@ -46,8 +65,10 @@ LoadedModel load_model(const Args& a) {
   bo.n_threads = static_cast<int>(a.i64("--threads", 0));
   bo.block_size = static_cast<int>(a.i64("--block-size", 16));
   bo.kv_tokens = a.i64("--kv-tokens", 0);
+  bo.f16_copy = f16_copy_of(a);
   if (bo.n_threads < 0 || bo.block_size < 1 || bo.block_size > 1024 || bo.kv_tokens < 0)
-    throw Error("llm " + a.command() + ": --threads, --block-size (1..1024) and --kv-tokens must be positive");
+    throw Error("llm " + a.command() +
+                ": --threads, --block-size (1..1024) and --kv-tokens must be positive");
   int ctx = static_cast<int>(a.i64("--ctx-size", 0));
   if (ctx <= 0) ctx = std::min(lm.model->config.n_ctx_train, 4096);
   if (bo.device == DeviceKind::Cpu && bo.kv_tokens == 0) {
@@ -75,12 +96,14 @@ ChatTemplate pick_chat_template(const std::string& flag, const GgufFile& file, c
   const std::string bos = tok.bos() >= 0 ? tok.token_text(tok.bos()) : "";
   const std::string eos = tok.eos() >= 0 ? tok.token_text(tok.eos()) : "";
   if (!flag.empty()) {
-    if (std::filesystem::is_regular_file(flag)) return ChatTemplate::from_source(read_all(flag), bos, eos);
+    if (std::filesystem::is_regular_file(flag))
+      return ChatTemplate::from_source(read_all(flag), bos, eos);
     return ChatTemplate::builtin(flag, bos, eos);
   }
   if (auto t = ChatTemplate::from_gguf(file)) return *t;
   std::fprintf(stderr,
-               "llm %s: warning: the model has no chat template (tokenizer.chat_template); using the built-in "
+               "llm %s: warning: the model has no chat template (tokenizer.chat_template); using "
+               "the built-in "
                "'chatml' (choose another with --chat-template NAME|FILE)\n",
                who.c_str());
   return ChatTemplate::builtin("chatml", bos, eos);
@@ -103,7 +126,8 @@ EngineConfig engine_config(const Args& a, const Tokenizer& tok) {
   else if (p == "deadline")
     c.sched.policy = SchedulePolicy::Deadline;
   else
-    throw Error("llm " + a.command() + ": --policy must be fcfs, priority or deadline, got '" + p + "'");
+    throw Error("llm " + a.command() + ": --policy must be fcfs, priority or deadline, got '" + p +
+                "'");
   if (c.sched.max_num_seqs < 1 || c.sched.max_num_batched_tokens < 1)
     throw Error("llm " + a.command() + ": --parallel and --batch-tokens must be positive");
   c.prefix_caching = !a.on("--no-prefix-cache");

@@ -19,6 +19,11 @@ namespace llm {
 // --policy, --no-prefix-cache, and the speculative-decoding flags (server/spec_cli.h).
 void add_model_flags(Args& a);
 
+// --f16-copy auto|on|off: the CUDA backend's dense f16 weight copy for many-row steps
+// (BackendOptions::f16_copy). add_model_flags adds it; run and bench add it themselves.
+void add_f16_copy_flag(Args& a);
+BackendOptions::F16Copy f16_copy_of(const Args& a);
+
 struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;

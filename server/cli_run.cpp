@@ -17,6 +17,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
+#include "server/cli_common.h"
 #include "server/args.h"
 #include "server/cli.h"
 #include "server/spec_cli.h"
@@ -116,6 +117,7 @@ int cmd_run(int argc, char** argv) {
   args.flag("-b, --batch-size", "N", "prompt tokens per prefill step", "512");
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
+  add_f16_copy_flag(args);
   args.flag("--ignore-eos", "", "keep generating past end-of-text tokens");
   args.flag("--no-bos", "", "do not add the BOS token to the prompt");
   args.flag("--verbose-prompt", "", "print the prompt's tokens to stderr");
@@ -151,6 +153,7 @@ int cmd_run(int argc, char** argv) {
     throw Error("llm run: --device must be 'cuda' or 'cpu', got '" + device + "'");
   bopt.gpu = to_int(args, "gpu", 0, 0, 1 << 10);
   bopt.n_threads = to_int(args, "threads", 0, 0, 1 << 12);
+  bopt.f16_copy = f16_copy_of(args);
 
   const auto t_load = std::chrono::steady_clock::now();
   auto model = Model::load(model_path);

@@ -17,6 +17,7 @@
 #include "cuda/logits.h"
 #include "cuda/matmul.h"
 #include "cuda/matvec_quant.h"
+#include "cuda/matmul_tc.h"
 #include "cuda/quantize.h"
 #include "cuda/qweight.h"
 #include "cuda/rmsnorm.h"
@@ -336,6 +337,62 @@ TEST_CASE("cuda kernels: matmul (dequantize + cuBLAS) matches cpu::matmul for ev
     CHECK(err < (t == DType::F32 ? 1e-5 : 3e-3));
   }
   cublasDestroy(h);
+}
+
+TEST_CASE("cuda kernels: tensor-core products (mm_tc) match cpu::matmul for every type") {
+  uint32_t seed = 700;
+  for (DType t : kAllTypes) {
+    CAPTURE(dtype_name(t));
+    const int64_t rows = 200, cols = cols_for(t);  // rows: a partial last 16-row tile
+    TestWeight w(t, rows, cols, seed++);
+    if (!cuda::mm_tc_supported(w.W)) {
+      CHECK((t == DType::F32 || t == DType::BF16));
+      continue;
+    }
+    // One column tile, several, the 64-column pass limit and more passes.
+    for (int n : {2, 7, 8, 9, 33, 64, 65, 130}) {
+      CAPTURE(n);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+      TestAct a(x, n, cols);
+      const bool q8 = cuda::mm_tc_wants_q8(w.W);
+      // Reference on the values the kernel sees: q8 blocks, or f16-rounded activations.
+      std::vector<float> xs = q8 ? a.q8_values() : x;
+      if (!q8)
+        for (float& v : xs) v = __half2float(__float2half_rn(v));
+      std::vector<float> ref(static_cast<size_t>(n * rows));
+      cpu::matmul(w.ref, xs.data(), ref.data(), n, 2);
+      Dev<float> y(ref.size());
+      cuda::MmTcArgs m;
+      m.W = &w.W;
+      m.x_q8 = a.q8();
+      m.x_f16 = a.f16.p();
+      m.n = n;
+      m.y = y.p();
+      m.ldy = rows;
+      cuda::mm_tc(m, nullptr);
+      const std::vector<float> got = y.get();
+      const double err = rel_err(got, ref);
+      CAPTURE(err);
+      CHECK(err < 1e-5);
+      // The first two columns alone give the same bits as within the batch: a column's
+      // sums do not depend on how many others share the launch (batch invariance).
+      cuda::MmTcArgs one = m;
+      one.n = 2;
+      Dev<float> y2(static_cast<size_t>(2 * rows));
+      one.y = y2.p();
+      cuda::mm_tc(one, nullptr);
+      const std::vector<float> g2 = y2.get();
+      CHECK(std::equal(g2.begin(), g2.end(), got.begin()));
+      // Accumulating into y (the residual connection).
+      const std::vector<float> y0 = randn(ref.size(), seed++);
+      y.upload(y0);
+      m.accumulate = true;
+      cuda::mm_tc(m, nullptr);
+      std::vector<float> ref_acc(ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = y0[i] + ref[i];
+      CHECK(rel_err(y.get(), ref_acc) < 1e-5);
+    }
+  }
 }
 
 TEST_CASE("cuda kernels: rmsnorm matches cpu::rmsnorm in every output format, with a row gather") {
