@@ -20,6 +20,7 @@
 #include "server/bench_batch.h"
 #include "server/bench_spec.h"
 #include "server/cli.h"
+#include "server/cli_common.h"
 
 #ifdef LLM_HAVE_CUDA
 #include "cuda/backend_cuda.h"
@@ -109,6 +110,7 @@ int cmd_bench(int argc, char** argv) {
   args.flag("-r, --repetitions", "N", "runs per test; the median is reported", "3");
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
+  add_tp_flag(args);
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
   args.flag("--profile", "", "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
@@ -135,6 +137,7 @@ int cmd_bench(int argc, char** argv) {
   BackendOptions opt;
   opt.device = dev == "cuda" ? DeviceKind::Cuda : DeviceKind::Cpu;
   opt.gpu = static_cast<int>(args.i64("gpu", 0));
+  opt.tp = tp_of(args);
   opt.n_threads = static_cast<int>(args.i64("threads", 0));
   opt.block_size = 16;
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
@@ -162,7 +165,11 @@ int cmd_bench(int argc, char** argv) {
   if (shared_prefix < 0 || shared_prefix > n_prompt) throw Error("bench: --shared-prefix must be 0..-p");
   if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
   if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
-  if (bench_spec_requested(args)) return run_bench_spec(args, opt);
+  if (bench_spec_requested(args)) {
+    if (opt.tp != 1)
+      throw Error("bench: --tp does not combine with the speculative-decoding benchmarks");
+    return run_bench_spec(args, opt);
+  }
 
   // Ceilings first, while the device is empty.
   std::string dev_name;
@@ -182,6 +189,11 @@ int cmd_bench(int argc, char** argv) {
                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     dev_name = "cpu (" + std::to_string(nt) + " threads)";
     copy_gbs = cpu_copy_gbs(nt);
+  }
+  if (opt.tp > 1 && opt.device == DeviceKind::Cuda) {  // TP: the GPUs' bandwidth and FLOP/s add up
+    dev_name = std::to_string(opt.tp) + " x " + dev_name;
+    copy_gbs *= opt.tp;
+    peak_tflops *= opt.tp;
   }
 
   auto model = Model::load(path);

@@ -16,6 +16,7 @@ void add_model_flags(Args& a) {
   a.flag("-c, --ctx-size", "N", "tokens per sequence at most", "min(training context, KV cache)");
   a.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   a.flag("--gpu", "N", "CUDA device ordinal", "0");
+  add_tp_flag(a);
   a.flag("--kv-tokens", "N", "KV cache capacity in tokens", "CPU: 4 contexts; CUDA: 90% of free memory");
   a.flag("--block-size", "N", "tokens per KV cache block", "16");
   a.flag("--parallel", "N", "sequences decoded together at most", "256");
@@ -23,6 +24,21 @@ void add_model_flags(Args& a) {
   a.flag("--policy", "fcfs|priority|deadline", "scheduling policy", "fcfs");
   a.flag("--no-prefix-cache", "", "do not reuse the KV cache of shared prompt prefixes");
   add_spec_flags(a);
+}
+
+void add_tp_flag(Args& a) {
+  a.flag(
+      "--tp", "N",
+      "tensor parallelism: split every layer over N GPUs (--gpu .. --gpu + N - 1, through NCCL); "
+      "with --device cpu, over N groups of threads",
+      "1");
+}
+
+int tp_of(const Args& a) {
+  const int64_t tp = a.i64("--tp", 1);
+  if (tp < 1 || tp > 64)
+    throw Error("llm " + a.command() + ": --tp must be 1..64, got " + std::to_string(tp));
+  return static_cast<int>(tp);
 }
 
 DeviceKind device_of(const Args& a) {
@@ -56,6 +72,7 @@ LoadedModel load_model(const Args& a) {
   }
   // The draft first: on CUDA the target's KV cache takes most of the memory left.
   lm.spec = make_spec(a, *lm.model, bo, draft_kv_tokens_for(ctx));
+  bo.tp = tp_of(a);  // the target only: a draft model runs whole, on --gpu
   lm.backend = make_backend(*lm.model, bo);
   return lm;
 }

@@ -15,9 +15,14 @@
 
 namespace llm {
 
-// -m, -t, -c, --device, --gpu, --kv-tokens, --parallel, --batch-tokens, --block-size,
+// -m, -t, -c, --device, --gpu, --tp, --kv-tokens, --parallel, --batch-tokens, --block-size,
 // --policy, --no-prefix-cache, and the speculative-decoding flags (server/spec_cli.h).
 void add_model_flags(Args& a);
+
+// --tp N: tensor parallelism over N devices (engine/backend_tp.h); run and bench add it
+// alone. tp_of reads it (default 1) and throws llm::Error below 1.
+void add_tp_flag(Args& a);
+int tp_of(const Args& a);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;
