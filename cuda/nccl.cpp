@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <glob.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 
@@ -26,8 +27,9 @@ std::vector<std::string> candidates() {
   }
   out.push_back("libnccl.so.2");  // LD_LIBRARY_PATH, ldconfig's cache
   out.push_back("libnccl.so");
-  for (const char* dir : {"/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib",
-                          "/usr/lib/x86_64-linux-gnu", "/usr/local/lib"})
+  for (const char* dir :
+       {"/usr/local/cuda/lib64", "/usr/local/cuda/lib", "/usr/local/cuda/targets/x86_64-linux/lib",
+        "/usr/lib/x86_64-linux-gnu", "/usr/local/lib"})
     out.push_back(std::string(dir) + "/libnccl.so.2");
   // NVIDIA's wheel (nvidia-nccl-cu12, what PyTorch installs).
   for (const char* pattern : {"/usr/local/lib/python3*/dist-packages/nvidia/nccl/lib/libnccl.so.2",
@@ -53,22 +55,33 @@ class NcclCollective final : public Collective {
  public:
   NcclCollective(std::shared_ptr<const Nccl> api, Nccl::Comm comm, int rank, int world)
       : api_(std::move(api)), comm_(comm), rank_(rank), world_(world) {}
-  ~NcclCollective() override { api_->comm_destroy(comm_); }
+  ~NcclCollective() override {
+    if (Nccl::Comm c = comm_.load()) api_->comm_destroy(c);
+  }
   NcclCollective(const NcclCollective&) = delete;
   NcclCollective& operator=(const NcclCollective&) = delete;
 
   int rank() const override { return rank_; }
   int world() const override { return world_; }
   void all_reduce_sum(float* data, size_t n, void* stream) override {
+    Nccl::Comm c = comm_.load();
+    if (!c) throw Error("tensor parallelism: NCCL was aborted after a rank failed");
     // In place; legal inside CUDA graph capture (NCCL >= 2.9).
-    api_->check(api_->all_reduce(data, data, n, Nccl::kFloat32, Nccl::kSum, comm_,
+    api_->check(api_->all_reduce(data, data, n, Nccl::kFloat32, Nccl::kSum, c,
                                  static_cast<cudaStream_t>(stream)),
                 "ncclAllReduce");
+  }
+  // Another rank failed mid-step: this rank's pending all-reduces would wait for it
+  // forever. The communicator is gone afterwards; later calls fail with an error.
+  // (Called from the failed rank's thread; a rank enqueueing at that very moment may
+  // still use the communicator — a failure path, not a protocol.)
+  void abort() override {
+    if (Nccl::Comm c = comm_.exchange(nullptr)) api_->comm_abort(c);
   }
 
  private:
   std::shared_ptr<const Nccl> api_;
-  Nccl::Comm comm_;
+  std::atomic<Nccl::Comm> comm_;
   int rank_, world_;
 };
 
@@ -77,7 +90,7 @@ class NcclCollective final : public Collective {
 void Nccl::check(Result r, const char* what) const {
   if (r == 0) return;
   throw Error(std::string(what) + " failed: " + (get_error_string ? get_error_string(r) : "error") +
-              " (NCCL error " + std::to_string(r) + "; NCCL_DEBUG=WARN says more)");
+              " (NCCL error " + std::to_string(r) + ")");
 }
 
 std::shared_ptr<const Nccl> load_nccl() {
@@ -94,6 +107,7 @@ std::shared_ptr<const Nccl> load_nccl() {
     resolve(lib, "ncclGetErrorString", api->get_error_string, path);
     resolve(lib, "ncclCommInitAll", api->comm_init_all, path);
     resolve(lib, "ncclCommDestroy", api->comm_destroy, path);
+    resolve(lib, "ncclCommAbort", api->comm_abort, path);
     resolve(lib, "ncclAllReduce", api->all_reduce, path);
     api->check(api->get_version(&api->version), "ncclGetVersion");
     if (api->version < 20900)

@@ -25,6 +25,7 @@ struct Nccl {
   const char* (*get_error_string)(Result r) = nullptr;
   Result (*comm_init_all)(Comm* comms, int n_dev, const int* devices) = nullptr;
   Result (*comm_destroy)(Comm comm) = nullptr;
+  Result (*comm_abort)(Comm comm) = nullptr;  // stops pending collectives, frees the comm
   Result (*all_reduce)(const void* send, void* recv, size_t count, int datatype, int op, Comm comm,
                        cudaStream_t stream) = nullptr;
 

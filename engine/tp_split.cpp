@@ -2,7 +2,6 @@
 
 #include <cassert>
 #include <cstring>
-#include <numeric>
 
 #include "engine/error.h"
 
