@@ -9,6 +9,27 @@
 #include "engine/error.h"
 
 namespace llm {
+namespace {
+
+// One all-reduce on every rank at start-up, outside any graph capture: the group is
+// checked before the first step, and NCCL has set up its connections before a decode
+// graph captures a collective.
+void warm_up(Collective& comm) {
+  cuda::DeviceBuffer buf(4096 * sizeof(float));
+  cudaStream_t s = nullptr;
+  cuda::check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+  try {
+    cuda::check(cudaMemsetAsync(buf.get(), 0, buf.size(), s), "cudaMemsetAsync");
+    comm.all_reduce_sum(buf.as<float>(), 4096, s);
+    cuda::check(cudaStreamSynchronize(s), "tensor-parallel warm-up all-reduce");
+  } catch (...) {
+    cudaStreamDestroy(s);
+    throw;
+  }
+  cudaStreamDestroy(s);
+}
+
+}  // namespace
 
 std::unique_ptr<Backend> make_cuda_tp_backend(const Model& model, const BackendOptions& opt) {
   const int world = opt.tp;
@@ -28,7 +49,9 @@ std::unique_ptr<Backend> make_cuda_tp_backend(const Model& model, const BackendO
         // but copy_kv_block and the destructor rely on the thread's current device).
         if (cudaSetDevice(o.gpu) != cudaSuccess)
           throw Error("cannot select CUDA device " + std::to_string(o.gpu));
-        return std::make_unique<cuda::CudaBackend>(shard.model, o);
+        auto be = std::make_unique<cuda::CudaBackend>(shard.model, o);
+        warm_up(*o.collective);
+        return be;
       });
 }
 

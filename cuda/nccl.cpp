@@ -125,6 +125,9 @@ std::vector<std::unique_ptr<Collective>> make_nccl_collectives(const std::vector
   // NVLink multicast (NVLS) stays off, as the GPU machines require; NCCL's NVLink/P2P
   // rings and trees serve the small all-reduces of TP decode.
   setenv("NCCL_NVLS_ENABLE", "0", 0);
+  // Connections at init (NCCL >= 2.22 makes them lazily at a collective's first use,
+  // which could fall inside a decode graph's capture).
+  setenv("NCCL_RUNTIME_CONNECT", "0", 0);
   std::shared_ptr<const Nccl> api = load_nccl();
   const int n = static_cast<int>(devices.size());
   std::vector<Nccl::Comm> comms(devices.size(), nullptr);
