@@ -88,7 +88,7 @@ struct CudaBackend::Input {
 };
 
 CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
-    : model_(model), cfg_(model.config), block_size_(opt.block_size) {
+    : model_(model), cfg_(model.config), comm_(opt.collective), block_size_(opt.block_size) {
   if (opt.block_size <= 0)
     throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
   if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
@@ -117,12 +117,20 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // Everything but the KV pool must fit; say how much when it does not.
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  // Counted from the weight views, not the file: a tensor-parallel shard has none.
   size_t wbytes = 0;
-  for (const GgufTensor& t : model.file.tensors()) {
-    if (t.shape.size() >= 2 && type_supported(t.type))
-      wbytes += device_matrix_bytes(t.type, t.rows(), t.shape[0]);
-    else
-      wbytes += align256(t.bytes);
+  auto count_matrix = [&](const TensorRef& t) {
+    wbytes +=
+        type_supported(t.type) ? device_matrix_bytes(t.type, t.rows, t.cols) : align256(t.bytes);
+  };
+  auto count_vector = [&](const TensorRef& t) { wbytes += t ? align256(t.bytes) : 0; };
+  count_matrix(model.weights.tok_embd);
+  if (!cfg_.tied_output) count_matrix(model.weights.output);
+  count_vector(model.weights.output_norm);
+  for (const LayerWeights& L : model.weights.layers) {
+    for (const TensorRef* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      count_matrix(*t);
+    for (const TensorRef* t : {&L.attn_norm, &L.ffn_norm, &L.bq, &L.bk, &L.bv}) count_vector(*t);
   }
   cap_tokens_ = 2048;
   kmax_ = std::max({cfg_.n_embd, cfg_.q_dim(), cfg_.n_ff});
@@ -515,8 +523,8 @@ void CudaBackend::forward(const Batch& batch, float* logits) {
       }
     }
     part.resize(out_index.size() * V);
-    run(sub, part.data());
-    for (size_t i = 0; i < out_index.size(); ++i)
+    run(sub, logits ? part.data() : nullptr);  // null: a tensor-parallel rank > 0
+    for (size_t i = 0; logits && i < out_index.size(); ++i)
       std::memcpy(logits + static_cast<size_t>(out_index[i]) * V, part.data() + i * V, V * 4);
   }
 }
@@ -648,7 +656,7 @@ void CudaBackend::run(const Batch& b, float* logits) {
     if (profiling_) collect_profile();
   }
   const int nl = b.n_logits();
-  if (nl > 0)
+  if (nl > 0 && wants_logits())
     CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(),
                                sizeof(float) * static_cast<size_t>(nl) * cfg_.n_vocab,
                                cudaMemcpyDeviceToHost, stream_));
@@ -842,8 +850,9 @@ void CudaBackend::record(const Plan& p) {
       if (!fused) convert_act(attn, n, Q, ao, stream_);
       if (!fused) mark("convert");
       float* Y[1] = {h};
-      linear(W, Y, 1, E, true, input_of(ao, attn), p);
+      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ao, attn), p);
       mark("wo");
+      all_reduce_h(n);
     }
 
     // Feed-forward block: h += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(h).
@@ -862,13 +871,14 @@ void CudaBackend::record(const Plan& p) {
       const ActOut ma = act_for(W, 1, p, F, false);
       swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
       mark("swiglu");
-      linear(W, Y, 1, E, true, input_of(ma, nullptr), p);
+      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ma, nullptr), p);
       mark("down");
+      all_reduce_h(n);
     }
   }
 
   // Only the rows whose logits are wanted go through the final norm and the output matrix.
-  if (p.n_logits > 0) {
+  if (p.n_logits > 0 && wants_logits()) {
     Plan pl = p;
     pl.n = p.n_logits;
     pl.matvec = pl.n <= matvec_cutoff_;
@@ -881,6 +891,14 @@ void CudaBackend::record(const Plan& p) {
     linear(W, Y, 1, V, false, input_of(xa, nullptr), pl);
     mark("output");
   }
+}
+
+// Tensor-parallel: wo and w_down wrote this rank's partial sum into h — rank 0 added it
+// to the residual, the others overwrote it — so the sum over ranks is h + all parts.
+void CudaBackend::all_reduce_h(int n) {
+  if (!comm_) return;
+  comm_->all_reduce_sum(h_.as<float>(), static_cast<size_t>(n) * cfg_.n_embd, stream_);
+  mark("all-reduce");
 }
 
 }  // namespace llm::cuda

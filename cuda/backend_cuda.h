@@ -87,9 +87,13 @@ class CudaBackend final : public Backend {
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
               const Input& in, const Plan& p);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k, bool want_f32);
+  void all_reduce_h(int n);  // tensor-parallel: sums the residual stream over the ranks
+  // Rank 0 of a tensor-parallel group, or a whole model: the backend that computes logits.
+  bool wants_logits() const { return !comm_ || comm_->rank() == 0; }
 
   const Model& model_;
   ModelConfig cfg_;
+  Collective* comm_ = nullptr;  // tensor-parallel link (BackendOptions::collective)
   std::string name_;
   int device_ = 0;
   int n_sm_ = 0;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/batch.h"
+#include "engine/collective.h"
 #include "engine/model.h"
 
 namespace llm {
@@ -25,6 +26,14 @@ struct BackendOptions {
   // weight of device memory. Auto: when the copy takes at most half the memory left free.
   enum class F16Copy { Auto, On, Off };
   F16Copy f16_copy = F16Copy::Auto;
+  // Tensor parallelism (engine/backend_tp): ranks that split every layer; CUDA: devices
+  // gpu .. gpu + tp - 1 through NCCL. 1 = one device, no collectives.
+  int tp = 1;
+  // Set by the tensor-parallel backend on one rank's options: its link to the other
+  // ranks. Such a backend runs a shard (engine/tp_split), all-reduces the residual
+  // stream after wo and w_down, and computes logits only on rank 0 (other ranks leave
+  // `logits` untouched; it may be null there).
+  Collective* collective = nullptr;
 };
 
 class Backend {
@@ -46,10 +55,15 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& opt);
 // Defined in cuda/ when built with CUDA; throws llm::Error otherwise or without a device.
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& opt);
+// opt.tp CUDA ranks on devices opt.gpu .. opt.gpu + opt.tp - 1, linked by NCCL (loaded at
+// run time); opt.tp == 1 runs the NCCL path on one device. Defined in cuda/; throws
+// llm::Error without CUDA, without enough devices, or without libnccl.
+std::unique_ptr<Backend> make_cuda_tp_backend(const Model& model, const BackendOptions& opt);
 // Number of CUDA devices usable now (0 in a CPU-only build or without a GPU).
 int cuda_device_count();
 
-// The CPU backend when device == Cpu, else CUDA.
+// The CPU backend when device == Cpu, else CUDA; tensor-parallel ranks of either when
+// opt.tp != 1 (engine/backend_tp.h).
 std::unique_ptr<Backend> make_backend(const Model& model, const BackendOptions& opt);
 
 }  // namespace llm

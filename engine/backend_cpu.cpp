@@ -14,7 +14,7 @@
 namespace llm {
 
 CpuBackend::CpuBackend(const Model& model, const BackendOptions& opt)
-    : model_(model), cfg_(model.config), block_size_(opt.block_size) {
+    : model_(model), cfg_(model.config), comm_(opt.collective), block_size_(opt.block_size) {
   if (opt.block_size <= 0)
     throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
   if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
@@ -122,7 +122,7 @@ void CpuBackend::forward(const Batch& batch, float* logits) {
     cpu::attention(q_.data(), kc, vc, batch, c.n_head, c.n_head_kv, c.head_dim, block_size_,
                    att_.data(), T);
     cpu::matmul(L.wo, att_.data(), xb_.data(), n, T);
-    for (size_t i = 0; i < static_cast<size_t>(n) * E; ++i) x_[i] += xb_[i];
+    add_branch(n);
 
     // Feed-forward block: x += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(x).
     cpu::rmsnorm(x_.data(), f32(L.ffn_norm), xb_.data(), n, E, c.rms_eps);
@@ -130,19 +130,32 @@ void CpuBackend::forward(const Batch& batch, float* logits) {
     cpu::matmul(L.w_up, xb_.data(), up_.data(), n, T);
     cpu::swiglu(gate_.data(), up_.data(), gate_.data(), static_cast<int64_t>(n) * F);
     cpu::matmul(L.w_down, gate_.data(), xb_.data(), n, T);
-    for (size_t i = 0; i < static_cast<size_t>(n) * E; ++i) x_[i] += xb_[i];
+    add_branch(n);
   }
 
   // Only the rows whose logits are wanted go through the final norm and the (large)
   // output matrix.
   const int nl = batch.n_logits();
-  if (nl == 0) return;
+  if (nl == 0 || (comm_ && comm_->rank() != 0)) return;  // tensor-parallel: rank 0's job
   for (int i = 0; i < nl; ++i)
     std::memcpy(out_.data() + static_cast<int64_t>(i) * E,
                 x_.data() + static_cast<int64_t>(batch.logit_rows[static_cast<size_t>(i)]) * E,
                 sizeof(float) * E);
   cpu::rmsnorm(out_.data(), f32(w.output_norm), out_.data(), nl, E, c.rms_eps);
   cpu::matmul(w.output, out_.data(), logits, nl, T);
+}
+
+// x += xb. Tensor-parallel, xb is this rank's partial sum: rank 0 adds it to x, the other
+// ranks replace x by it, and the all-reduce leaves x + (sum of the parts) on every rank —
+// no extra buffer.
+void CpuBackend::add_branch(int n) {
+  const size_t count = static_cast<size_t>(n) * cfg_.n_embd;
+  if (!comm_ || comm_->rank() == 0) {
+    for (size_t i = 0; i < count; ++i) x_[i] += xb_[i];
+  } else {
+    std::copy_n(xb_.data(), count, x_.data());
+  }
+  if (comm_) comm_->all_reduce_sum(x_.data(), count, nullptr);
 }
 
 std::unique_ptr<Backend> make_cpu_backend(const Model& model, const BackendOptions& opt) {

@@ -33,9 +33,11 @@ class CpuBackend : public Backend {
  private:
   void validate(const Batch& batch) const;
   void reserve(int n_tokens, int n_logits);
+  void add_branch(int n_tokens);  // x_ += xb_, all-reduced over tensor-parallel ranks
 
   const Model& model_;
   const ModelConfig& cfg_;
+  Collective* comm_;  // tensor-parallel link; null for a whole model
   int n_threads_;
   int block_size_;
   int kv_blocks_;

@@ -147,6 +147,7 @@ int cmd_bench(int argc, char** argv) {
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
   add_f16_copy_flag(args);
+  add_tp_flag(args);
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
   args.flag("--profile", "",
@@ -177,6 +178,7 @@ int cmd_bench(int argc, char** argv) {
   BackendOptions opt;
   opt.device = dev == "cuda" ? DeviceKind::Cuda : DeviceKind::Cpu;
   opt.gpu = static_cast<int>(args.i64("gpu", 0));
+  opt.tp = tp_of(args);
   opt.n_threads = static_cast<int>(args.i64("threads", 0));
   opt.f16_copy = f16_copy_of(args);
   opt.block_size = 16;
@@ -207,9 +209,12 @@ int cmd_bench(int argc, char** argv) {
   if (shared_prefix < 0 || shared_prefix > n_prompt)
     throw Error("bench: --shared-prefix must be 0..-p");
   if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
-  if (prefix_ttft > 0)
-    opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
-  if (bench_spec_requested(args)) return run_bench_spec(args, opt);
+  if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
+  if (bench_spec_requested(args)) {
+    if (opt.tp != 1)
+      throw Error("bench: --tp does not combine with the speculative-decoding benchmarks");
+    return run_bench_spec(args, opt);
+  }
 
   // Ceilings first, while the device is empty.
   std::string dev_name;
@@ -229,6 +234,11 @@ int cmd_bench(int argc, char** argv) {
                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     dev_name = "cpu (" + std::to_string(nt) + " threads)";
     copy_gbs = cpu_copy_gbs(nt);
+  }
+  if (opt.tp > 1 && opt.device == DeviceKind::Cuda) {  // TP: the GPUs' bandwidth and FLOP/s add up
+    dev_name = std::to_string(opt.tp) + " x " + dev_name;
+    copy_gbs *= opt.tp;
+    peak_tflops *= opt.tp;
   }
 
   auto model = Model::load(path);

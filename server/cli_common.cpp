@@ -16,8 +16,8 @@ void add_model_flags(Args& a) {
   a.flag("-c, --ctx-size", "N", "tokens per sequence at most", "min(training context, KV cache)");
   a.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   a.flag("--gpu", "N", "CUDA device ordinal", "0");
-  a.flag("--kv-tokens", "N", "KV cache capacity in tokens",
-         "CPU: 4 contexts; CUDA: 90% of free memory");
+  add_tp_flag(a);
+  a.flag("--kv-tokens", "N", "KV cache capacity in tokens", "CPU: 4 contexts; CUDA: 90% of free memory");
   a.flag("--block-size", "N", "tokens per KV cache block", "16");
   a.flag("--parallel", "N", "sequences decoded together at most", "256");
   a.flag("--batch-tokens", "N", "tokens per engine step (decodes + prefill chunks)", "2048");
@@ -40,6 +40,21 @@ BackendOptions::F16Copy f16_copy_of(const Args& a) {
   if (v == "on") return BackendOptions::F16Copy::On;
   if (v == "off") return BackendOptions::F16Copy::Off;
   throw Error("llm " + a.command() + ": --f16-copy must be auto, on or off, got '" + v + "'");
+}
+
+void add_tp_flag(Args& a) {
+  a.flag(
+      "--tp", "N",
+      "tensor parallelism: split every layer over N GPUs (--gpu .. --gpu + N - 1, through NCCL); "
+      "with --device cpu, over N groups of threads",
+      "1");
+}
+
+int tp_of(const Args& a) {
+  const int64_t tp = a.i64("--tp", 1);
+  if (tp < 1 || tp > 64)
+    throw Error("llm " + a.command() + ": --tp must be 1..64, got " + std::to_string(tp));
+  return static_cast<int>(tp);
 }
 
 DeviceKind device_of(const Args& a) {
@@ -77,6 +92,7 @@ LoadedModel load_model(const Args& a) {
   }
   // The draft first: on CUDA the target's KV cache takes most of the memory left.
   lm.spec = make_spec(a, *lm.model, bo, draft_kv_tokens_for(ctx));
+  bo.tp = tp_of(a);  // the target only: a draft model runs whole, on --gpu
   lm.backend = make_backend(*lm.model, bo);
   return lm;
 }

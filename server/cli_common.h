@@ -15,7 +15,7 @@
 
 namespace llm {
 
-// -m, -t, -c, --device, --gpu, --kv-tokens, --parallel, --batch-tokens, --block-size,
+// -m, -t, -c, --device, --gpu, --tp, --kv-tokens, --parallel, --batch-tokens, --block-size,
 // --policy, --no-prefix-cache, and the speculative-decoding flags (server/spec_cli.h).
 void add_model_flags(Args& a);
 
@@ -23,6 +23,10 @@ void add_model_flags(Args& a);
 // (BackendOptions::f16_copy). add_model_flags adds it; run and bench add it themselves.
 void add_f16_copy_flag(Args& a);
 BackendOptions::F16Copy f16_copy_of(const Args& a);
+// --tp N: tensor parallelism over N devices (engine/backend_tp.h); run and bench add it
+// alone. tp_of reads it (default 1) and throws llm::Error below 1.
+void add_tp_flag(Args& a);
+int tp_of(const Args& a);
 
 struct LoadedModel {
   std::unique_ptr<Model> model;

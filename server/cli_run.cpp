@@ -20,6 +20,7 @@
 #include "server/cli_common.h"
 #include "server/args.h"
 #include "server/cli.h"
+#include "server/cli_common.h"
 #include "server/spec_cli.h"
 
 namespace llm {
@@ -118,6 +119,7 @@ int cmd_run(int argc, char** argv) {
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
   add_f16_copy_flag(args);
+  add_tp_flag(args);
   args.flag("--ignore-eos", "", "keep generating past end-of-text tokens");
   args.flag("--no-bos", "", "do not add the BOS token to the prompt");
   args.flag("--verbose-prompt", "", "print the prompt's tokens to stderr");
@@ -169,6 +171,7 @@ int cmd_run(int argc, char** argv) {
   gopt.n_ctx = n_ctx;
   // The draft first: on CUDA the target's KV cache takes most of the memory left.
   const SpecSetup spec = make_spec(args, *model, bopt, draft_kv_tokens_for(n_ctx));
+  bopt.tp = tp_of(args);  // the target only: a draft model runs whole, on --gpu
   auto backend = make_backend(*model, bopt);
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
