@@ -102,7 +102,7 @@ class CudaBackend final : public Backend {
   bool use_graphs_ = true;
   int matvec_cutoff_ = 16;     // steps of at most this many rows use the GEMV
   int tc_rows_ = 0;            // steps of more rows, up to this many, use cuda/matmul_tc
-  int prefill_min_rows_ = 16;  // sequences with this many rows in a step use prefill tiles
+  int prefill_min_rows_ = 65;  // sequences with this many rows in a step use prefill tiles
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 
