@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdio>
@@ -243,6 +245,9 @@ void CudaBackend::upload_weights(const Model& model) {
   CUDA_CHECK(cudaEventCreateWithFlags(&done[0], cudaEventDisableTiming));
   CUDA_CHECK(cudaEventCreateWithFlags(&done[1], cudaEventDisableTiming));
   const bool verbose = verbose_;
+  // A terminal gets one line redrawn at every percent; a log file a line every 25 %.
+  const bool tty = isatty(fileno(stderr)) != 0;
+  const int step = tty ? 1 : 25;
   int slot = 0, last_pct = -1;
   size_t sent = 0;
   auto progress = [&](bool end) {
@@ -250,11 +255,12 @@ void CudaBackend::upload_weights(const Model& model) {
         raw_total
             ? static_cast<int>(100.0 * static_cast<double>(sent) / static_cast<double>(raw_total))
             : 100;
-    if (!verbose || (pct == last_pct && !end)) return;
+    if (!verbose || (pct / step == last_pct / step && last_pct >= 0 && !end)) return;
+    if (end && !tty && last_pct == 100) return;  // the 100 % line is out already
     last_pct = pct;
-    std::fprintf(stderr, "\rloading weights to %s: %3d%% (%s / %s)%s", name_.c_str(), pct,
-                 gib(static_cast<double>(sent)).c_str(),
-                 gib(static_cast<double>(raw_total)).c_str(), end ? "\n" : "");
+    std::fprintf(stderr, "%sloading weights to %s: %3d%% (%s / %s)%s", tty ? "\r" : "",
+                 name_.c_str(), pct, gib(static_cast<double>(sent)).c_str(),
+                 gib(static_cast<double>(raw_total)).c_str(), end || !tty ? "\n" : "");
     std::fflush(stderr);
   };
   try {
