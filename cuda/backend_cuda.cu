@@ -164,6 +164,12 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
       all_tc = all_tc && mm_tc_supported(*m);
   tc_rows_ = kTcRowsDefault;
   if (const char* e = std::getenv("LLM_CUDA_TC_ROWS")) tc_rows_ = std::max(0, std::atoi(e));
+  {
+    const char* c = std::getenv("LLM_CUDA_TC_CTAS");
+    const char* w = std::getenv("LLM_CUDA_TC_WARPS");
+    tc_cfg_ = mm_tc_config(c ? std::atoi(c) : MmTcConfig{}.target_ctas,
+                           w ? std::atoi(w) : MmTcConfig{}.warps);
+  }
   matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
                    : all_float            ? kMatvecCutoffFloat
                                           : kMatvecCutoffQuant;
@@ -375,6 +381,9 @@ void CudaBackend::allocate_scratch() {
       DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
   split_counters_ = DeviceBuffer(sizeof(int) * cap * static_cast<size_t>(cfg_.n_head));
   CUDA_CHECK(cudaMemset(split_counters_.get(), 0, split_counters_.size()));
+  tc_partial_ = DeviceBuffer(mm_tc_partial_floats(tc_cfg_) * sizeof(float));
+  tc_counters_ = DeviceBuffer(sizeof(int) * kTcCounters);
+  CUDA_CHECK(cudaMemset(tc_counters_.get(), 0, tc_counters_.size()));
   // Dequantization scratch: the largest matrix that needs one, capped (big ones go in chunks).
   size_t need = 0;
   auto consider = [&](const DevMatrix& m) {
@@ -730,6 +739,9 @@ void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs,
       t.y = y[i];
       t.ldy = ldy;
       t.accumulate = accumulate;
+      t.ws.partial = tc_partial_.as<float>();
+      t.ws.counters = tc_counters_.as<int>();
+      t.cfg = tc_cfg_;
       mm_tc(t, stream_);
       continue;
     }

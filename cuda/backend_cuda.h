@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda/cuda_types.h"
+#include "cuda/matmul_tc.h"
 #include "cuda/matvec_quant.h"
 #include "engine/backend.h"
 
@@ -134,6 +135,9 @@ class CudaBackend final : public Backend {
   DeviceBuffer split_ws_;        // decode attention partials
   int split_ws_rows_ = 0;        // n_decode * n_split the workspace holds
   DeviceBuffer split_counters_;  // (cap, n_head) arrival counters of the splits
+  MmTcConfig tc_cfg_;            // mm_tc launch shape (LLM_CUDA_TC_CTAS, LLM_CUDA_TC_WARPS)
+  DeviceBuffer tc_partial_;      // (mm_tc_partial_floats) f32: split-K partial sums of mm_tc
+  DeviceBuffer tc_counters_;     // (kTcCounters) int32 arrival counters of mm_tc's row tiles
   DeviceBuffer dq_;              // f16 dequantization scratch
   size_t dq_elems_ = 0;
   DeviceBuffer cublas_ws_;

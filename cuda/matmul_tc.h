@@ -17,6 +17,25 @@ bool mm_tc_supported(const DevMatrix& W);
 // Whether its activations are q8 (quantized weights) rather than f16.
 bool mm_tc_wants_q8(const DevMatrix& W);
 
+// Scratch for products whose K is split across CTAs (few rows, long rows): partial sums
+// and one arrival counter per 64-row tile, which the last CTA of a tile resets to zero.
+// One workspace serves one stream (launches on it run one after another).
+struct MmTcWorkspace {
+  float* partial = nullptr;  // (splits, n, rows) f32
+  int* counters = nullptr;   // (kTcCounters) int32, all zero between launches
+};
+constexpr int kTcCounters = 1024;
+
+// Launch shape, fixed per backend: warps (16 weight rows each) per CTA, 2 or 4, and the
+// CTA count below which K is split (at most kTcCounters).
+struct MmTcConfig {
+  int target_ctas = 528;
+  int warps = 4;
+};
+MmTcConfig mm_tc_config(int target_ctas, int warps);
+// Floats of MmTcWorkspace::partial that any matrix needs under this configuration.
+size_t mm_tc_partial_floats(const MmTcConfig& cfg);
+
 struct MmTcArgs {
   const DevMatrix* W = nullptr;
   ActQ8 x_q8;                     // (n, W.cols): for quantized weights
@@ -25,7 +44,13 @@ struct MmTcArgs {
   float* y = nullptr;  // (n, ldy) f32: y[c * ldy + r]
   int64_t ldy = 0;
   bool accumulate = false;  // y += instead of y =
+  MmTcWorkspace ws;         // null: K is never split (fewer CTAs for short matrices)
+  MmTcConfig cfg;
 };
+
+// The number of CTAs K is split across for this matrix: a function of its shape only, so a
+// column's result does not depend on how many columns share the launch.
+int mm_tc_splits(const DevMatrix& W, const MmTcConfig& cfg, bool have_workspace);
 
 void mm_tc(const MmTcArgs& a, cudaStream_t stream);
 

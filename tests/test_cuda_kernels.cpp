@@ -16,8 +16,8 @@
 #include "cuda/kv_store.h"
 #include "cuda/logits.h"
 #include "cuda/matmul.h"
-#include "cuda/matvec_quant.h"
 #include "cuda/matmul_tc.h"
+#include "cuda/matvec_quant.h"
 #include "cuda/quantize.h"
 #include "cuda/qweight.h"
 #include "cuda/rmsnorm.h"
@@ -341,6 +341,9 @@ TEST_CASE("cuda kernels: matmul (dequantize + cuBLAS) matches cpu::matmul for ev
 
 TEST_CASE("cuda kernels: tensor-core products (mm_tc) match cpu::matmul for every type") {
   uint32_t seed = 700;
+  Dev<float> ws_partial(cuda::mm_tc_partial_floats(cuda::MmTcConfig{}));
+  Dev<int> ws_counters(static_cast<size_t>(cuda::kTcCounters));
+  ws_counters.upload(std::vector<int>(static_cast<size_t>(cuda::kTcCounters), 0));
   for (DType t : kAllTypes) {
     CAPTURE(dtype_name(t));
     const int64_t rows = 200, cols = cols_for(t);  // rows: a partial last 16-row tile
@@ -369,11 +372,25 @@ TEST_CASE("cuda kernels: tensor-core products (mm_tc) match cpu::matmul for ever
       m.n = n;
       m.y = y.p();
       m.ldy = rows;
+      m.ws.partial = ws_partial.p();
+      m.ws.counters = ws_counters.p();
+      // 4 row tiles of 64: K is split across CTAs (3 to 5 ways here, partial last chunk).
+      CHECK(cuda::mm_tc_splits(w.W, cuda::MmTcConfig{}, true) > 1);
       cuda::mm_tc(m, nullptr);
       const std::vector<float> got = y.get();
       const double err = rel_err(got, ref);
       CAPTURE(err);
       CHECK(err < 1e-5);
+      // Without a workspace K is not split: same sums in another order.
+      cuda::MmTcArgs whole = m;
+      whole.ws = {};
+      Dev<float> yw(ref.size());
+      whole.y = yw.p();
+      cuda::mm_tc(whole, nullptr);
+      CHECK(rel_err(yw.get(), ref) < 1e-5);
+      // Every split tile's counter is back at zero (the next launch relies on it).
+      const std::vector<int> counters = ws_counters.get();
+      CHECK(std::all_of(counters.begin(), counters.end(), [](int c) { return c == 0; }));
       // The first two columns alone give the same bits as within the batch: a column's
       // sums do not depend on how many others share the launch (batch invariance).
       cuda::MmTcArgs one = m;
