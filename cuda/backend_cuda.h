@@ -85,6 +85,9 @@ class CudaBackend final : public Backend {
   void ensure_input_capacity(size_t bytes);
   void record(const Plan& p);
   void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
+  // Whether b's f16 rows (its dense copy, or F16 weights) follow a's in memory, so that one
+  // GEMM covers both when their outputs are adjacent too.
+  static bool stacked_f16(const DevMatrix& a, const DevMatrix& b, bool outputs_adjacent);
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
               const Input& in, const Plan& p);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k, bool want_f32);
