@@ -146,11 +146,14 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   const size_t kv_per_token = static_cast<size_t>(cfg_.n_layer) * 2 * cfg_.kv_dim() * 2;
   const size_t min_kv = kv_per_token * static_cast<size_t>(std::min(cfg_.n_ctx_train, 512));
   if (wbytes + scratch + min_kv > free_b)
-    throw Error("model needs " + gib(static_cast<double>(wbytes + scratch + min_kv)) + " on " +
-                name_ + " (weights " + gib(static_cast<double>(wbytes)) + ", buffers " +
-                gib(static_cast<double>(scratch)) + ", KV for 512 tokens " +
-                gib(static_cast<double>(min_kv)) + "), " + gib(static_cast<double>(free_b)) +
-                " free");
+    throw Error(
+        "model needs " + gib(static_cast<double>(wbytes + scratch + min_kv)) + " on " + name_ +
+        " (weights " + gib(static_cast<double>(wbytes)) + ", buffers " +
+        gib(static_cast<double>(scratch)) + ", KV for 512 tokens " +
+        gib(static_cast<double>(min_kv)) + "), " + gib(static_cast<double>(free_b)) + " free" +
+        (comm_ || count < 2
+             ? ""
+             : " (--tp N splits the weights over N of the " + std::to_string(count) + " GPUs)"));
 
   verbose_ = opt.verbose;
   upload_weights(model);

@@ -84,16 +84,18 @@ TpBackend::TpBackend(const Model& model, const BackendOptions& opt,
     : model_(model), block_size_(opt.block_size), comms_(std::move(comms)) {
   const int world = static_cast<int>(comms_.size());
   check_tp_split(model, world);
-  for (int r = 0; r < world; ++r) {
+  for (int r = 0; r < world; ++r)
     if (comms_[static_cast<size_t>(r)]->rank() != r ||
         comms_[static_cast<size_t>(r)]->world() != world)
       throw Error("tensor parallelism: collective " + std::to_string(r) + " has the wrong rank");
-    shards_.push_back(make_tp_shard(model, r, world));
-  }
   threads_ = std::make_unique<Threads>(world);
+  shards_.resize(static_cast<size_t>(world));
   ranks_.resize(static_cast<size_t>(world));
   try {
     run_all([&](int r) {
+      // On the rank's thread: the column slices' copies (22 GiB a rank for a 70B F16 at
+      // --tp 2) are made in parallel.
+      shards_[static_cast<size_t>(r)] = make_tp_shard(model, r, world);
       BackendOptions o = opt;
       o.tp = 1;
       o.collective = comms_[static_cast<size_t>(r)].get();

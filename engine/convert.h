@@ -60,6 +60,11 @@ struct MakeModelOptions {
   int n_threads = 0;      // 0 = hardware threads
   bool pure = false;      // every matrix in the file type's default type (tensor_type_in)
   bool data = true;       // false: matrices left as zero holes (sparse file), 1-D tensors written
+  // Every layer holds layer 0's values, stored once: the tensor infos of blk.L.X point at
+  // the data of blk.0.X (or, where a mix gives layer L another type, at the first layer
+  // with that type, which holds layer 0's values in it). A 70B-shaped F16 file is then
+  // 2.8 GB, not 138 GB; a loader still makes n_layer copies. For benchmarks only.
+  bool share_layers = false;
   bool progress = false;  // per-tensor lines and a summary on stderr
 };
 
@@ -68,7 +73,8 @@ struct MakeModelOptions {
 // fewer layers holds the same values for the layers it has.
 void make_model(const MakeModelOptions& opt, const std::string& out_path);
 
-// Bytes the model of these options will have on disk (for --list), without writing it.
+// Bytes of tensor data the model of these options will have on disk (for --list), without
+// writing it (shared tensors counted once).
 uint64_t model_file_bytes(const MakeModelOptions& opt);
 
 struct QuantizeOptions {

@@ -539,9 +539,23 @@ void GgufWriter::add_tensor(const std::string& name, DType type, const std::vect
   assert(!shape.empty() && shape.size() <= 4);
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  Info info{name, type, shape, data_size_, row_bytes(type, shape[0]) * static_cast<size_t>(n / shape[0])};
+  const size_t bytes = row_bytes(type, shape[0]) * static_cast<size_t>(n / shape[0]);
+  Info info{name, type, shape, data_size_, bytes, false};
   data_size_ += (info.bytes + kAlign - 1) / kAlign * kAlign;
   infos_.push_back(std::move(info));
+}
+
+void GgufWriter::add_tensor_alias(const std::string& name, size_t of) {
+  assert(f_ == nullptr);
+  assert(of < infos_.size() && !infos_[of].alias);
+  Info info = infos_[of];
+  info.name = name;
+  info.alias = true;
+  infos_.push_back(std::move(info));
+}
+
+void GgufWriter::skip_aliases() {
+  while (next_ < infos_.size() && infos_[next_].alias && part_ == 0) ++next_;
 }
 
 size_t GgufWriter::tensor_bytes(size_t i) const { return infos_.at(i).bytes; }
@@ -569,6 +583,7 @@ void GgufWriter::begin(const std::string& path) {
 }
 
 void GgufWriter::write_tensor_data(const void* data, size_t bytes) {
+  skip_aliases();
   assert(f_ && next_ < infos_.size());
   assert(bytes == infos_[next_].bytes);
   assert(written_ == infos_[next_].offset);
@@ -581,6 +596,7 @@ void GgufWriter::write_tensor_data(const void* data, size_t bytes) {
 }
 
 void GgufWriter::write_tensor_part(const void* data, size_t bytes) {
+  skip_aliases();
   assert(f_ && next_ < infos_.size());
   assert(part_ + bytes <= infos_[next_].bytes);
   if (bytes && std::fwrite(data, 1, bytes, f_) != bytes)
@@ -597,6 +613,7 @@ void GgufWriter::write_tensor_part(const void* data, size_t bytes) {
 }
 
 void GgufWriter::skip_tensor_data() {
+  skip_aliases();
   assert(f_ && next_ < infos_.size() && part_ == 0);
   const uint64_t padded = (infos_[next_].bytes + kAlign - 1) / kAlign * kAlign;
   if (fseeko(f_, static_cast<off_t>(padded), SEEK_CUR) != 0)
@@ -606,6 +623,7 @@ void GgufWriter::skip_tensor_data() {
 }
 
 void GgufWriter::finish() {
+  skip_aliases();
   assert(next_ == infos_.size() && "every tensor's data must be written");
   if (f_) {
     // A trailing skipped tensor leaves the file short: extend it to its full size.

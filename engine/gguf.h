@@ -136,6 +136,10 @@ class GgufWriter {
 
   // shape in ggml order (shape[0] contiguous).
   void add_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape);
+  // A tensor whose info points at the data of tensor `of` (an earlier add_tensor, not
+  // itself an alias): same type and shape, same offset, no data of its own. GGUF allows
+  // tensor infos to share data; the writers of data skip aliases.
+  void add_tensor_alias(const std::string& name, size_t of);
 
   // Writes header and tensor infos. Throws llm::Error when the file cannot be written.
   void begin(const std::string& path);
@@ -159,6 +163,7 @@ class GgufWriter {
     std::vector<int64_t> shape;
     uint64_t offset;
     size_t bytes;
+    bool alias;  // shares an earlier tensor's data: nothing to write
   };
   std::vector<uint8_t> kv_bytes_;
   uint64_t n_kv_ = 0;
@@ -171,6 +176,7 @@ class GgufWriter {
   std::string path_;
   static constexpr size_t kAlign = 32;
   void key(const std::string& k, GgufType t);
+  void skip_aliases();  // moves next_ past tensors without data of their own
 };
 
 }  // namespace llm

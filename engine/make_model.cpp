@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <utility>
 
 #include "engine/convert.h"
 #include "engine/tensor_stream.h"
@@ -10,8 +12,8 @@
 namespace llm {
 
 // Sources: each model's config.json on Hugging Face (meta-llama/Llama-3.2-1B,
-// meta-llama/Llama-2-7b-hf, meta-llama/Llama-3.1-8B, mistralai/Mistral-7B-v0.3,
-// Qwen/Qwen2-0.5B, Qwen/Qwen2.5-7B, TinyLlama/TinyLlama-1.1B-Chat-v1.0).
+// meta-llama/Llama-2-7b-hf, meta-llama/Llama-2-70b-hf, meta-llama/Llama-3.1-8B,
+// mistralai/Mistral-7B-v0.3, Qwen/Qwen2-0.5B, Qwen/Qwen2.5-7B, TinyLlama/TinyLlama-1.1B-Chat-v1.0).
 //
 // The tiny test shapes use a larger weight scale (0.08 ~ 1.3 / sqrt(256)) than trained
 // models' ~0.02 so that attention scores have a spread of ~2: softmax is then peaked and
@@ -33,6 +35,8 @@ const std::vector<ModelShape>& model_shapes() {
       {"llama-1b", "Llama 3.2 1B", Arch::Llama, 128256, 2048, 16, 32, 8, 8192, 131072, 1e-5f,
        500000.0f, true, false, 32.0f, 0.02f, 0.02f},
       {"llama2-7b", "Llama 2 7B", Arch::Llama, 32000, 4096, 32, 32, 32, 11008, 4096, 1e-5f,
+       10000.0f, false, false, 0.0f, 0.02f, 0.02f},
+      {"llama2-70b", "Llama 2 70B", Arch::Llama, 32000, 8192, 80, 64, 8, 28672, 4096, 1e-5f,
        10000.0f, false, false, 0.0f, 0.02f, 0.02f},
       {"llama3-8b", "Llama 3.1 8B", Arch::Llama, 128256, 4096, 32, 32, 8, 14336, 131072, 1e-5f,
        500000.0f, false, false, 8.0f, 0.02f, 0.02f},
@@ -206,6 +210,18 @@ Plan make_plan(const MakeModelOptions& opt, int n_vocab) {
     t.rows = random_rows(tensor_key(opt.seed, name), t.shape[0], mean, std);
     p.tensors.push_back(std::move(t));
   };
+  // share_layers: (name suffix, type) -> the tensor that holds layer 0's values in that
+  // type; later layers' tensors of the same suffix and type point at its data.
+  std::map<std::pair<std::string, DType>, size_t> shared;
+  auto add_layer = [&](int l, const std::string& suffix, std::vector<int64_t> shape, float mean,
+                       float std) {
+    add("blk." + std::to_string(l) + "." + suffix, std::move(shape), mean, std);
+    if (!opt.share_layers) return;
+    TensorSource& t = p.tensors.back();
+    t.rows = random_rows(tensor_key(opt.seed, "blk.0." + suffix), t.shape[0], mean, std);
+    const auto [it, first] = shared.try_emplace({suffix, t.type}, p.tensors.size() - 1);
+    if (!first) t.same_data_as = static_cast<int64_t>(it->second);
+  };
   add("token_embd.weight", {E, V}, 0, s.embd_std);
   if (s.llama3_factor > 0) {
     TensorSource t{"rope_freqs.weight", DType::F32, {p.head_dim / 2}, nullptr};
@@ -216,21 +232,20 @@ Plan make_plan(const MakeModelOptions& opt, int n_vocab) {
     p.tensors.push_back(std::move(t));
   }
   for (int l = 0; l < s.n_layer; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    add(b + "attn_norm.weight", {E}, 1.0f, 0.1f);
-    add(b + "attn_q.weight", {E, Q}, 0, sd);
-    add(b + "attn_k.weight", {E, KV}, 0, sd);
-    add(b + "attn_v.weight", {E, KV}, 0, sd);
+    add_layer(l, "attn_norm.weight", {E}, 1.0f, 0.1f);
+    add_layer(l, "attn_q.weight", {E, Q}, 0, sd);
+    add_layer(l, "attn_k.weight", {E, KV}, 0, sd);
+    add_layer(l, "attn_v.weight", {E, KV}, 0, sd);
     if (s.qkv_bias) {
-      add(b + "attn_q.bias", {Q}, 0, sd);
-      add(b + "attn_k.bias", {KV}, 0, sd);
-      add(b + "attn_v.bias", {KV}, 0, sd);
+      add_layer(l, "attn_q.bias", {Q}, 0, sd);
+      add_layer(l, "attn_k.bias", {KV}, 0, sd);
+      add_layer(l, "attn_v.bias", {KV}, 0, sd);
     }
-    add(b + "attn_output.weight", {Q, E}, 0, sd);
-    add(b + "ffn_norm.weight", {E}, 1.0f, 0.1f);
-    add(b + "ffn_gate.weight", {E, F}, 0, sd);
-    add(b + "ffn_up.weight", {E, F}, 0, sd);
-    add(b + "ffn_down.weight", {F, E}, 0, sd);
+    add_layer(l, "attn_output.weight", {Q, E}, 0, sd);
+    add_layer(l, "ffn_norm.weight", {E}, 1.0f, 0.1f);
+    add_layer(l, "ffn_gate.weight", {E, F}, 0, sd);
+    add_layer(l, "ffn_up.weight", {E, F}, 0, sd);
+    add_layer(l, "ffn_down.weight", {F, E}, 0, sd);
   }
   add("output_norm.weight", {E}, 1.0f, 0.1f);
   if (!s.tied_output) add("output.weight", {E, V}, 0, sd);
@@ -288,7 +303,7 @@ uint64_t model_file_bytes(const MakeModelOptions& opt) {
   const Plan p = make_plan(opt, n_vocab);
   uint64_t n = 0;
   for (const TensorSource& t : p.tensors)
-    n += (row_bytes(t.type, t.shape[0]) * t.n_rows() + 31) / 32 * 32;
+    if (t.same_data_as < 0) n += (row_bytes(t.type, t.shape[0]) * t.n_rows() + 31) / 32 * 32;
   return n;
 }
 
@@ -314,26 +329,36 @@ void make_model(const MakeModelOptions& opt, const std::string& out_path) {
   }
 
   const size_t n = plan.tensors.size();
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, stored = 0;  // weights, and the part of them with data of its own
   StreamOptions so;
   so.n_threads = opt.n_threads;
   so.data = opt.data;
   so.on_tensor = [&](size_t i, const TensorSource& t) {
-    bytes += row_bytes(t.type, t.shape[0]) * static_cast<uint64_t>(t.n_rows());
+    const uint64_t b = row_bytes(t.type, t.shape[0]) * static_cast<uint64_t>(t.n_rows());
+    bytes += b;
+    if (t.same_data_as < 0) stored += b;
     if (!opt.progress) return;
     std::string dims;
     for (int64_t d : t.shape) dims += (dims.empty() ? "" : "x") + std::to_string(d);
-    std::fprintf(stderr, "[%4zu/%zu] %-28s %-5s %s\n", i + 1, n, t.name.c_str(), dtype_name(t.type),
-                 dims.c_str());
+    std::string shares;
+    if (t.same_data_as >= 0)
+      shares = " = data of " + plan.tensors[static_cast<size_t>(t.same_data_as)].name;
+    std::fprintf(stderr, "[%4zu/%zu] %-28s %-5s %s%s\n", i + 1, n, t.name.c_str(),
+                 dtype_name(t.type), dims.c_str(), shares.c_str());
   };
   write_gguf_streamed(w, plan.tensors, out_path, so);
   if (opt.progress) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(
-        stderr,
-        "wrote %s: %s %s, %d layers, vocab %d, %zu tensors, %s of weights in %.1f s (%.0f MB/s)\n",
-        out_path.c_str(), plan.s.description, file_type_name(opt.type), plan.s.n_layer, n_vocab, n,
-        human_bytes(static_cast<double>(bytes)).c_str(), s, static_cast<double>(bytes) / 1e6 / s);
+    std::string shared;
+    if (stored < bytes)
+      shared = " (" + human_bytes(static_cast<double>(stored)) +
+               " stored: every layer shares layer 0's data)";
+    std::fprintf(stderr,
+                 "wrote %s: %s %s, %d layers, vocab %d, %zu tensors, %s of weights%s in %.1f s "
+                 "(%.0f MB/s)\n",
+                 out_path.c_str(), plan.s.description, file_type_name(opt.type), plan.s.n_layer,
+                 n_vocab, n, human_bytes(static_cast<double>(bytes)).c_str(), shared.c_str(), s,
+                 static_cast<double>(stored) / 1e6 / s);
   }
 }
 

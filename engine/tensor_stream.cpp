@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "engine/error.h"
 #include "quant/quants.h"
 
 namespace llm {
@@ -43,6 +44,7 @@ struct Chunk {
 std::vector<Chunk> make_chunks(const std::vector<TensorSource>& tensors) {
   std::vector<Chunk> chunks;
   for (size_t t = 0; t < tensors.size(); ++t) {
+    if (tensors[t].same_data_as >= 0) continue;  // no data of its own
     const int64_t cols = tensors[t].shape[0], rows = tensors[t].n_rows();
     const int64_t per = std::max<int64_t>(1, kChunkElems / cols);
     for (int64_t r = 0; r < rows; r += per)
@@ -67,18 +69,37 @@ std::vector<uint8_t> produce(const TensorSource& t, const Chunk& c) {
 
 void write_gguf_streamed(GgufWriter& w, const std::vector<TensorSource>& tensors,
                          const std::string& path, const StreamOptions& opt) {
-  for (const TensorSource& t : tensors) w.add_tensor(t.name, t.type, t.shape);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorSource& t = tensors[i];
+    if (t.same_data_as < 0) {
+      w.add_tensor(t.name, t.type, t.shape);
+      continue;
+    }
+    const size_t of = static_cast<size_t>(t.same_data_as);
+    if (of >= i || tensors[of].same_data_as >= 0 || tensors[of].type != t.type ||
+        tensors[of].shape != t.shape)
+      throw Error("tensor " + t.name + " cannot share the data of tensor " + std::to_string(of));
+    w.add_tensor_alias(t.name, of);
+  }
+  // on_tensor for tensor i, then for the aliases that follow it in the table.
+  auto completed = [&](size_t i) {
+    if (!opt.on_tensor) return;
+    opt.on_tensor(i, tensors[i]);
+    for (size_t k = i + 1; k < tensors.size() && tensors[k].same_data_as >= 0; ++k)
+      opt.on_tensor(k, tensors[k]);
+  };
   w.begin(path);
   if (!opt.data) {
     for (size_t i = 0; i < tensors.size(); ++i) {
       const TensorSource& t = tensors[i];
+      if (t.same_data_as >= 0) continue;  // reported by completed()
       if (t.shape.size() == 1) {  // norms, biases, rope factors: tiny, and checked by loaders
         std::vector<uint8_t> data = produce(t, Chunk{i, 0, 1, true});
         w.write_tensor_data(data.data(), data.size());
       } else {
         w.skip_tensor_data();
       }
-      if (opt.on_tensor) opt.on_tensor(i, tensors[i]);
+      completed(i);
     }
     w.finish();
     return;
@@ -136,8 +157,7 @@ void write_gguf_streamed(GgufWriter& w, const std::vector<TensorSource>& tensors
         data = std::move(done[i]);
       }
       w.write_tensor_part(data.data(), data.size());
-      if (chunks[i].last && opt.on_tensor)
-        opt.on_tensor(chunks[i].tensor, tensors[chunks[i].tensor]);
+      if (chunks[i].last) completed(chunks[i].tensor);
       {
         std::lock_guard lock(mu);
         ++written;

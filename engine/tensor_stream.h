@@ -22,6 +22,10 @@ struct TensorSource {
   // different chunks; must depend only on its arguments (results must not depend on
   // the number of threads or the chunking).
   std::function<void(int64_t row0, int64_t n, float* dst)> rows;
+  // >= 0: the index of an earlier tensor of the same type and shape (itself not an
+  // alias) whose data this one shares: its tensor info gets that tensor's offset
+  // (GgufWriter::add_tensor_alias) and `rows` is not called.
+  int64_t same_data_as = -1;
 
   int64_t n_rows() const;
 };
@@ -33,7 +37,8 @@ std::function<void(int64_t row0, int64_t n, float* dst)> dequantized_rows(const 
 struct StreamOptions {
   int n_threads = 0;  // workers; 0 = hardware threads
   bool data = true;   // false: matrices left as zero holes, 1-D tensors written (tests)
-  // Called on the writing thread after tensor i (0-based) is complete.
+  // Called on the writing thread after tensor i (0-based) is complete; for a tensor that
+  // shares another's data, right after the data tensor before it.
   std::function<void(size_t i, const TensorSource& t)> on_tensor;
 };
 

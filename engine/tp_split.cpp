@@ -52,7 +52,8 @@ TensorRef col_slice(TpShard& s, const TensorRef& t, int64_t c0, int64_t n) {
   assert(t && c0 >= 0 && c0 + n <= t.cols);
   if (c0 == 0 && n == t.cols) return t;
   const size_t skip = row_bytes(t.type, c0), rb = row_bytes(t.type, n);
-  auto buf = std::make_unique<uint8_t[]>(rb * static_cast<size_t>(t.rows));
+  // Not zero-filled first: at 70B F16 over 2 ranks these copies are 45 GiB.
+  auto buf = std::make_unique_for_overwrite<uint8_t[]>(rb * static_cast<size_t>(t.rows));
   for (int64_t r = 0; r < t.rows; ++r)
     std::memcpy(buf.get() + static_cast<size_t>(r) * rb,
                 static_cast<const uint8_t*>(t.row(r)) + skip, rb);

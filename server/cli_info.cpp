@@ -4,6 +4,7 @@
 // unsupported architectures) as far as it can.
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string>
 
 #include "engine/error.h"
@@ -141,6 +142,15 @@ int cmd_info(int argc, char** argv) {
                 static_cast<double>(total.bytes) / (1024.0 * 1024 * 1024),
                 static_cast<long long>(total.elements),
                 8.0 * total.bytes / std::max<int64_t>(1, total.elements));
+    // Tensor infos may share data (make-model --share-layers): say how much is stored.
+    std::set<uint64_t> offsets;
+    size_t stored = 0;
+    for (const GgufTensor& t : f.tensors())
+      if (offsets.insert(t.offset).second) stored += t.bytes;
+    if (offsets.size() < f.tensors().size())
+      std::printf("shared data:     %zu tensors point at other tensors' data; %s stored\n",
+                  f.tensors().size() - offsets.size(),
+                  human_bytes(static_cast<double>(stored)).c_str());
   }
   if (args.on("tensors")) {
     std::printf("\n  %-32s %-6s %-22s %12s\n", "name", "type", "shape", "size");

@@ -47,6 +47,10 @@ int cmd_make_model(int argc, char** argv) {
             "a synthetic SPM vocabulary of the shape's size");
   args.flag("--seed", "N", "weight seed", "1");
   args.flag("--layers", "N", "override the number of layers (quick tests)");
+  args.flag("--share-layers", "",
+            "store one layer: every layer's tensors point at layer 0's data, so a 70B F16 file "
+            "is 2.8 GB, not 138 GB; all layers then have the same weights (benchmarks only; "
+            "loaders still give each layer its own memory)");
   args.flag("-t, --threads", "N", "worker threads", "all cores");
   args.flag("-o, --output", "FILE", "where to write the model");
   args.flag("--list", "", "list the shapes with their sizes and exit");
@@ -68,6 +72,7 @@ int cmd_make_model(int argc, char** argv) {
     throw Error("llm make-model: unknown --type '" + type + "' (one of " + file_type_list() + ")");
   o.type = *ft;
   o.pure = args.on("pure");
+  o.share_layers = args.on("share-layers");
   o.vocab_path = args.str("vocab");
   const int64_t seed = args.i64("seed", 1);
   if (seed < 0) throw Error("llm make-model: --seed must be non-negative");

@@ -83,6 +83,7 @@ const Expect kExpect[] = {
     {"llama-1b", "llama", 128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true, false,
      32.0f},
     {"llama2-7b", "llama", 32000, 4096, 32, 32, 32, 11008, 4096, 10000.0f, 1e-5f, false, false, 0},
+    {"llama2-70b", "llama", 32000, 8192, 80, 64, 8, 28672, 4096, 10000.0f, 1e-5f, false, false, 0},
     {"llama3-8b", "llama", 128256, 4096, 32, 32, 8, 14336, 131072, 500000.0f, 1e-5f, false, false,
      8.0f},
     {"mistral-7b", "llama", 32768, 4096, 32, 32, 8, 14336, 32768, 1e6f, 1e-5f, false, false, 0},
