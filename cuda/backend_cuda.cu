@@ -18,6 +18,7 @@
 #include "cuda/quantize.h"
 #include "cuda/qweight.h"
 #include "cuda/rmsnorm.h"
+#include "cuda/topk.h"
 
 namespace llm::cuda {
 namespace {
@@ -379,6 +380,10 @@ void CudaBackend::allocate_scratch() {
   // Logit rows per step: up to 256 MiB of logits (more are computed in row ranges).
   cap_logits_ = static_cast<int>(std::clamp<size_t>((256ull << 20) / (V * 4), 16, cap));
   logits_ = DeviceBuffer(static_cast<size_t>(cap_logits_) * V * 4);
+  cand_ws_ = DeviceBuffer(candidates_workspace_bytes(cap_logits_, cfg_.n_vocab));
+  const size_t cand_bytes = static_cast<size_t>(cap_logits_) * (kMaxCandidates * 8 + 16) + 256;
+  cand_dev_ = DeviceBuffer(cand_bytes);
+  cand_host_ = PinnedBuffer(cand_bytes);
   split_ws_rows_ = kSplitWorkspaceRows;
   split_ws_ =
       DeviceBuffer(attention_decode_workspace(split_ws_rows_, cfg_.n_head, cfg_.head_dim, 1));
@@ -495,11 +500,22 @@ void CudaBackend::validate(const Batch& b) const {
 }
 
 void CudaBackend::forward(const Batch& batch, float* logits) {
+  forward_rows(batch, logits, nullptr);
+}
+
+void CudaBackend::forward_candidates(const Batch& batch, int k, LogitCandidates& out) {
+  check_candidates_k(k, cfg_.n_vocab);
+  out.resize(batch.n_logits(), k);
+  out.full.clear();
+  forward_rows(batch, nullptr, &out);
+}
+
+void CudaBackend::forward_rows(const Batch& batch, float* logits, LogitCandidates* cand) {
   validate(batch);
   CUDA_CHECK(cudaSetDevice(device_));
   const int n = batch.n_tokens();
   if (n <= cap_tokens_ && batch.n_logits() <= cap_logits_) {
-    run(batch, logits);
+    run(batch, logits, cand);
     return;
   }
   // Too many rows (or logit rows) for the buffers: run consecutive row ranges one after
@@ -512,6 +528,7 @@ void CudaBackend::forward(const Batch& batch, float* logits) {
       seq_of[static_cast<size_t>(r)] = s;
   for (int32_t r : batch.logit_rows) ++logits_at[static_cast<size_t>(r)];
   std::vector<float> part;
+  LogitCandidates part_cand;
   for (int r0 = 0, r1 = 0; r0 < n; r0 = r1) {
     int nl = 0;
     r1 = r0;
@@ -542,8 +559,15 @@ void CudaBackend::forward(const Batch& batch, float* logits) {
         out_index.push_back(i);
       }
     }
+    if (cand) {
+      part_cand.resize(static_cast<int>(out_index.size()), cand->k);
+      run(sub, nullptr, &part_cand);
+      for (size_t i = 0; i < out_index.size(); ++i)
+        cand->copy_row(out_index[i], part_cand, static_cast<int>(i));
+      continue;
+    }
     part.resize(out_index.size() * V);
-    run(sub, logits ? part.data() : nullptr);  // null: a tensor-parallel rank > 0
+    run(sub, logits ? part.data() : nullptr, nullptr);  // null: a tensor-parallel rank > 0
     for (size_t i = 0; logits && i < out_index.size(); ++i)
       std::memcpy(logits + static_cast<size_t>(out_index[i]) * V, part.data() + i * V, V * 4);
   }
@@ -636,7 +660,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   return p;
 }
 
-void CudaBackend::run(const Batch& b, float* logits) {
+void CudaBackend::run(const Batch& b, float* logits, LogitCandidates* cand) {
   const int n = b.n_tokens();
   // Pure decode (one row per sequence, logits for every row in order): replay a graph.
   bool graph =
@@ -675,12 +699,34 @@ void CudaBackend::run(const Batch& b, float* logits) {
     record(p);
     if (profiling_) collect_profile();
   }
+  // The step's readback: the first nl rows of logits_ are the wanted ones (graph mode
+  // computes padding rows after them), or their candidates, selected here after the
+  // graph so that one graph per bucket serves both outputs.
   const int nl = b.n_logits();
-  if (nl > 0 && wants_logits())
+  const bool read = nl > 0 && wants_logits();
+  size_t cand_vals = 0, cand_stats = 0, cand_bytes = 0;  // offsets in cand_dev_
+  if (read && cand) {
+    const size_t nk = static_cast<size_t>(nl) * cand->k;
+    cand_vals = nk * 4;
+    cand_stats = (nk * 8 + 15) / 16 * 16;
+    cand_bytes = cand_stats + static_cast<size_t>(nl) * sizeof(CandidateStats);
+    uint8_t* d = cand_dev_.as<uint8_t>();
+    select_candidates(logits_.as<float>(), nl, cfg_.n_vocab, cand->k, cand_ws_.get(),
+                      reinterpret_cast<int32_t*>(d), reinterpret_cast<float*>(d + cand_vals),
+                      reinterpret_cast<CandidateStats*>(d + cand_stats), stream_);
+    CUDA_CHECK(cudaMemcpyAsync(cand_host_.get(), d, cand_bytes, cudaMemcpyDeviceToHost, stream_));
+  } else if (read) {
     CUDA_CHECK(cudaMemcpyAsync(logits, logits_.get(),
                                sizeof(float) * static_cast<size_t>(nl) * cfg_.n_vocab,
                                cudaMemcpyDeviceToHost, stream_));
+  }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (read && cand) {
+    const uint8_t* h = cand_host_.as<uint8_t>();
+    std::memcpy(cand->ids.data(), h, cand_vals);
+    std::memcpy(cand->logits.data(), h + cand_vals, cand_vals);
+    std::memcpy(cand->stats.data(), h + cand_stats, cand_bytes - cand_stats);
+  }
 }
 
 ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k,

@@ -26,6 +26,9 @@ class CudaBackend final : public Backend {
   std::string name() const override { return name_; }
   const ModelConfig& config() const override { return cfg_; }
   void forward(const Batch& batch, float* logits) override;
+  // Selects on the device after the logits (cuda/topk), outside the decode graphs, and
+  // copies back only the candidates at the step's one synchronisation.
+  void forward_candidates(const Batch& batch, int k, LogitCandidates& out) override;
   int block_size() const override { return block_size_; }
   int kv_blocks() const override { return kv_blocks_; }
   void copy_kv_block(int src, int dst) override;
@@ -80,7 +83,9 @@ class CudaBackend final : public Backend {
   void allocate_scratch();
   void allocate_kv(const BackendOptions& opt);
   void validate(const Batch& b) const;
-  void run(const Batch& b, float* logits);  // n_tokens <= cap_tokens_
+  // Either output: logits (n_logits, n_vocab), or cand (resized here) when not null.
+  void forward_rows(const Batch& batch, float* logits, LogitCandidates* cand);
+  void run(const Batch& b, float* logits, LogitCandidates* cand);  // n_tokens <= cap_tokens_
   Plan plan_step(const Batch& b, bool graph_mode, int n_padded);
   void ensure_input_capacity(size_t bytes);
   void record(const Plan& p);
@@ -144,6 +149,12 @@ class CudaBackend final : public Backend {
   DeviceBuffer dq_;              // f16 dequantization scratch
   size_t dq_elems_ = 0;
   DeviceBuffer cublas_ws_;
+
+  // Candidates (forward_candidates): the selection's workspace, and its output packed as
+  // ids (n, k) i32 | vals (n, k) f32 | stats (n) for one copy to cand_host_.
+  DeviceBuffer cand_ws_;
+  DeviceBuffer cand_dev_;  // (cap_logits, kMaxCandidates) ids + vals, (cap_logits) stats
+  PinnedBuffer cand_host_;
 
   // Step inputs: packed in pinned memory, copied in one transfer.
   PinnedBuffer in_host_;

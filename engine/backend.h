@@ -8,6 +8,7 @@
 #include "engine/batch.h"
 #include "engine/collective.h"
 #include "engine/model.h"
+#include "engine/topk.h"
 
 namespace llm {
 
@@ -46,6 +47,13 @@ class Backend {
   // logits for batch.logit_rows. logits: (batch.n_logits(), n_vocab) row-major f32.
   virtual void forward(const Batch& batch, float* logits) = 0;
 
+  // forward(), returning each logit row's k best candidates (engine/topk.h) instead of
+  // the full row: out is resized to (batch.n_logits(), k); 1 <= k <= min(kMaxCandidates,
+  // n_vocab), else llm::Error. The default computes the full logits into out.full and
+  // selects on the host (select_candidates, the reference); a device overrides it to
+  // select where the logits are and copy back only the candidates.
+  virtual void forward_candidates(const Batch& batch, int k, LogitCandidates& out);
+
   virtual int block_size() const = 0;
   virtual int kv_blocks() const = 0;  // number of blocks in the pool
   // Copies one block's K/V (all layers) to another: copy-on-write of shared blocks.
@@ -61,6 +69,10 @@ std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOpti
 std::unique_ptr<Backend> make_cuda_tp_backend(const Model& model, const BackendOptions& opt);
 // Number of CUDA devices usable now (0 in a CPU-only build or without a GPU).
 int cuda_device_count();
+
+// Throws llm::Error unless 1 <= k <= min(kMaxCandidates, n_vocab): the k that
+// Backend::forward_candidates accepts.
+void check_candidates_k(int k, int n_vocab);
 
 // The CPU backend when device == Cpu, else CUDA; tensor-parallel ranks of either when
 // opt.tp != 1 (engine/backend_tp.h).

@@ -153,6 +153,17 @@ void TpBackend::forward(const Batch& batch, float* logits) {
       [&](int r) { ranks_[static_cast<size_t>(r)]->forward(batch, r == 0 ? logits : nullptr); });
 }
 
+void TpBackend::forward_candidates(const Batch& batch, int k, LogitCandidates& out) {
+  validate_batch(batch, model_.config.n_vocab, kv_blocks_, block_size_);
+  check_candidates_k(k, model_.config.n_vocab);
+  run_all([&](int r) {
+    if (r == 0)
+      ranks_[0]->forward_candidates(batch, k, out);
+    else
+      ranks_[static_cast<size_t>(r)]->forward(batch, nullptr);
+  });
+}
+
 void TpBackend::copy_kv_block(int src, int dst) {
   if (src < 0 || src >= kv_blocks_ || dst < 0 || dst >= kv_blocks_)
     throw Error("copy_kv_block: block out of range (pool has " + std::to_string(kv_blocks_) +

@@ -33,6 +33,8 @@ class TpBackend final : public Backend {
   std::string name() const override { return name_; }
   const ModelConfig& config() const override { return model_.config; }
   void forward(const Batch& batch, float* logits) override;
+  // Rank 0 selects (on its device, for CUDA ranks); the others run their shard.
+  void forward_candidates(const Batch& batch, int k, LogitCandidates& out) override;
   int block_size() const override { return block_size_; }
   int kv_blocks() const override { return kv_blocks_; }  // the smallest rank's pool
   void copy_kv_block(int src, int dst) override;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <utility>
 
@@ -71,6 +73,8 @@ Engine::Engine(Backend& backend, const EngineConfig& cfg)
     if (id < 0 || id >= n_vocab_)
       throw Error("end-of-generation id " + std::to_string(id) + " is outside the vocabulary");
   if (cfg_.spec.proposer) spec_ = std::make_unique<SpecDecoder>(cfg_.spec, n_vocab_);
+  const char* env = std::getenv("LLM_GPU_TOPK");
+  use_candidates_ = cfg_.logit_candidates && !(env && std::strcmp(env, "0") == 0);
   publish_metrics();
 }
 
@@ -210,6 +214,7 @@ bool Engine::step_once() {
 
   if (!out.empty()) {
     bool drafted = false;  // some sequence verifies speculative drafts in this step
+    int k_cand = 0;        // candidates per row (0: full logits rows)
     try {
       if (spec_) {
         std::vector<Sampler*> samplers;
@@ -226,10 +231,14 @@ bool Engine::step_once() {
         spec_->fill_batch(out, batch_, pool_.block_size());
       else
         out.fill_batch(batch_, pool_.block_size());
-      logits_.resize(static_cast<size_t>(batch_.n_logits()) * n_vocab_);
+      k_cand = drafted ? 0 : candidates_for(out);
+      if (k_cand == 0) logits_.resize(static_cast<size_t>(batch_.n_logits()) * n_vocab_);
       const double t_fwd = now();
       for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
-      backend_.forward(batch_, logits_.data());
+      if (k_cand > 0)
+        backend_.forward_candidates(batch_, k_cand, cand_);
+      else
+        backend_.forward(batch_, logits_.data());
       const double dt_fwd = now() - t_fwd;
       totals_.forward_s += dt_fwd;
       if (drafted) spec_->observe_forward(dt_fwd);
@@ -242,7 +251,8 @@ bool Engine::step_once() {
       return sched_.has_work();
     }
     sched_.update(out);
-    sample_all(out, drafted);
+    sample_all(out, drafted, k_cand > 0);
+    totals_.candidate_steps += k_cand > 0;
 
     const double dt = now() - t_start;
     const int n_rows = batch_.n_tokens();  // the scheduled tokens plus any drafts
@@ -258,12 +268,25 @@ bool Engine::step_once() {
   return sched_.has_work();
 }
 
+int Engine::candidates_for(const ScheduleOutput& out) const {
+  if (!use_candidates_) return 0;
+  int k = 0;
+  for (const ScheduledSeq& s : out.seqs) {
+    if (!s.sample) continue;
+    const Active& a = active_.at(s.seq->id);
+    const int need = a.constraint ? 0 : a.sampler->candidates_needed();
+    if (need == 0) return 0;
+    k = std::max(k, need);
+  }
+  return k <= kMaxCandidates ? k : 0;  // k == 0: nothing samples
+}
+
 // Samples every sequence that reached its token count (logits row k for the k-th of them,
 // or where the SpecDecoder put them), or verifies its drafts, then appends, checks stops
 // and emits in batch order: a verified step's tokens one by one, so that nothing past a
 // stop is emitted. The samplers are independent, so they run in parallel: 128 sequences of
 // a 128K vocabulary are ~16M logits per step.
-void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
+void Engine::sample_all(const ScheduleOutput& out, bool drafted, bool candidates) {
   std::vector<int> idx;  // index in out.seqs of each sampling sequence
   std::vector<Sequence*> seqs;
   std::vector<Sampler*> samplers;
@@ -287,6 +310,13 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted) {
   for (int k = 0; k < n; ++k) {
     try {
       const int row = drafted ? spec_->logit_row(idx[k]) : k;
+      if (candidates) {  // no constraint, no drafts: Engine::candidates_for
+        SampleResult r = samplers[k]->sample_candidates(cand_.row_ids(row), cand_.row_logits(row),
+                                                        cand_.k, cand_.stats[row]);
+        samplers[k]->accept(r.id);
+        results[k].push_back(std::move(r));
+        continue;
+      }
       float* logits = logits_.data() + static_cast<size_t>(row) * n_vocab_;
       if (verifies(k)) {
         results[k] = spec_->verify(idx[k], *samplers[k], constraints[k], logits);

@@ -87,6 +87,13 @@ struct EngineConfig {
   int max_model_len = 0;         // tokens per sequence; 0 = min(n_ctx_train, KV pool)
   std::vector<int32_t> eog_ids;  // end-of-generation ids (from the tokenizer)
   SpecConfig spec;               // speculative decoding; off without a proposer
+  // Steps in which every sampling sequence can be sampled exactly from its logits' best
+  // few (Sampler::candidates_needed: greedy or top-k within kMaxCandidates, no penalties,
+  // logit_bias or grammar; not verifying drafts) ask the backend for candidates
+  // (Backend::forward_candidates) instead of full logits rows: same tokens, same
+  // logprobs, a fraction of the device-to-host copy and host work. LLM_GPU_TOPK=0 in the
+  // environment turns it off (A/B measurements).
+  bool logit_candidates = true;
 };
 
 // A snapshot, taken at the end of each step.
@@ -114,6 +121,7 @@ struct EngineMetrics {
   int64_t decode_steps = 0;    // steps in which every sequence computed one token
   int64_t decode_tokens = 0;
   double decode_s = 0;
+  int64_t candidate_steps = 0;  // steps whose logits came back as candidates (EngineConfig)
 
   SpecStats spec;  // speculative decoding: drafted, accepted, tokens per verifying step
 
@@ -188,7 +196,9 @@ class Engine {
   void drain_inbox();
   void finish(RequestId id, FinishReason reason, const std::string& error, TokenEvent* ev);
   void emit(const TokenEvent& ev);
-  void sample_all(const ScheduleOutput& out, bool drafted);
+  // Candidates per row for this step's sampling rows, or 0: full logits.
+  int candidates_for(const ScheduleOutput& out) const;
+  void sample_all(const ScheduleOutput& out, bool drafted, bool candidates);
   void publish_metrics();
   void loop();
 
@@ -196,6 +206,7 @@ class Engine {
   EngineConfig cfg_;
   int n_vocab_;
   int max_model_len_;
+  bool use_candidates_;  // cfg_.logit_candidates, unless LLM_GPU_TOPK=0
   std::chrono::steady_clock::time_point t0_;
 
   // Owned by the stepping thread.
@@ -204,6 +215,7 @@ class Engine {
   std::unordered_map<RequestId, Active> active_;
   Batch batch_;
   std::vector<float> logits_;  // (n_sample, n_vocab)
+  LogitCandidates cand_;       // (n_sample, k) in steps that use candidates
   EngineMetrics totals_;       // the finished-request part of the metrics
   std::unique_ptr<SpecDecoder> spec_;  // null without speculation
 

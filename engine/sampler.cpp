@@ -148,10 +148,12 @@ double Sampler::prepare(const float* logits, int32_t* best_out) {
   // comparison (banned), +inf becomes the largest float so that l - max stays finite.
   float mx = kNegInf;
   int32_t best = -1;
+  size_t n_finite = 0;
   for (size_t i = 0; i < V; ++i) {
     float& l = work_[i];
     if (std::isnan(l)) l = kNegInf;
     if (l == std::numeric_limits<float>::infinity()) l = FLT_MAX;
+    n_finite += l > kNegInf;
     if (l > mx) {  // strict: ties keep the lowest id
       mx = l;
       best = static_cast<int32_t>(i);
@@ -160,6 +162,7 @@ double Sampler::prepare(const float* logits, int32_t* best_out) {
   if (best < 0)
     throw Error("sampling: every token has probability zero (all banned by logit_bias?)");
   *best_out = best;
+  n_finite_ = n_finite;
 
   // log-sum-exp of the penalised logits: exponentials in float, the sum in double.
   double sum = 0;
@@ -175,10 +178,58 @@ SampleResult Sampler::sample(const float* logits) {
   if (p_.temperature <= 0) {
     out.id = best;
   } else {
-    filter(best);
-    out.id = draw();
+    filter(work_.data(), work_.size(), n_finite_, best);
+    out.id = draw(work_.data());
   }
   out.logprob = static_cast<float>(work_[static_cast<size_t>(out.id)] - lse);
+  return out;
+}
+
+int Sampler::candidates_needed() const {
+  if (!p_.logit_bias.empty()) return 0;
+  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n != 0) return 0;
+  if (p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) return 0;
+  int need = p_.temperature <= 0 ? 1 : p_.top_k > 0 ? p_.top_k : n_vocab_;
+  need = std::max(need, p_.n_probs);
+  return std::min(need, n_vocab_);
+}
+
+SampleResult Sampler::sample_candidates(const int32_t* ids, const float* logits, int k,
+                                        const CandidateStats& stats) {
+  const int need = candidates_needed();
+  assert(need > 0 && k >= need && k <= n_vocab_);
+  (void)need;
+  if (!(logits[0] > kNegInf))
+    throw Error("sampling: every token has probability zero (all banned by logit_bias?)");
+  const double lse = stats.lse;
+  SampleResult out;
+  // Steps 1-4: the candidates are the sanitised logits' best, in the order top_logprobs
+  // sorts them.
+  const int n_top = std::min(p_.n_probs, k);
+  for (int j = 0; j < n_top; ++j) out.top.push_back({ids[j], static_cast<float>(logits[j] - lse)});
+  if (p_.temperature <= 0) {
+    out.id = ids[0];
+    out.logprob = static_cast<float>(logits[0] - lse);
+    return out;
+  }
+  // Steps 5-10 on local indices 0..k-1 numbered in ascending id order, so that the tie
+  // breaks (lower index first) and the draw's walk (ascending index) are those of the ids.
+  cand_.resize(static_cast<size_t>(k));
+  std::iota(cand_.begin(), cand_.end(), 0);
+  std::sort(cand_.begin(), cand_.end(), [&](int32_t a, int32_t b) { return ids[a] < ids[b]; });
+  cand_ids_.resize(static_cast<size_t>(k));
+  cand_logits_.resize(static_cast<size_t>(k));
+  int32_t best = 0;
+  for (int j = 0; j < k; ++j) {
+    const int32_t from = cand_[static_cast<size_t>(j)];
+    cand_ids_[static_cast<size_t>(j)] = ids[from];
+    cand_logits_[static_cast<size_t>(j)] = logits[from];
+    if (from == 0) best = j;
+  }
+  filter(cand_logits_.data(), cand_logits_.size(), static_cast<size_t>(stats.n_finite), best);
+  const int32_t j = draw(cand_logits_.data());
+  out.id = cand_ids_[static_cast<size_t>(j)];
+  out.logprob = static_cast<float>(cand_logits_[static_cast<size_t>(j)] - lse);
   return out;
 }
 
@@ -198,34 +249,35 @@ std::vector<std::pair<int32_t, double>> Sampler::distribution(const float* logit
   int32_t best;
   prepare(logits, &best);
   if (p_.temperature <= 0) return {{best, 1.0}};
-  filter(best);
+  const float* l = work_.data();
+  filter(l, work_.size(), n_finite_, best);
   std::vector<std::pair<int32_t, double>> out;
   double total = 0;
-  for (int32_t id : cand_) total += weight(id);
-  for (int32_t id : cand_) out.emplace_back(id, weight(id) / total);
+  for (int32_t id : cand_) total += weight(l, id);
+  for (int32_t id : cand_) out.emplace_back(id, weight(l, id) / total);
   return out;
 }
 
-double Sampler::weight(int32_t id) const {
-  return std::exp((static_cast<double>(work_[static_cast<size_t>(id)]) - max_) /
-                  static_cast<double>(p_.temperature));
+double Sampler::weight(const float* l, int32_t id) const {
+  return std::exp((static_cast<double>(l[id]) - max_) / static_cast<double>(p_.temperature));
 }
 
-// Steps 5-8 of the header on work_ (penalised and sanitised logits); leaves the
-// survivors in cand_ in ascending id order.
-void Sampler::filter(int32_t best) {
-  const float* l = work_.data();
+// Steps 5-8 of the header on l (penalised and sanitised logits: work_, or the candidates
+// of sample_candidates); leaves the survivors in cand_ in ascending index order.
+void Sampler::filter(const float* l, size_t n, size_t n_finite, int32_t best) {
   const Better better{l};
   cand_.clear();
-  for (size_t i = 0; i < work_.size(); ++i)
+  for (size_t i = 0; i < n; ++i)
     if (l[i] > kNegInf) cand_.push_back(static_cast<int32_t>(i));
   // Every filter keeps the best token, so its logit stays the candidates' max.
   const double mx = l[best];
   max_ = mx;
   bool by_logit = false;  // cand_ sorted best-first (else ascending id)
 
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < cand_.size()) {
-    const auto k = static_cast<ptrdiff_t>(p_.top_k);
+  // n_finite, not cand_.size(): with candidates, cand_ may hold just the top_k best of
+  // more, and the full row truncates (and so orders best-first) in that case.
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < n_finite) {
+    const auto k = static_cast<ptrdiff_t>(std::min(static_cast<size_t>(p_.top_k), cand_.size()));
     std::partial_sort(cand_.begin(), cand_.begin() + k, cand_.end(), better);
     cand_.resize(static_cast<size_t>(k));
     by_logit = true;
@@ -275,14 +327,14 @@ void Sampler::filter(int32_t best) {
 }
 
 // Steps 9-10: temperature softmax over cand_ and one RNG draw.
-int32_t Sampler::draw() {
+int32_t Sampler::draw(const float* l) {
   double total = 0;
-  for (int32_t id : cand_) total += weight(id);
+  for (int32_t id : cand_) total += weight(l, id);
   const double r = rng_.uniform() * total;
   double cum = 0;
   int32_t last_nonzero = cand_.front();
   for (int32_t id : cand_) {
-    const double w = weight(id);
+    const double w = weight(l, id);
     cum += w;
     if (w > 0) last_nonzero = id;
     if (cum > r) return id;

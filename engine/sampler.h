@@ -42,6 +42,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/topk.h"
+
 namespace llm {
 
 // seed value meaning "pick a random seed" (read it back with Sampler::seed()).
@@ -104,6 +106,20 @@ class Sampler {
   // logits. No RNG used; does not record the token.
   SampleResult score(const float* logits, int32_t id);
 
+  // How many candidates per row (engine/topk.h) sample_candidates() needs to give
+  // exactly what sample() gives on the full row: greedy 1, top-k sampling top_k, and at
+  // least n_probs; without top-k, the whole vocabulary. 0 when the full row is needed:
+  // logit_bias or penalties change logits that need not be among the candidates.
+  int candidates_needed() const;
+
+  // sample() from a row's candidates: ids, logits (k) best first and the row's stats
+  // (engine/topk.h), k >= candidates_needed() > 0. The same token, logprob and top
+  // logprobs as sample() on the full row, drawing the same RNG numbers: every step of
+  // the header runs on the candidates in the same order, since no token outside them can
+  // survive top-k (or be reported in the top n_probs).
+  SampleResult sample_candidates(const int32_t* ids, const float* logits, int k,
+                                 const CandidateStats& stats);
+
   // Records a token for the penalties. Prompt tokens (prompt = true) enter only the
   // repeat-penalty window; generated ones also count for presence/frequency penalties.
   void accept(int32_t id, bool prompt = false);
@@ -116,12 +132,14 @@ class Sampler {
   const SamplingParams& params() const { return p_; }
 
  private:
-  double prepare(const float* logits, int32_t* best);  // steps 1-3; returns log-sum-exp
+  double prepare(const float* logits, int32_t* best);  // steps 1-3 into work_; returns log-sum-exp
   void apply_penalties();
   void top_logprobs(double lse, SampleResult& out);
-  void filter(int32_t best);        // steps 5-8 into cand_
-  double weight(int32_t id) const;  // exp((l - max) / temperature)
-  int32_t draw();                   // steps 9-10
+  // Steps 5-8 over the logits l (n) into cand_; n_finite: finite logits of the whole
+  // row, which decides whether top-k truncates (l may hold only the best of them).
+  void filter(const float* l, size_t n, size_t n_finite, int32_t best);
+  double weight(const float* l, int32_t id) const;  // exp((l - max) / temperature)
+  int32_t draw(const float* l);                     // steps 9-10
 
   SamplingParams p_;
   int n_vocab_;
@@ -132,7 +150,10 @@ class Sampler {
   std::unordered_map<int32_t, int> generated_;  // token -> times generated
   std::vector<float> work_;                     // (n_vocab) penalised logits
   std::vector<int32_t> cand_;                   // candidate ids, scratch
+  std::vector<int32_t> cand_ids_;               // (k) sample_candidates: ids, ascending
+  std::vector<float> cand_logits_;              // (k) their logits
   double max_ = 0;                              // best penalised logit of this step
+  size_t n_finite_ = 0;                         // finite penalised logits of this step
 };
 
 }  // namespace llm
