@@ -185,6 +185,13 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
   if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
     prefill_min_rows_ = std::max(1, std::atoi(e));
+  // LLM_CUDA_MV_KQ=bits: alternative GEMV kernels under evaluation (cuda/matvec_quant.h).
+  mv_variant_ = matvec_variant_from_env();
+  if (verbose_ && (mv_variant_.kquant || mv_variant_.q8))
+    std::fprintf(stderr, "matvec kernels (LLM_CUDA_MV_KQ):%s%s%s%s%s\n",
+                 mv_variant_.kquant ? " k-quant" : "", mv_variant_.q8 ? " q8_0" : "",
+                 mv_variant_.mixed ? " mixed" : "", mv_variant_.uncapped ? " uncapped" : "",
+                 mv_variant_.q8_deep ? " q8-4-slots" : "");
   make_f16_copies(opt.f16_copy, scratch + min_kv);
   allocate_scratch();
   allocate_kv(opt);
@@ -752,15 +759,11 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p
 }
 
 void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n) {
-  // Consecutive matrices of one type and width share a launch (at most 3).
-  MatvecJob* const end = jobs + n_jobs;
-  for (MatvecJob* first = jobs; first < end;) {
-    MatvecJob* last = first + 1;
-    while (last < end && last - first < 3 && last->W.type == first->W.type &&
-           last->W.cols == first->W.cols)
-      ++last;
-    matvec(first, static_cast<int>(last - first), in.f32, in.q8, n, stream_);
-    first = last;
+  // Consecutive matrices of one type (or mixable types) and width share a launch (at most 3).
+  for (int first = 0; first < n_jobs;) {
+    const int k = matvec_group(jobs + first, n_jobs - first, mv_variant_);
+    matvec(jobs + first, k, in.f32, in.q8, n, stream_, mv_variant_);
+    first += k;
   }
 }
 

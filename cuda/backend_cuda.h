@@ -112,6 +112,7 @@ class CudaBackend final : public Backend {
   int matvec_cutoff_ = 16;     // steps of at most this many rows use the GEMV
   int tc_rows_ = 0;            // steps of more rows, up to this many, use cuda/matmul_tc
   int prefill_min_rows_ = 65;  // sequences with this many rows in a step use prefill tiles
+  MatvecVariant mv_variant_;   // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 

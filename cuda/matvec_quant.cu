@@ -4,75 +4,18 @@
 // stay in L1. Partial sums meet in a warp reduction.
 #include <cstdlib>
 
+#include "cuda/matvec_jobs.cuh"
 #include "cuda/matvec_quant.h"
 #include "cuda/qweight.cuh"
 
 namespace llm::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kMaxJobs = 3;
-
-struct Jobs {
-  MatvecJob job[kMaxJobs];
-  int64_t group_start[kMaxJobs + 1];  // prefix sums of row groups per job
-  int n_jobs;
-};
-
-// Finds the job and first row of this warp's row group; false when past the end.
-template <int R>
-__device__ __forceinline__ bool locate(const Jobs& J, int64_t g, int& j, int64_t& r0) {
-  if (g >= J.group_start[J.n_jobs]) return false;
-  j = 0;
-  while (j + 1 < J.n_jobs && g >= J.group_start[j + 1]) ++j;
-  r0 = (g - J.group_start[j]) * R;
-  return true;
-}
-
-template <int R, int NC>
-__device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n,
-                                       float (&acc)[R][NC]) {
-  const int lane = threadIdx.x & 31;
-  // After the xor-reduction every lane holds every sum.
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int c = 0; c < NC; ++c) acc[r][c] = warp_sum(acc[r][c]);
-      // Lane (r * NC + c) writes one result.
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int c = 0; c < NC; ++c) {
-      if (lane != r * NC + c || c >= n || r0 + r >= job.W.rows) continue;
-      if (job.epilogue == Epilogue::None) {
-        float* y = job.y + c * job.ldy + r0 + r;
-        *y = job.accumulate ? *y + acc[r][c] : acc[r][c];
-        continue;
-      }
-      if constexpr (R == 2) {
-        const RopeStore& e = job.rope;
-        // rows r0 (even) and r0 + 1: a rotation pair when within the rotated dims
-        float v0 = acc[0][c], v1 = acc[1][c];
-        if (e.bias) {
-          v0 += e.bias[r0];
-          v1 += e.bias[r0 + 1];
-        }
-        float out = r == 0 ? v0 : v1;
-        const int d = static_cast<int>(r0 % e.head_dim);
-        if (job.epilogue != Epilogue::ToCache && d < e.rope_dim) {
-          double sd, cd;
-          sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd,
-                 &cd);
-          const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
-          out = r == 0 ? v0 * cs - v1 * sn : v0 * sn + v1 * cs;
-        }
-        if (job.epilogue == Epilogue::RopeToY)
-          job.y[c * job.ldy + r0 + r] = out;
-        else
-          e.cache[static_cast<int64_t>(e.slots[c]) * job.W.rows + r0 + r] = __float2half_rn(out);
-      }
-    }
-}
+using mv::finish;
+using mv::Jobs;
+using mv::kMaxJobs;
+using mv::kWarps;
+using mv::locate;
 
 template <DType T, int R, int NC, int U>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, int n) {
@@ -324,15 +267,49 @@ bool matvec_pairs_rows(const DevMatrix& W) {
   return !is_float_type(W.type) || (W.cols % 8 == 0 && W.qs_stride % 16 == 0);
 }
 
+MatvecVariant matvec_variant_from_env() {
+  MatvecVariant v;
+  const char* e = std::getenv("LLM_CUDA_MV_KQ");
+  if (!e || !*e) return v;
+  char* end = nullptr;
+  const long bits = std::strtol(e, &end, 10);
+  if (*end != '\0' || bits < 0 || bits > 31)
+    throw Error(std::string("LLM_CUDA_MV_KQ must be a bit mask from 0 to 31 (1: k-quant "
+                            "kernels, 2: Q8_0 kernel, 4: mixed k-quant launches, 8: k-quant "
+                            "kernels uncapped, 16: Q8_0 with 4 slots), got '") +
+                e + "'");
+  v.kquant = (bits & 1) != 0;
+  v.q8 = (bits & 2) != 0;
+  v.mixed = (bits & 4) != 0;
+  v.uncapped = (bits & 8) != 0;
+  v.q8_deep = (bits & 16) != 0;
+  return v;
+}
+
+int matvec_group(const MatvecJob* jobs, int n_jobs, const MatvecVariant& v) {
+  const DType t = jobs[0].W.type;
+  DType other = t;  // the second type of a mixed launch, once there is one
+  int k = 1;
+  for (; k < n_jobs && k < kMaxJobs; ++k) {
+    const DevMatrix& W = jobs[k].W;
+    if (W.cols != jobs[0].W.cols) break;
+    if (W.type == t || W.type == other) continue;
+    if (other != t || !mv::kq_handles_pair(t, W.type, v)) break;
+    other = W.type;
+  }
+  return k;
+}
+
 void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
-            cudaStream_t stream) {
+            cudaStream_t stream, const MatvecVariant& variant) {
   if (n <= 0 || n_jobs <= 0) return;
   if (n_jobs > kMaxJobs) throw Error("matvec: at most 3 matrices per launch");
   const DType t = jobs[0].W.type;
   const int64_t cols = jobs[0].W.cols;
-  for (int i = 1; i < n_jobs; ++i)
-    if (jobs[i].W.type != t || jobs[i].W.cols != cols)
-      throw Error("matvec: fused matrices must share type and width");
+  if (matvec_group(jobs, n_jobs, variant) != n_jobs)
+    throw Error("matvec: fused matrices must share width and type (or be mixable k-quants)");
+  bool mixed = false;
+  for (int i = 1; i < n_jobs; ++i) mixed = mixed || jobs[i].W.type != t;
   const bool fl = is_float_type(t);
   const bool scalar = fl && !(cols % 8 == 0 && jobs[0].W.qs_stride % 16 == 0);
   for (int c0 = 0; c0 < n; c0 += kMatvecMaxCols) {
@@ -356,6 +333,10 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
     if (xq.qs) {
       xq.qs += c0 * cols;
       xq.ds += c0 * (cols / 32);
+    }
+    if (mixed || mv::kq_handles(t, variant)) {
+      mv::kq_launch(J, xq, nc, variant, stream);
+      continue;
     }
     switch (t) {
 #define LLM_CASE(T)                        \

@@ -37,9 +37,36 @@ bool matvec_pairs_rows(const DevMatrix& W);
 // Activation columns handled per pass; more columns are processed in passes.
 constexpr int kMatvecMaxCols = 8;
 
-// Up to 3 jobs whose matrices share type and cols run as one launch (q/k/v, gate/up).
+// Alternative kernels under evaluation (cuda/matvec_kq.cu says what each changes and why),
+// all off by default. A backend reads them once, from LLM_CUDA_MV_KQ: a bit mask
+//   1  Q4_K, Q5_K, Q6_K: super-block scales loaded once per super-block as one word per
+//      lane and handed out by shuffles, instead of a 16-byte copy per unit in flight
+//   2  Q8_0: two lanes per unit, so that a load instruction covers 512 contiguous bytes
+//   4  (with 1) matrices of different k-quant types in one launch: q/k/v of the layers
+//      whose v is Q6_K in Q4_K_M / Q5_K_M files
+//   8  (with 1) the k-quant kernels at one column without their register cap (ptxas's
+//      choice: more independent loads per warp, fewer warps per SM)
+//  16  (with 2) the Q8_0 kernel at one column with 4 slots in flight instead of 2 (the
+//      default kernel's bytes in flight per warp), still capped at 80 registers
+// (7 = the candidates). Results agree with the default kernels to float rounding.
+struct MatvecVariant {
+  bool kquant = false;
+  bool q8 = false;
+  bool mixed = false;
+  bool uncapped = false;
+  bool q8_deep = false;
+};
+// Parses LLM_CUDA_MV_KQ (unset: all off); throws llm::Error for a value that is not a
+// number from 0 to 31.
+MatvecVariant matvec_variant_from_env();
+
+// How many of the first n_jobs jobs (1..3) can share one launch: same cols and type, or
+// under v.mixed two k-quant types.
+int matvec_group(const MatvecJob* jobs, int n_jobs, const MatvecVariant& v);
+
+// Up to 3 jobs that matvec_group puts together run as one launch (q/k/v, gate/up).
 //   x_f32: (n, cols) f32 — read for float weights;  x_q8: (n, cols) — read for quantized.
 void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
-            cudaStream_t stream);
+            cudaStream_t stream, const MatvecVariant& variant = {});
 
 }  // namespace llm::cuda

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "cuda/rmsnorm.h"
 #include "cuda/rope.h"
 #include "cuda_test_util.h"
+#include "engine/error.h"
 #include "engine/ops_cpu.h"
 #include "quant/quants.h"
 
@@ -144,64 +146,168 @@ TEST_CASE("cuda kernels: embed matches cpu::embed for every type") {
   }
 }
 
+// The GEMV kernel sets a backend can choose (LLM_CUDA_MV_KQ): the default, the k-quant and
+// Q8_0 kernels of cuda/matvec_kq.cu, and their one-column alternatives (k-quants without
+// the register cap, Q8_0 with 4 slots).
+struct NamedVariant {
+  const char* name;
+  cuda::MatvecVariant v;
+};
+const NamedVariant kVariants[] = {
+    {"default", {}},
+    {"kq", {true, true, false, false, false}},
+    {"kq uncapped / q8 deep", {true, true, false, true, true}},
+};
+
+bool variant_applies(DType t, const cuda::MatvecVariant& v) {
+  const bool kq = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+  return (!v.kquant && !v.q8) || (v.kquant && kq) || (v.q8 && t == DType::Q8_0);
+}
+
+// Row lengths for the matvec tests: the one of the other tests, and one long enough that
+// every kernel runs several pipeline steps and ends on a partial one (Q8_0 steps are 32
+// units, k-quant steps 64 units).
+std::vector<int64_t> matvec_widths(DType t) {
+  if (t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K) return {cols_for(t), 256 * 13};
+  if (t == DType::Q8_0) return {cols_for(t), 32 * 75};
+  return {cols_for(t)};
+}
+
 TEST_CASE("cuda kernels: matvec matches cpu::matmul for every type and 1..13 columns") {
   uint32_t seed = 100;
   for (DType t : kAllTypes) {
-    for (int n : {1, 2, 3, 8, 13}) {
-      CAPTURE(dtype_name(t));
-      CAPTURE(n);
-      const int64_t rows = 301, cols = cols_for(t);  // odd row count: the last warp's tail
+    for (int64_t cols : matvec_widths(t)) {
+      const int64_t rows = 301;  // odd row count: the last warp's tail
       TestWeight w(t, rows, cols, seed++);
-      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
-      std::vector<float> ref(static_cast<size_t>(n * rows));
-      cpu::matmul(w.ref, x.data(), ref.data(), n, 2);
-      TestAct a(x, n, cols);
-      Dev<float> y(ref.size());
-      cuda::MatvecJob job;
-      job.W = w.W;
-      job.y = y.p();
-      job.ldy = rows;
-      cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr);
-      const std::vector<float> got = y.get();
-      const double err = rel_err(got, ref);
-      CAPTURE(err);
-      CHECK(err < matvec_tolerance(t));
-      if (!is_float(t)) {
-        // Against the activations as quantized: only float rounding remains.
-        const std::vector<float> xq = a.q8_values();
-        std::vector<float> ref_q(ref.size());
-        cpu::matmul(w.ref, xq.data(), ref_q.data(), n, 2);
-        const double err_q = rel_err(got, ref_q);
-        CAPTURE(err_q);
-        CHECK(err_q < 1e-5);
-      }
-      // Column 0 alone gives the same bits as within the batch (all NC variants agree).
-      Dev<float> y1(static_cast<size_t>(rows));
-      cuda::MatvecJob one = job;
-      one.y = y1.p();
-      cuda::matvec(&one, 1, a.f32.p(), a.q8(), 1, nullptr);
-      const std::vector<float> g1 = y1.get();
-      CHECK(std::equal(g1.begin(), g1.end(), got.begin()));
+      for (int n : {1, 2, 3, 8, 13}) {
+        const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+        std::vector<float> ref(static_cast<size_t>(n * rows));
+        cpu::matmul(w.ref, x.data(), ref.data(), n, 2);
+        TestAct a(x, n, cols);
+        std::vector<float> ref_q;
+        if (!is_float(t)) {
+          // Against the activations as quantized: only float rounding remains.
+          const std::vector<float> xq = a.q8_values();
+          ref_q.resize(ref.size());
+          cpu::matmul(w.ref, xq.data(), ref_q.data(), n, 2);
+        }
+        const std::vector<float> y0 = randn(ref.size(), seed++);
+        for (const NamedVariant& var : kVariants) {
+          if (!variant_applies(t, var.v)) continue;
+          CAPTURE(dtype_name(t));
+          CAPTURE(cols);
+          CAPTURE(n);
+          CAPTURE(var.name);
+          Dev<float> y(ref.size());
+          cuda::MatvecJob job;
+          job.W = w.W;
+          job.y = y.p();
+          job.ldy = rows;
+          cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr, var.v);
+          const std::vector<float> got = y.get();
+          const double err = rel_err(got, ref);
+          CAPTURE(err);
+          CHECK(err < matvec_tolerance(t));
+          if (!is_float(t)) {
+            const double err_q = rel_err(got, ref_q);
+            CAPTURE(err_q);
+            CHECK(err_q < 1e-5);
+          }
+          // Column 0 alone gives the same bits as within the batch (all NC variants agree).
+          Dev<float> y1(static_cast<size_t>(rows));
+          cuda::MatvecJob one = job;
+          one.y = y1.p();
+          cuda::matvec(&one, 1, a.f32.p(), a.q8(), 1, nullptr, var.v);
+          const std::vector<float> g1 = y1.get();
+          CHECK(std::equal(g1.begin(), g1.end(), got.begin()));
 
-      // Accumulating into y (the residual connection).
-      const std::vector<float> y0 = randn(ref.size(), seed++);
-      y.upload(y0);
-      job.accumulate = true;
-      cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr);
-      std::vector<float> ref_acc(ref.size());
-      for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = y0[i] + ref[i];
-      CHECK(rel_err(y.get(), ref_acc) < matvec_tolerance(t));
+          // Accumulating into y (the residual connection).
+          y.upload(y0);
+          job.accumulate = true;
+          cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr, var.v);
+          std::vector<float> ref_acc(ref.size());
+          for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = y0[i] + ref[i];
+          CHECK(rel_err(y.get(), ref_acc) < matvec_tolerance(t));
+        }
+      }
     }
   }
 }
 
+TEST_CASE("cuda kernels: LLM_CUDA_MV_KQ selects matvec kernels; matvec_group forms launches") {
+  const auto parse = [](const char* value) {
+    if (value)
+      setenv("LLM_CUDA_MV_KQ", value, 1);
+    else
+      unsetenv("LLM_CUDA_MV_KQ");
+    return cuda::matvec_variant_from_env();
+  };
+  cuda::MatvecVariant v = parse(nullptr);
+  CHECK((!v.kquant && !v.q8 && !v.mixed && !v.uncapped && !v.q8_deep));
+  v = parse("5");
+  CHECK((v.kquant && !v.q8 && v.mixed && !v.uncapped && !v.q8_deep));
+  v = parse("31");
+  CHECK((v.kquant && v.q8 && v.mixed && v.uncapped && v.q8_deep));
+  CHECK_THROWS_AS(parse("32"), Error);
+  CHECK_THROWS_AS(parse("k"), Error);
+  unsetenv("LLM_CUDA_MV_KQ");
+
+  // q, k Q4_K and v Q6_K: one launch only with the mixed k-quant kernels.
+  const auto jobs_of = [](std::initializer_list<DType> types, int64_t cols) {
+    std::vector<cuda::MatvecJob> j;
+    for (DType t : types) {
+      j.emplace_back();
+      j.back().W.type = t;
+      j.back().W.cols = cols;
+    }
+    return j;
+  };
+  const cuda::MatvecVariant none{}, mixed{true, false, true, false, false};
+  auto qkv = jobs_of({DType::Q4_K, DType::Q4_K, DType::Q6_K}, 4096);
+  CHECK(cuda::matvec_group(qkv.data(), 3, none) == 2);
+  CHECK(cuda::matvec_group(qkv.data(), 3, mixed) == 3);
+  CHECK(cuda::matvec_group(qkv.data() + 2, 1, mixed) == 1);
+  // Never three types in one launch, never two widths, never a non-k-quant.
+  auto three = jobs_of({DType::Q4_K, DType::Q5_K, DType::Q6_K}, 4096);
+  CHECK(cuda::matvec_group(three.data(), 3, mixed) == 2);
+  auto widths = jobs_of({DType::Q4_K, DType::Q6_K}, 4096);
+  widths[1].W.cols = 11008;
+  CHECK(cuda::matvec_group(widths.data(), 2, mixed) == 1);
+  auto q8 = jobs_of({DType::Q8_0, DType::Q6_K}, 4096);
+  CHECK(cuda::matvec_group(q8.data(), 2, mixed) == 1);
+  auto same = jobs_of({DType::Q4_0, DType::Q4_0, DType::Q4_0, DType::Q4_0}, 4096);
+  CHECK(cuda::matvec_group(same.data(), 4, none) == 3);
+}
+
 TEST_CASE("cuda kernels: matvec fuses matrices of one launch and handles any float row length") {
   // q/k/v-like: three matrices of different heights into one strided output.
-  for (DType t : {DType::Q4_0, DType::F16, DType::Q6_K}) {
-    CAPTURE(dtype_name(t));
+  // Types of the three matrices and the kernels: mixed k-quant launches too (q/k/v of the
+  // Q4_K_M layers whose v is Q6_K).
+  const cuda::MatvecVariant none{}, kq{true, true, false, false, false},
+      mixed{true, true, true, false, false};
+  struct Case {
+    DType ta, tb, tc;
+    cuda::MatvecVariant v;
+  };
+  const Case cases[] = {
+      {DType::Q4_0, DType::Q4_0, DType::Q4_0, none},
+      {DType::F16, DType::F16, DType::F16, none},
+      {DType::Q6_K, DType::Q6_K, DType::Q6_K, none},
+      {DType::Q6_K, DType::Q6_K, DType::Q6_K, kq},
+      {DType::Q8_0, DType::Q8_0, DType::Q8_0, kq},
+      {DType::Q4_K, DType::Q4_K, DType::Q6_K, mixed},
+      {DType::Q5_K, DType::Q5_K, DType::Q6_K, mixed},
+      {DType::Q4_K, DType::Q5_K, DType::Q5_K, mixed},
+  };
+  for (const Case& cs : cases) {
+    const DType t = cs.ta;
+    CAPTURE(dtype_name(cs.ta));
+    CAPTURE(dtype_name(cs.tc));
+    CAPTURE(cs.v.kquant);
+    CAPTURE(cs.v.mixed);
     const int64_t cols = cols_for(t);
     const int n = 3;
-    TestWeight a(t, 64, cols, 1), b(t, 32, cols, 2), c(t, 30, cols, 3);
+    TestWeight a(cs.ta, 64, cols, 1), b(cs.tb, 32, cols, 2), c(cs.tc, 30, cols, 3);
     const std::vector<float> x = randn(static_cast<size_t>(n * cols), 4);
     TestAct act(x, n, cols);
     const int64_t ld = 64 + 32 + 30;
@@ -221,7 +327,8 @@ TEST_CASE("cuda kernels: matvec fuses matrices of one launch and handles any flo
           ref[row * ld + off + j] = r[row * ws[i]->ref.rows + j];
       off += ws[i]->ref.rows;
     }
-    cuda::matvec(jobs, 3, act.f32.p(), act.q8(), n, nullptr);
+    REQUIRE(cuda::matvec_group(jobs, 3, cs.v) == 3);
+    cuda::matvec(jobs, 3, act.f32.p(), act.q8(), n, nullptr, cs.v);
     CHECK(rel_err(y.get(), ref) < matvec_tolerance(t));
   }
   // Float rows of any length (stories260K's n_ff = 172) take the scalar path.
@@ -246,13 +353,26 @@ TEST_CASE("cuda kernels: matvec fuses matrices of one launch and handles any flo
 }
 
 TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and stores k, v") {
-  for (DType t : {DType::Q4_0, DType::Q6_K, DType::F16}) {
+  // q/k of type t, v of type tv; the mixed k-quant kernels take all three in one launch.
+  const cuda::MatvecVariant none{}, kq{true, true, false, false, false},
+      mixed{true, true, true, false, false};
+  struct Case {
+    DType t, tv;
+    cuda::MatvecVariant v;
+  };
+  const Case cases[] = {{DType::Q4_0, DType::Q4_0, none}, {DType::Q6_K, DType::Q6_K, none},
+                        {DType::F16, DType::F16, none},   {DType::Q6_K, DType::Q6_K, kq},
+                        {DType::Q8_0, DType::Q8_0, kq},   {DType::Q4_K, DType::Q6_K, mixed}};
+  for (const Case& cs : cases) {
+    const DType t = cs.t;
     for (int rope_dim : {64, 32}) {
       CAPTURE(dtype_name(t));
+      CAPTURE(dtype_name(cs.tv));
+      CAPTURE(cs.v.kquant);
       CAPTURE(rope_dim);
       const int64_t cols = cols_for(t);
       const int H = 4, Hkv = 2, D = 64, Q = H * D, KV = Hkv * D, n = 3, n_slots = 40;
-      TestWeight wq(t, Q, cols, 1), wk(t, KV, cols, 2), wv(t, KV, cols, 3);
+      TestWeight wq(t, Q, cols, 1), wk(t, KV, cols, 2), wv(cs.tv, KV, cols, 3);
       const std::vector<float> x = randn(static_cast<size_t>(n * cols), 4);
       const std::vector<float> bq = randn(Q, 5), bk = randn(KV, 6), bv = randn(KV, 7);
       const std::vector<int32_t> pos = {0, 9, 3000}, slots = {5, 17, 39};
@@ -276,8 +396,13 @@ TEST_CASE("cuda kernels: the q/k/v matvec epilogue adds biases, applies RoPE and
       }
       jobs[0].y = qout.p();
       jobs[0].ldy = Q;
-      cuda::matvec(jobs, 1, act.f32.p(), act.q8(), n, nullptr);      // q alone
-      cuda::matvec(jobs + 1, 2, act.f32.p(), act.q8(), n, nullptr);  // k and v in one launch
+      if (cs.t != cs.tv) {
+        REQUIRE(cuda::matvec_group(jobs, 3, cs.v) == 3);
+        cuda::matvec(jobs, 3, act.f32.p(), act.q8(), n, nullptr, cs.v);  // one launch
+      } else {
+        cuda::matvec(jobs, 1, act.f32.p(), act.q8(), n, nullptr, cs.v);      // q alone
+        cuda::matvec(jobs + 1, 2, act.f32.p(), act.q8(), n, nullptr, cs.v);  // k and v together
+      }
       // Reference: the projections of the activations as the kernel sees them.
       const std::vector<float> xv = is_float(t) ? x : act.q8_values();
       std::vector<float> q(static_cast<size_t>(n * Q)), k(static_cast<size_t>(n * KV)),
