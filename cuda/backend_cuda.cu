@@ -185,7 +185,7 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
   if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
     prefill_min_rows_ = std::max(1, std::atoi(e));
-  // LLM_CUDA_MV_KQ=bits: alternative GEMV kernels under evaluation (cuda/matvec_quant.h).
+  // LLM_CUDA_MV_KQ=bits: the GEMV kernel set (cuda/matvec_quant.h; default 15).
   mv_variant_ = matvec_variant_from_env();
   if (verbose_ && (mv_variant_.kquant || mv_variant_.q8))
     std::fprintf(stderr, "matvec kernels (LLM_CUDA_MV_KQ):%s%s%s%s%s\n",

@@ -37,8 +37,8 @@ bool matvec_pairs_rows(const DevMatrix& W);
 // Activation columns handled per pass; more columns are processed in passes.
 constexpr int kMatvecMaxCols = 8;
 
-// Alternative kernels under evaluation (cuda/matvec_kq.cu says what each changes and why),
-// all off by default. A backend reads them once, from LLM_CUDA_MV_KQ: a bit mask
+// Alternative kernels (cuda/matvec_kq.cu says what each changes and why). A backend reads
+// them once, from LLM_CUDA_MV_KQ (default 15 = 1 + 2 + 4 + 8; 0: the first kernels): a bit mask
 //   1  Q4_K, Q5_K, Q6_K: super-block scales loaded once per super-block as one word per
 //      lane and handed out by shuffles, instead of a 16-byte copy per unit in flight
 //   2  Q8_0: two lanes per unit, so that a load instruction covers 512 contiguous bytes
@@ -56,7 +56,7 @@ struct MatvecVariant {
   bool uncapped = false;
   bool q8_deep = false;
 };
-// Parses LLM_CUDA_MV_KQ (unset: all off); throws llm::Error for a value that is not a
+// Parses LLM_CUDA_MV_KQ (unset: 15); throws llm::Error for a value that is not a
 // number from 0 to 31.
 MatvecVariant matvec_variant_from_env();
 

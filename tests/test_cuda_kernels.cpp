@@ -242,7 +242,9 @@ TEST_CASE("cuda kernels: LLM_CUDA_MV_KQ selects matvec kernels; matvec_group for
       unsetenv("LLM_CUDA_MV_KQ");
     return cuda::matvec_variant_from_env();
   };
-  cuda::MatvecVariant v = parse(nullptr);
+  cuda::MatvecVariant v = parse(nullptr);  // default 15
+  CHECK((v.kquant && v.q8 && v.mixed && v.uncapped && !v.q8_deep));
+  v = parse("0");
   CHECK((!v.kquant && !v.q8 && !v.mixed && !v.uncapped && !v.q8_deep));
   v = parse("5");
   CHECK((v.kquant && !v.q8 && v.mixed && !v.uncapped && !v.q8_deep));
