@@ -3,10 +3,10 @@
 //
 // A CTA owns a tile of 32 or 64 weight rows (2 or 4 warps of 16) and a range of K; when a
 // matrix has fewer tiles than MmTcConfig::target_ctas, K is split across CTAs and the
-// last CTA of a tile to finish adds the partial sums in split order (deterministic). The activations of the
-// pass's columns are staged in shared memory (cp.async, double-buffered) one chunk of 256
-// bytes per column at a time and shared by the CTA's warps; each warp streams its rows'
-// weights straight into fragment registers, one chunk ahead of the one it multiplies.
+// last CTA of a tile to finish adds the partial sums in split order (deterministic). The
+// activations of the pass's columns are staged in shared memory (cp.async, double-buffered) one
+// chunk of 256 bytes per column at a time and shared by the CTA's warps; each warp streams its
+// rows' weights straight into fragment registers, one chunk ahead of the one it multiplies.
 //
 // Fragments (PTX ISA, mma.m16n8k16): lane = 4 g + t; A (16 x 16) rows g and g + 8, B
 // (16 x 8) column g, C rows g, g + 8 and columns 2t, 2t + 1. The order of k within one
@@ -315,27 +315,21 @@ __global__ void __launch_bounds__(NW * 32)
 
   // This lane's C entries: rows g (e = 0, 1) and g + 8 (e = 2, 3); columns 2t, 2t + 1.
   const int S = static_cast<int>(gridDim.y);
-  if (S == 1) {
-#pragma unroll
-    for (int i = 0; i < NT; ++i)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t r = row0 + g + (e >= 2 ? 8 : 0);
-        const int c = 8 * i + 2 * t + (e & 1);
-        if (r >= M || c >= n) continue;
-        float* out = y + c * ldy + r;
-        *out = accumulate ? *out + acc[i][e] : acc[i][e];
-      }
-    return;
-  }
 #pragma unroll
   for (int i = 0; i < NT; ++i)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int64_t r = row0 + g + (e >= 2 ? 8 : 0);
       const int c = 8 * i + 2 * t + (e & 1);
-      if (r < M && c < n) partial[(static_cast<int64_t>(blockIdx.y) * n + c) * M + r] = acc[i][e];
+      if (r >= M || c >= n) continue;
+      if (S > 1) {
+        partial[(static_cast<int64_t>(blockIdx.y) * n + c) * M + r] = acc[i][e];
+      } else {
+        float* out = y + c * ldy + r;
+        *out = accumulate ? *out + acc[i][e] : acc[i][e];
+      }
     }
+  if (S == 1) return;
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) == S - 1;

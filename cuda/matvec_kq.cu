@@ -65,6 +65,22 @@ __device__ __forceinline__ XBlock load_x(const ActQ8& x, int c, int64_t cols, in
   return r;
 }
 
+// The pipeline every kernel here runs: the first slot's weights load before the wait for
+// the producer (constant data), then each slot's successor loads while it is used.
+template <typename Stage, typename Load, typename Use>
+__device__ __forceinline__ void stream_slots(const Load& load, const Use& use, int nu, int step) {
+  Stage w;
+  load(w, 0);
+  pdl_wait();
+  pdl_trigger();
+  for (int u0 = 0; u0 < nu; u0 += step) {
+    Stage next;
+    if (u0 + step < nu) load(next, u0 + step);
+    use(w, u0);
+    w = next;
+  }
+}
+
 // --- Q4_K, Q5_K ------------------------------------------------------------------------
 // Rows r0 and r0 + 1 (clamped: a tail row is recomputed, not stored) of job j.
 template <DType T, int NC, int U>
@@ -168,16 +184,7 @@ __device__ __forceinline__ void rows_k4(const Jobs& J, int j, int64_t r0, const 
     }
   };
 
-  Stage w;
-  load(w, 0);  // weights only: may overlap the previous kernel
-  pdl_wait();
-  pdl_trigger();
-  for (int u0 = 0; u0 < nu; u0 += 32 * U) {
-    Stage next;
-    if (u0 + 32 * U < nu) load(next, u0 + 32 * U);
-    use(w, u0);
-    w = next;
-  }
+  stream_slots<Stage>(load, use, nu, 32 * U);
   finish<2, NC>(J.job[j], r0, n, acc);
 }
 
@@ -297,16 +304,7 @@ __device__ __forceinline__ void rows_q6(const Jobs& J, int j, int64_t r0, const 
     }
   };
 
-  Stage w;
-  load(w, 0);
-  pdl_wait();
-  pdl_trigger();
-  for (int u0 = 0; u0 < nu; u0 += 32 * U) {
-    Stage next;
-    if (u0 + 32 * U < nu) load(next, u0 + 32 * U);
-    use(w, u0);
-    w = next;
-  }
+  stream_slots<Stage>(load, use, nu, 32 * U);
   finish<2, NC>(J.job[j], r0, n, acc);
 }
 
@@ -379,16 +377,7 @@ __device__ __forceinline__ void rows_q8(const Jobs& J, int j, int64_t r0, const 
     }
   };
 
-  Stage w;
-  load(w, 0);
-  pdl_wait();
-  pdl_trigger();
-  for (int u0 = 0; u0 < nu; u0 += 16 * U) {
-    Stage next;
-    if (u0 + 16 * U < nu) load(next, u0 + 16 * U);
-    use(w, u0);
-    w = next;
-  }
+  stream_slots<Stage>(load, use, nu, 16 * U);
   finish<2, NC>(J.job[j], r0, n, acc);
 }
 
