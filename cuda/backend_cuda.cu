@@ -24,10 +24,13 @@ namespace llm::cuda {
 namespace {
 
 // Up to this many rows a step uses the GEMV (weights read once per 8 rows), above it the
-// GEMM (f16 weights, a dense copy or dequantized per call). Float weights: one GEMV pass,
-// since the GEMM reads the same bytes; quantized: two passes still read less than f16.
+// GEMM (f16 weights, a dense copy or dequantized per call). Quantized: two GEMV passes
+// still read less than f16.
 constexpr int kMatvecCutoffQuant = 16;
-constexpr int kMatvecCutoffFloat = kMatvecMaxCols;
+// Float weights: the GEMV reads the same bytes as the GEMM but its FMAs per weight grow
+// with the columns; on an H100 (PERF.md) F16 7B steps of 5..8 rows took 1.9..2.5x one row
+// on the GEMV and 8 rows 13.5 ms, against 1.4x and 8.0 ms (16 rows) on cuBLAS.
+constexpr int kMatvecCutoffFloat = 4;
 // Tensor-core products (cuda/matmul_tc) for steps of (GEMV cut-over, tc_rows_] rows: off
 // by default, as measured on an H100 they lose to the GEMV and the f16 GEMM (PERF.md);
 // LLM_CUDA_TC_ROWS=N turns them on, and with every matrix supported the GEMV then keeps
