@@ -74,35 +74,28 @@ static std::string gib(size_t b) {
   return buf;
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : n_(bytes) {
-  if (bytes == 0) return;
-  cudaError_t e = cudaMalloc(&p_, bytes);
+void* cuda_alloc(MemKind kind, size_t bytes) {
+  void* p = nullptr;
+  if (kind == MemKind::Pinned) {
+    CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+    return p;
+  }
+  const cudaError_t e = cudaMalloc(&p, bytes);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // clear the sticky-free error state
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    p_ = nullptr;
-    n_ = 0;
     throw Error("out of GPU memory: allocating " + gib(bytes) + " with " + gib(free_b) +
                 " free of " + gib(total_b) + " (" + cudaGetErrorString(e) + ")");
   }
+  return p;
 }
 
-void DeviceBuffer::reset() {
-  if (p_) cudaFree(p_);
-  p_ = nullptr;
-  n_ = 0;
-}
-
-PinnedBuffer::PinnedBuffer(size_t bytes) : n_(bytes) {
-  if (bytes == 0) return;
-  CUDA_CHECK(cudaHostAlloc(&p_, bytes, cudaHostAllocDefault));
-}
-
-void PinnedBuffer::reset() {
-  if (p_) cudaFreeHost(p_);
-  p_ = nullptr;
-  n_ = 0;
+void cuda_free(MemKind kind, void* p) noexcept {
+  if (kind == MemKind::Pinned)
+    cudaFreeHost(p);
+  else
+    cudaFree(p);
 }
 
 }  // namespace llm::cuda

@@ -72,14 +72,24 @@ inline bool is_float_type(DType t) {
 bool type_supported(DType t);
 
 // --- memory owners -------------------------------------------------------------------
-// Device memory from cudaMalloc; throws llm::Error (with the sizes) when it fails.
-class DeviceBuffer {
+enum class MemKind {
+  Device,  // cudaMalloc; running out throws llm::Error with the sizes and the free memory
+  Pinned,  // page-locked host memory (cudaHostAlloc) for fast, asynchronous transfers
+};
+
+// Allocation and release behind CudaMemory (cuda/common.cu).
+void* cuda_alloc(MemKind kind, size_t bytes);
+void cuda_free(MemKind kind, void* p) noexcept;
+
+// Owns one allocation of `bytes` (none when 0); movable, not copyable.
+template <MemKind K>
+class CudaMemory {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes);
-  DeviceBuffer(DeviceBuffer&& o) noexcept
+  CudaMemory() = default;
+  explicit CudaMemory(size_t bytes) : p_(bytes ? cuda_alloc(K, bytes) : nullptr), n_(bytes) {}
+  CudaMemory(CudaMemory&& o) noexcept
       : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  CudaMemory& operator=(CudaMemory&& o) noexcept {
     if (this != &o) {
       reset();
       p_ = std::exchange(o.p_, nullptr);
@@ -87,10 +97,14 @@ class DeviceBuffer {
     }
     return *this;
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { reset(); }
-  void reset();
+  CudaMemory(const CudaMemory&) = delete;
+  CudaMemory& operator=(const CudaMemory&) = delete;
+  ~CudaMemory() { reset(); }
+  void reset() {
+    if (p_) cuda_free(K, p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
   void* get() const { return p_; }
   template <class T>
   T* as() const {
@@ -103,36 +117,8 @@ class DeviceBuffer {
   size_t n_ = 0;
 };
 
-// Page-locked host memory (cudaHostAlloc) for fast, asynchronous transfers.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes);
-  PinnedBuffer(PinnedBuffer&& o) noexcept
-      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      reset();
-      p_ = std::exchange(o.p_, nullptr);
-      n_ = std::exchange(o.n_, 0);
-    }
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  ~PinnedBuffer() { reset(); }
-  void reset();
-  void* get() const { return p_; }
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-  size_t size() const { return n_; }
-
- private:
-  void* p_ = nullptr;
-  size_t n_ = 0;
-};
+using DeviceBuffer = CudaMemory<MemKind::Device>;
+using PinnedBuffer = CudaMemory<MemKind::Pinned>;
 
 // Throws llm::Error for a failed CUDA runtime call (host code outside .cu files).
 void check(cudaError_t e, const char* what);
