@@ -8,36 +8,10 @@
 #include "quant/quants_impl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#define LLM_AVX2 __attribute__((target("avx2,fma,f16c")))
+#include "quant/unpack_avx2.h"
 
 namespace llm::detail {
 namespace {
-
-LLM_AVX2 inline __m256i u8x8(const uint8_t* p) {
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-}
-LLM_AVX2 inline __m256 to_f(__m256i v) {
-  return _mm256_cvtepi32_ps(v);
-}
-LLM_AVX2 inline float h2f(f16_t h) {
-  return _cvtsh_ss(h);
-}
-
-// Lane k holds 16 if bit k of `bits` (0..255) is set, else 0.
-LLM_AVX2 inline __m256i bits_to_16(uint32_t bits) {
-  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256i set = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), lane_bit);
-  return _mm256_and_si256(_mm256_cmpeq_epi32(set, lane_bit), _mm256_set1_epi32(16));
-}
-
-// 32-element blocks: the quants of elements [8g, 8g + 8) as int32 lanes. Q4 types use
-// nibbles only; Q5 types add the fifth bit from qh.
-LLM_AVX2 inline __m256i nibbles(const uint8_t* qs, int g) {
-  const __m256i q = u8x8(qs + 8 * (g & 1));
-  return g < 2 ? _mm256_and_si256(q, _mm256_set1_epi32(0xF)) : _mm256_srli_epi32(q, 4);
-}
 
 LLM_AVX2 void dq_q4_0(const BlockQ4_0* b, float* y, int64_t nb) {
   const __m256i eight = _mm256_set1_epi32(8);
@@ -63,7 +37,7 @@ LLM_AVX2 void dq_q5_0(const BlockQ5_0* b, float* y, int64_t nb) {
     const __m256 d = _mm256_set1_ps(h2f(b[i].d));
     const uint32_t qh = load_u32_le(b[i].qh);
     for (int g = 0; g < 4; ++g) {
-      const __m256i q = _mm256_or_si256(nibbles(b[i].qs, g), bits_to_16((qh >> (8 * g)) & 0xFF));
+      const __m256i q = q5_group(b[i].qs, qh, g);
       _mm256_storeu_ps(y + 8 * g, _mm256_mul_ps(to_f(_mm256_sub_epi32(q, sixteen)), d));
     }
   }
@@ -74,7 +48,7 @@ LLM_AVX2 void dq_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
     const __m256 d = _mm256_set1_ps(h2f(b[i].d)), m = _mm256_set1_ps(h2f(b[i].m));
     const uint32_t qh = load_u32_le(b[i].qh);
     for (int g = 0; g < 4; ++g) {
-      const __m256i q = _mm256_or_si256(nibbles(b[i].qs, g), bits_to_16((qh >> (8 * g)) & 0xFF));
+      const __m256i q = q5_group(b[i].qs, qh, g);
       _mm256_storeu_ps(y + 8 * g, _mm256_add_ps(_mm256_mul_ps(to_f(q), d), m));
     }
   }
@@ -122,32 +96,17 @@ LLM_AVX2 inline void dq_k_nibbles(const Block* b, float* y, int64_t nb) {
 
 // Q6_K: y = (d * sc) * q with q in -32..31; layout as decode_block(BlockQ6_K).
 LLM_AVX2 void dq_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
-  const __m256i lo_mask = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3);
-  const __m256i off = _mm256_set1_epi32(32);
   for (int64_t i = 0; i < nb; ++i) {
     const float d = h2f(b[i].d);
     for (int h = 0; h < 2; ++h, y += 128) {
-      const uint8_t* ql = b[i].ql + 64 * h;
-      const uint8_t* qh = b[i].qh + 32 * h;
       const int8_t* sc = b[i].scales + 8 * h;
       for (int g = 0; g < 4; ++g) {
         const int l = 8 * g, is = g / 2;
-        const __m256i qa = u8x8(ql + l), qb = u8x8(ql + 32 + l), hh = u8x8(qh + l);
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(qa, lo_mask),
-                            _mm256_slli_epi32(_mm256_and_si256(hh, three), 4)),
-            _mm256_or_si256(
-                _mm256_and_si256(qb, lo_mask),
-                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 2), three), 4)),
-            _mm256_or_si256(
-                _mm256_srli_epi32(qa, 4),
-                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 4), three), 4)),
-            _mm256_or_si256(_mm256_srli_epi32(qb, 4),
-                            _mm256_slli_epi32(_mm256_srli_epi32(hh, 6), 4)),
-        };
+        __m256i q[4];
+        q6_groups(b[i].ql + 64 * h, b[i].qh + 32 * h, l, q);
         for (int k = 0; k < 4; ++k) {
           const __m256 s = _mm256_set1_ps(d * static_cast<float>(sc[is + 2 * k]));
-          _mm256_storeu_ps(y + l + 32 * k, _mm256_mul_ps(s, to_f(_mm256_sub_epi32(q[k], off))));
+          _mm256_storeu_ps(y + l + 32 * k, _mm256_mul_ps(s, to_f(q[k])));
         }
       }
     }

@@ -8,9 +8,7 @@
 #include "quant/quants_impl.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#define LLM_AVX2 __attribute__((target("avx2,fma,f16c")))
+#include "quant/unpack_avx2.h"
 
 namespace llm::detail {
 namespace {
@@ -20,28 +18,6 @@ LLM_AVX2 inline float hsum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-// 8 consecutive bytes, zero- / sign-extended into int32 lanes.
-LLM_AVX2 inline __m256i u8x8(const uint8_t* p) {
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-}
-LLM_AVX2 inline __m256i i8x8(const int8_t* p) {
-  return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-}
-LLM_AVX2 inline __m256 to_f(__m256i v) {
-  return _mm256_cvtepi32_ps(v);
-}
-// Block scales through the F16C instruction: exact like f16_to_f32, but branch-free.
-LLM_AVX2 inline float h2f(f16_t h) {
-  return _cvtsh_ss(h);
-}
-
-// Lane k holds 16 if bit k of `bits` (0..255) is set, else 0.
-LLM_AVX2 inline __m256i bits_to_16(uint32_t bits) {
-  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256i set = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), lane_bit);
-  return _mm256_and_si256(_mm256_cmpeq_epi32(set, lane_bit), _mm256_set1_epi32(16));
 }
 
 LLM_AVX2 float dot_f32(const float* w, const float* x, int64_t n) {
@@ -131,14 +107,6 @@ LLM_AVX2 float dot_q4_1(const BlockQ4_1* b, const float* x, int64_t nb) {
   return hsum(acc);
 }
 
-// Five-bit quants of a Q5_0 / Q5_1 block, elements [8g, 8g + 8) for g in 0..3.
-LLM_AVX2 inline __m256i q5_group(const uint8_t* qs, uint32_t qh, int g) {
-  const int h = g & 1;  // which 8 bytes of qs
-  const __m256i q = u8x8(qs + 8 * h);
-  const __m256i nib = g < 2 ? _mm256_and_si256(q, _mm256_set1_epi32(0xF)) : _mm256_srli_epi32(q, 4);
-  return _mm256_or_si256(nib, bits_to_16((qh >> (8 * g)) & 0xFF));
-}
-
 LLM_AVX2 float dot_q5_0(const BlockQ5_0* b, const float* x, int64_t nb) {
   const __m256i sixteen = _mm256_set1_epi32(16);
   __m256 acc = _mm256_setzero_ps();
@@ -225,38 +193,21 @@ LLM_AVX2 inline float dot_k_nibbles(const Block* b, const float* x, int64_t nb) 
 // scale: sum(q*x) over its two 8-lane groups first, then one FMA by d*scale. Four
 // accumulators keep the FMA chains short.
 LLM_AVX2 float dot_q6_k(const BlockQ6_K* b, const float* x, int64_t nb) {
-  const __m256i lo_mask = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3);
-  const __m256i off = _mm256_set1_epi32(32);
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                    _mm256_setzero_ps()};
   for (int64_t i = 0; i < nb; ++i) {
     const float d = h2f(b[i].d);
     for (int h = 0; h < 2; ++h, x += 128) {
-      const uint8_t* ql = b[i].ql + 64 * h;
-      const uint8_t* qh = b[i].qh + 32 * h;
       const int8_t* sc = b[i].scales + 8 * h;
       for (int is = 0; is < 2; ++is) {  // lanes l = 16 is .. 16 is + 15
         __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                        _mm256_setzero_ps()};
         for (int g = 0; g < 2; ++g) {
           const int l = 16 * is + 8 * g;
-          const __m256i qa = u8x8(ql + l), qb = u8x8(ql + 32 + l), hh = u8x8(qh + l);
-          const __m256i q[4] = {
-              _mm256_or_si256(_mm256_and_si256(qa, lo_mask),
-                              _mm256_slli_epi32(_mm256_and_si256(hh, three), 4)),
-              _mm256_or_si256(
-                  _mm256_and_si256(qb, lo_mask),
-                  _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 2), three), 4)),
-              _mm256_or_si256(
-                  _mm256_srli_epi32(qa, 4),
-                  _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hh, 4), three), 4)),
-              _mm256_or_si256(_mm256_srli_epi32(qb, 4),
-                              _mm256_slli_epi32(_mm256_srli_epi32(hh, 6), 4)),
-          };
-          for (int k = 0; k < 4; ++k) {  // element l + 32k
-            const __m256 qf = to_f(_mm256_sub_epi32(q[k], off));
-            s[k] = _mm256_fmadd_ps(qf, _mm256_loadu_ps(x + l + 32 * k), s[k]);
-          }
+          __m256i q[4];
+          q6_groups(b[i].ql + 64 * h, b[i].qh + 32 * h, l, q);
+          for (int k = 0; k < 4; ++k)  // element l + 32k
+            s[k] = _mm256_fmadd_ps(to_f(q[k]), _mm256_loadu_ps(x + l + 32 * k), s[k]);
         }
         for (int k = 0; k < 4; ++k) {
           const __m256 scale = _mm256_set1_ps(d * static_cast<float>(sc[is + 2 * k]));
