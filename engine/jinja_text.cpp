@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <iterator>
 
+#include "engine/unicode.h"
+
 namespace llm::jinja {
 
 char32_t utf8_next(std::string_view s, size_t& i) {
@@ -40,23 +42,10 @@ char32_t utf8_next(std::string_view s, size_t& i) {
 }
 
 void utf8_append(std::string& out, char32_t cp) {
-  if (cp >= kRawByteBase) {
+  if (cp >= kRawByteBase)
     out.push_back(static_cast<char>(cp - kRawByteBase));
-  } else if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  else
+    llm::utf8_append(out, static_cast<uint32_t>(cp));
 }
 
 std::u32string to_u32(std::string_view s) {
