@@ -418,20 +418,8 @@ size_t mm_tc_partial_floats(const MmTcConfig& cfg) {
 
 bool mm_tc_supported(const DevMatrix& W) {
   if (W.cols % 32 != 0) return false;
-  switch (W.type) {
-    case DType::F16:
-      return W.qs_stride % 16 == 0;
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q4_K:
-    case DType::Q5_K:
-    case DType::Q6_K:
-      return true;
-    default:
-      return false;
-  }
+  if (W.type == DType::F16) return W.qs_stride % 16 == 0;
+  return type_supported(W.type) && !is_float_type(W.type);  // every quantized type
 }
 
 bool mm_tc_wants_q8(const DevMatrix& W) {

@@ -81,10 +81,7 @@ class GbnfParser {
     for (int i = 0; i < n; ++i) {
       if (pos_ >= s_.size()) fail("truncated escape");
       char c = s_[pos_++];
-      int d = (c >= '0' && c <= '9')   ? c - '0'
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-              : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                       : -1;
+      const int d = hex_digit_value(c);
       if (d < 0) fail("bad hex digit in escape");
       v = v * 16 + static_cast<uint32_t>(d);
     }

@@ -136,10 +136,7 @@ class RegexParser {
     for (int i = 0; i < n; ++i) {
       if (pos_ >= p_.size()) fail("truncated escape");
       char c = p_[pos_++];
-      int d = (c >= '0' && c <= '9')   ? c - '0'
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-              : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                                       : -1;
+      const int d = hex_digit_value(c);
       if (d < 0) fail("bad hex digit in escape");
       v = v * 16 + static_cast<uint32_t>(d);
     }

@@ -88,6 +88,14 @@ bool unicode_is_whitespace(uint32_t cp);
 
 // Length of the UTF-8 sequence a lead byte announces, from its high nibble only
 // (continuation bytes count as 1), the way llama.cpp walks SPM text.
+// The value of a hexadecimal digit, or -1.
+inline int hex_digit_value(char c) {
+  return (c >= '0' && c <= '9')   ? c - '0'
+         : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+         : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                  : -1;
+}
+
 inline size_t utf8_seq_len(uint8_t lead) {
   static constexpr uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
   return kLen[lead >> 4];
