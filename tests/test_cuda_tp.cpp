@@ -138,7 +138,7 @@ TEST_CASE("cuda tp: two GPUs give the one-GPU logits and greedy runs") {
     CHECK(tp.name().find("cuda:1") != std::string::npos);
     const auto got = teacher_forced(tp, toks, 24);
     const double err = worst_rel(got, ref, V);
-    MESSAGE(c.what << ": tp 2 vs tp 1 worst logit error / spread " << err);
+    MESSAGE(std::string(c.what) << ": tp 2 vs tp 1 worst logit error / spread " << err);
     CHECK(err < 2e-2);
     CHECK(clear_top1_mismatches(got, ref, V, 0.05) == 0);
     CHECK(greedy(tp, prompt_tokens(V, 5), 64) == ref_greedy);
