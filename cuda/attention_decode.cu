@@ -24,12 +24,14 @@ constexpr int kMaxSplit = 32;  // the merge keeps one weight per split in a warp
 constexpr float kLog2e = 1.4426950408889634f;
 
 // DPL: head dims per lane in P·V (1, 2, 4 or 8; head_dim % DPL == 0).
+//
+// The step's inputs (row list, positions, block tables) were copied in before the step's
+// first kernel, so the index chain down to the first tile's slots is read before waiting
+// for the kernel that wrote q and this step's K/V rows (PDL).
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws,
                         int* __restrict__ counters) {
-  pdl_wait();
-  pdl_trigger();
   __shared__ float q_s[256];
   __shared__ float m_s[kWarps], l_s[kWarps];
   __shared__ float acc_s[kWarps][256];
@@ -44,16 +46,61 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (split >= n_eff) return;
   const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_eff), 32) * 32);
   const int start = split * chunk, end = min(n_keys, start + chunk);
+  const int32_t* table = a.tables + a.table_start[a.row_seq[row]];
+  auto slot_of = [&](int key) {
+    return static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
+  };
+  const int t_first = start + warp * 32;  // the warp's first tile
+  const int64_t slot_first = t_first + lane < end ? slot_of(t_first + lane) : 0;
+  pdl_wait();
+  pdl_trigger();
   const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;  // softmax in base 2
   for (int d = threadIdx.x; d < D; d += blockDim.x)
     q_s[d] = a.q[(static_cast<int64_t>(row) * a.n_head + h) * D + d] * scale;
   __syncthreads();
 
-  const int32_t* table = a.tables + a.table_start[a.row_seq[row]];
   const int64_t kv_stride = static_cast<int64_t>(a.n_head_kv) * D;  // halves per slot
   const __half* kbase = a.k_cache + static_cast<int64_t>(kvh) * D;
   const __half* vbase = a.v_cache + static_cast<int64_t>(kvh) * D;
   const bool owns_dims = lane * DPL < D;
+  using VecT =
+      typename std::conditional<DPL == 8, uint4,
+                                typename std::conditional<DPL == 4, uint2, uint32_t>::type>::type;
+  auto load_v = [&](int64_t sj) {
+    const __half* vp = vbase + sj * kv_stride + lane * DPL;
+    if constexpr (DPL == 8)
+      return ld16(vp);
+    else if constexpr (DPL == 4)
+      return ld8(vp);
+    else if constexpr (DPL == 2)
+      return ld4(vp);
+    else
+      return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(vp));
+  };
+  // acc += pj * (the lane's DPL dims of value row v).
+  auto add_v = [&](float* acc, float pj, const VecT& v) {
+    if constexpr (DPL == 8) {
+      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = half2_bits_to_float2(w[i]);
+        acc[2 * i] = fmaf(pj, f.x, acc[2 * i]);
+        acc[2 * i + 1] = fmaf(pj, f.y, acc[2 * i + 1]);
+      }
+    } else if constexpr (DPL == 4) {
+      const float2 f0 = half2_bits_to_float2(v.x), f1 = half2_bits_to_float2(v.y);
+      acc[0] = fmaf(pj, f0.x, acc[0]);
+      acc[1] = fmaf(pj, f0.y, acc[1]);
+      acc[2] = fmaf(pj, f1.x, acc[2]);
+      acc[3] = fmaf(pj, f1.y, acc[3]);
+    } else if constexpr (DPL == 2) {
+      const float2 f = half2_bits_to_float2(v);
+      acc[0] = fmaf(pj, f.x, acc[0]);
+      acc[1] = fmaf(pj, f.y, acc[1]);
+    } else {
+      acc[0] = fmaf(pj, half_bits_to_float(static_cast<uint16_t>(v)), acc[0]);
+    }
+  };
 
   float m = -INFINITY, l = 0.0f, acc[DPL];
 #pragma unroll
@@ -61,15 +108,15 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   constexpr int kChunks = DPL >= 4 ? 16 : 4 * DPL;  // 16-byte chunks of a key row per pass
   const int chunks = D / 8;
-  for (int t0 = start + warp * 32; t0 < end; t0 += kWarps * 32) {
+  for (int t0 = t_first; t0 < end; t0 += kWarps * 32) {
     const int key = t0 + lane;
     const bool valid = key < end;
-    int64_t slot = 0;
+    const int64_t slot = !valid ? 0 : t0 == t_first ? slot_first : slot_of(key);
+    const int n_valid = min(32, end - t0);
     float s = -INFINITY;
     if (valid) {
-      slot = static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
       const __half* kp = kbase + slot * kv_stride;
-      float dot = 0.0f;
+      float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four chains: latency, not throughput
       for (int c0 = 0; c0 < chunks; c0 += kChunks) {
         uint4 raw[kChunks];  // the whole key row (up to 128 dims) in flight at once
 #pragma unroll
@@ -82,12 +129,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
             const float2 f = half2_bits_to_float2(w[i]);
-            dot = fmaf(q_s[8 * (c0 + c) + 2 * i], f.x, dot);
-            dot = fmaf(q_s[8 * (c0 + c) + 2 * i + 1], f.y, dot);
+            dot[i] = fmaf(q_s[8 * (c0 + c) + 2 * i], f.x, dot[i]);
+            dot[i] = fmaf(q_s[8 * (c0 + c) + 2 * i + 1], f.y, dot[i]);
           }
         }
       }
-      s = dot;
+      s = (dot[0] + dot[1]) + (dot[2] + dot[3]);
     }
     const float m_new = fmaxf(m, warp_max(s));  // finite: key t0 is valid
     const float p = valid ? exp2f(s - m_new) : 0.0f;
@@ -96,13 +143,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int i = 0; i < DPL; ++i) acc[i] *= corr;
     m = m_new;
-    const int n_valid = min(32, end - t0);
     // P·V in groups of 8 keys: the 8 value loads go out before their FMAs (a whole 32-key
-    // tile at once measured slower on an H100). Each lane owns DPL dims: 2 * DPL bytes per key.
+    // tile at once, and groups of 16, measured slower on an H100: PERF.md).
     constexpr int kGroup = 8;
-    using VecT =
-        typename std::conditional<DPL == 8, uint4,
-                                  typename std::conditional<DPL == 4, uint2, uint32_t>::type>::type;
     for (int j0 = 0; j0 < n_valid; j0 += kGroup) {
       VecT vr[kGroup];
 #pragma unroll
@@ -110,44 +153,14 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int j = j0 + g;
         const int64_t sj = __shfl_sync(0xffffffffu, slot, j & 31);
         vr[g] = VecT{};
-        if (owns_dims && j < n_valid) {
-          const __half* vp = vbase + sj * kv_stride + lane * DPL;
-          if constexpr (DPL == 8)
-            vr[g] = ld16(vp);
-          else if constexpr (DPL == 4)
-            vr[g] = ld8(vp);
-          else if constexpr (DPL == 2)
-            vr[g] = ld4(vp);
-          else
-            vr[g] = *reinterpret_cast<const uint16_t*>(vp);
-        }
+        if (owns_dims && j < n_valid) vr[g] = load_v(sj);
       }
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         const int j = j0 + g;
         float pj = __shfl_sync(0xffffffffu, p, j & 31);
         if (j >= n_valid) pj = 0.0f;
-        if constexpr (DPL == 8) {
-          const uint32_t w[4] = {vr[g].x, vr[g].y, vr[g].z, vr[g].w};
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const float2 f = half2_bits_to_float2(w[i]);
-            acc[2 * i] = fmaf(pj, f.x, acc[2 * i]);
-            acc[2 * i + 1] = fmaf(pj, f.y, acc[2 * i + 1]);
-          }
-        } else if constexpr (DPL == 4) {
-          const float2 f0 = half2_bits_to_float2(vr[g].x), f1 = half2_bits_to_float2(vr[g].y);
-          acc[0] = fmaf(pj, f0.x, acc[0]);
-          acc[1] = fmaf(pj, f0.y, acc[1]);
-          acc[2] = fmaf(pj, f1.x, acc[2]);
-          acc[3] = fmaf(pj, f1.y, acc[3]);
-        } else if constexpr (DPL == 2) {
-          const float2 f = half2_bits_to_float2(vr[g]);
-          acc[0] = fmaf(pj, f.x, acc[0]);
-          acc[1] = fmaf(pj, f.y, acc[1]);
-        } else {
-          acc[0] = fmaf(pj, half_bits_to_float(static_cast<uint16_t>(vr[g])), acc[0]);
-        }
+        add_v(acc, pj, vr[g]);
       }
     }
   }
@@ -244,20 +257,23 @@ void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_
   const dim3 grid(static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_head),
                   static_cast<unsigned>(n_rows));
   const int dpl = a.head_dim <= 32 ? 1 : a.head_dim <= 64 ? 2 : a.head_dim <= 128 ? 4 : 8;
+#define LLM_ATTN(DPL) \
+  launch(decode_split_kernel<DPL>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters)
   switch (dpl) {
     case 1:
-      launch(decode_split_kernel<1>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters);
+      LLM_ATTN(1);
       break;
     case 2:
-      launch(decode_split_kernel<2>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters);
+      LLM_ATTN(2);
       break;
     case 4:
-      launch(decode_split_kernel<4>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters);
+      LLM_ATTN(4);
       break;
     default:
-      launch(decode_split_kernel<8>, grid, kWarps * 32, 0, stream, a, rows, workspace, counters);
+      LLM_ATTN(8);
       break;
   }
+#undef LLM_ATTN
   CUDA_CHECK_LAUNCH();
 }
 
