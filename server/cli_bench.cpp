@@ -15,6 +15,7 @@
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/model.h"
+#include "engine/topk.h"
 #include "quant/mix.h"
 #include "server/args.h"
 #include "server/bench_batch.h"
@@ -150,6 +151,10 @@ int cmd_bench(int argc, char** argv) {
   add_tp_flag(args);
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
+  args.flag(
+      "--full-logits", "",
+      "tg: copy every step's whole logit row back and pick the token on the host, instead "
+      "of the greedy decode path of run/serve (the device selects, one candidate comes back)");
   args.flag("--profile", "",
             "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
   args.flag(
@@ -209,7 +214,8 @@ int cmd_bench(int argc, char** argv) {
   if (shared_prefix < 0 || shared_prefix > n_prompt)
     throw Error("bench: --shared-prefix must be 0..-p");
   if (prefix_ttft < 0) throw Error("bench: --prefix-ttft must be positive");
-  if (prefix_ttft > 0) opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
+  if (prefix_ttft > 0)
+    opt.kv_tokens = std::max<int64_t>(opt.kv_tokens, 4 * (prefix_ttft + 64 + 16));
   if (bench_spec_requested(args)) {
     if (opt.tp != 1)
       throw Error("bench: --tp does not combine with the speculative-decoding benchmarks");
@@ -259,14 +265,25 @@ int cmd_bench(int argc, char** argv) {
     b.add_sequence(prompt.data(), n, 0, blocks, opt.block_size, true);
     backend->forward(b, logits.data());
   };
-  auto generate = [&](int n) {  // from an empty context, as llama-bench's tg
+  // Generation from an empty context, as llama-bench's tg, one greedy token per step the
+  // way the engine decodes it: the backend selects the best logit where it computed them
+  // (Backend::forward_candidates) and only that candidate comes back. --full-logits copies
+  // the whole row back and takes the argmax here instead (what llama-bench's tg pays).
+  const bool full_logits = args.on("full-logits");
+  LogitCandidates cand;
+  auto generate = [&](int n) {
     Batch b;
     int32_t tok = 1;
     for (int i = 0; i < n; ++i) {
       b.clear();
       b.add_sequence(&tok, 1, i, blocks, opt.block_size, true);
-      backend->forward(b, logits.data());
-      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      if (full_logits) {
+        backend->forward(b, logits.data());
+        tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      } else {
+        backend->forward_candidates(b, 1, cand);
+        tok = cand.row_ids(0)[0];
+      }
     }
   };
 

@@ -4,6 +4,8 @@
 // too when it generates from BOS alone, then ends the output with one newline).
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 
 using namespace llm;
@@ -58,4 +60,25 @@ TEST_CASE("llm run: bad input is a one-line error") {
   CHECK(r.exit_code == 1);
   r = test::run_command(test::llm_binary() + " run -m /nonexistent.gguf");
   CHECK(r.exit_code == 1);
+}
+
+TEST_CASE("llm bench: prefill and generation figures in JSON, through either generation path") {
+  const std::string m = test::shared_file("models/stories260K.gguf");
+  if (m.empty()) LLM_SKIP("../shared/models/stories260K.gguf absent");
+  for (const std::string extra : {"", " --full-logits"}) {
+    CAPTURE(extra);
+    const auto r = test::run_command(test::llm_binary() + " bench -m " + m +
+                                     " --device cpu -t 2 -p 16 -n 8 -r 1 --json" + extra);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["results"].size() == 2);
+    CHECK(j["results"][0]["test"] == "pp16");
+    CHECK(j["results"][1]["test"] == "tg8");
+    for (const auto& x : j["results"]) {
+      CHECK(x["tok_s"].get<double>() > 0.0);
+      CHECK(x["bytes_per_tok"].get<double>() > 0.0);
+    }
+    // Generation is bound by memory: a ceiling from the measured copy bandwidth.
+    CHECK(j["results"][1]["ceiling_tok_s"].get<double>() > 0.0);
+  }
 }
