@@ -127,7 +127,7 @@ SpecMethod parse_spec_method(const std::string& s);
 struct SpecConfig {
   Proposer* proposer = nullptr;  // not owned, outlives the engine; nullptr: no speculation
   int k_max = 5;                 // drafts per sequence and step at most
-  int off_batch = 16;            // no speculation in steps with more decoding sequences
+  int off_batch = 4;             // no speculation in steps with more decoding sequences
   bool adaptive = true;          // false: always k_max (benchmarks)
   double min_gain = 0.1;         // draft j is worth proposing while α̂^j exceeds this + cost
   int probe_interval = 16;       // steps between k = 1 probes of a sequence that stopped

@@ -369,7 +369,7 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
   std::printf(
       "\nideal = (1 - a^(k+1)) / ((1 - a)(c*k + r(k))) with c (0 without --draft-model) and r(k) "
       "measured above at the same batch. In serving, speculation turns itself off in steps with "
-      "more than --spec-off-batch decoding sequences (default 32): set it below the first batch "
+      "more than --spec-off-batch decoding sequences (default 4): set it below the first batch "
       "whose speed-up falls under 1.\n");
   return 0;
 }

@@ -186,11 +186,14 @@ std::string synthetic(const std::string& name, const std::string& shape, FileTyp
   return path;
 }
 
+// Speculation in every step whatever the batch: these tests run many sequences at once to
+// check outputs and distributions, not the batch size at which speculation steps aside.
 EngineConfig spec_cfg(Proposer* p, int k, bool adaptive = false) {
   EngineConfig c;
   c.spec.proposer = p;
   c.spec.k_max = k;
   c.spec.adaptive = adaptive;
+  c.spec.off_batch = 1 << 20;
   return c;
 }
 
@@ -678,7 +681,6 @@ std::vector<int64_t> first_tokens(const Model& model, Proposer& proposer,
   REQUIRE(prompt.size() == 17);
   CpuBackend be(model, cpu_opt(8192));
   EngineConfig cfg = spec_cfg(&proposer, 1);
-  cfg.spec.off_batch = 1 << 20;
   Engine e(be, cfg);
   Request warm;
   warm.prompt = prompt;
