@@ -188,6 +188,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
   if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
     prefill_min_rows_ = std::max(1, std::atoi(e));
+  // LLM_CUDA_TP_ORDER=0: one sum per row in wo and w_down (MatvecJob::k_split, k_offset).
+  if (const char* e = std::getenv("LLM_CUDA_TP_ORDER")) tp_order_ = std::atoi(e) != 0;
   // LLM_CUDA_MV_KQ=bits: the GEMV kernel set (cuda/matvec_quant.h; default 15).
   mv_variant_ = matvec_variant_from_env();
   if (verbose_ && (mv_variant_.kquant || mv_variant_.q8))
@@ -624,7 +626,10 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   p.n_decode = static_cast<int>(decode_rows.size());
   p.n_tiles = static_cast<int>(tiles.size());
   if (p.n_decode > 0) {
-    int64_t s = ceil_div(2 * n_sm_, static_cast<int64_t>(p.n_decode) * cfg_.n_head);
+    // Heads of the whole model (a tensor-parallel rank holds 1/world of them): the same
+    // splits, so the same sums, on one GPU as on each rank.
+    const int64_t heads = static_cast<int64_t>(cfg_.n_head) * (comm_ ? comm_->world() : 1);
+    int64_t s = ceil_div(2 * n_sm_, static_cast<int64_t>(p.n_decode) * heads);
     s = std::min<int64_t>({s, kMaxSplit, ceil_div(max_keys, 128), split_ws_rows_ / p.n_decode});
     p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
   }
@@ -771,7 +776,7 @@ void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int 
 }
 
 void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy,
-                         bool accumulate, const Input& in, const Plan& p) {
+                         bool accumulate, const Input& in, const Plan& p, bool row_parallel) {
   const int n = p.n;
   if (p.matvec) {
     MatvecJob jobs[3];
@@ -780,6 +785,14 @@ void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs,
       jobs[i].y = y[i];
       jobs[i].ldy = ldy;
       jobs[i].accumulate = accumulate;
+      if (!row_parallel || !tp_order_) continue;
+      // Decode gives the same bits on one GPU as on two ranks (--tp 2): one GPU sums the
+      // halves of K apart, y = (y + S0) + S1, and rank r's lanes take the elements of its
+      // slice that the whole matrix's lanes would (generic and float GEMV kernels).
+      const int64_t step = is_float_type(W[i]->type) ? 8 : 32;
+      const int world = comm_ ? comm_->world() : 1;
+      if (world == 1 && W[i]->cols % (2 * step) == 0) jobs[i].k_split = W[i]->cols / 2;
+      if (world > 1) jobs[i].k_offset = static_cast<int64_t>(comm_->rank()) * W[i]->cols;
     }
     matvec_jobs(jobs, n_jobs, in, n);
     return;
@@ -941,7 +954,7 @@ void CudaBackend::record(const Plan& p) {
       if (!fused) convert_act(attn, n, Q, ao, stream_);
       if (!fused) mark("convert");
       float* Y[1] = {h};
-      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ao, attn), p);
+      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ao, attn), p, true);
       mark("wo");
       all_reduce_h(n);
     }
@@ -962,7 +975,7 @@ void CudaBackend::record(const Plan& p) {
       const ActOut ma = act_for(W, 1, p, F, false);
       swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
       mark("swiglu");
-      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ma, nullptr), p);
+      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ma, nullptr), p, true);
       mark("down");
       all_reduce_h(n);
     }

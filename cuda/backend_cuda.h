@@ -93,8 +93,10 @@ class CudaBackend final : public Backend {
   // Whether b's f16 rows (its dense copy, or F16 weights) follow a's in memory, so that one
   // GEMM covers both when their outputs are adjacent too.
   static bool stacked_f16(const DevMatrix& a, const DevMatrix& b, bool outputs_adjacent);
+  // row_parallel: wo or w_down, whose tensor-parallel slices are summed by an all-reduce
+  // (the GEMV then orders its sums as two ranks would: MatvecJob::k_split, k_offset).
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
-              const Input& in, const Plan& p);
+              const Input& in, const Plan& p, bool row_parallel = false);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k, bool want_f32);
   void all_reduce_h(int n);  // tensor-parallel: sums the residual stream over the ranks
   // Rank 0 of a tensor-parallel group, or a whole model: the backend that computes logits.
@@ -111,6 +113,7 @@ class CudaBackend final : public Backend {
   bool use_graphs_ = true;
   int matvec_cutoff_ = 16;     // steps of at most this many rows use the GEMV
   int tc_rows_ = 0;            // steps of more rows, up to this many, use cuda/matmul_tc
+  bool tp_order_ = true;       // wo, w_down: sums ordered as over two ranks (linear())
   int prefill_min_rows_ = 65;  // sequences with this many rows in a step use prefill tiles
   MatvecVariant mv_variant_;   // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;

@@ -71,6 +71,28 @@ __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n,
     }
 }
 
+// Two sums kept apart (MatvecJob::k_split), no epilogue: y = (y + S0) + S1, or S0 + S1.
+template <int R, int NC>
+__device__ __forceinline__ void finish_split(const MatvecJob& job, int64_t r0, int n,
+                                             float (&acc0)[R][NC], float (&acc1)[R][NC]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      acc0[r][c] = warp_sum(acc0[r][c]);
+      acc1[r][c] = warp_sum(acc1[r][c]);
+    }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      if (lane != r * NC + c || c >= n || r0 + r >= job.W.rows) continue;
+      float* y = job.y + c * job.ldy + r0 + r;
+      *y = job.accumulate ? (*y + acc0[r][c]) + acc1[r][c] : acc0[r][c] + acc1[r][c];
+    }
+}
+
 // The kernels of cuda/matvec_kq.cu (MatvecVariant): whether one takes matrices of type t
 // (for mixed launches, of types t and t2), and its launch for nc <= kMatvecMaxCols columns.
 bool kq_handles(DType t, const MatvecVariant& v);

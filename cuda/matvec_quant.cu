@@ -12,11 +12,14 @@ namespace llm::cuda {
 namespace {
 
 using mv::finish;
+using mv::finish_split;
 using mv::Jobs;
 using mv::kMaxJobs;
 using mv::kWarps;
 using mv::locate;
 
+// Lane l takes the units u with (u + lane_offset) % 32 == l, in increasing order, U at a time;
+// the sums over units below `split` go to acc0, the rest to acc1 (split 0: all to acc0).
 template <DType T, int R, int NC, int U>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, int n) {
   const int lane = threadIdx.x & 31;
@@ -24,17 +27,20 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
   int j;
   int64_t r0;
   if (!locate<R>(J, g, j, r0)) return;
-  const DevMatrix& W = J.job[j].W;
+  const MatvecJob& job = J.job[j];
+  const DevMatrix& W = job.W;
   const int64_t nu = W.cols / 32;
   int64_t rows[R];
 #pragma unroll
   for (int r = 0; r < R; ++r)
     rows[r] = min(r0 + r, W.rows - 1);  // clamp: tail rows recompute, not stored
-  float acc[R][NC];
+  float acc0[R][NC], acc1[R][NC];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
+    for (int c = 0; c < NC; ++c) acc0[r][c] = acc1[r][c] = 0.0f;
+  const int lane_offset = static_cast<int>((job.k_offset / 32) % 32);
+  const int64_t split = job.k_split > 0 && job.k_split / 32 < nu ? job.k_split / 32 : nu;
 
   // Software pipeline: the next U units of every row load while the current ones are
   // used. The first loads are weights only, so they go out before pdl_wait() and overlap
@@ -47,16 +53,18 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
       for (int r = 0; r < R; ++r)
         if (u0 + 32 * i < nu) dst[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
   };
-  load(w, lane);
+  const int64_t start = ((lane - lane_offset) % 32 + 32) % 32;
+  load(w, start);
   pdl_wait();
   pdl_trigger();
-  for (int64_t u0 = lane; u0 < nu; u0 += 32 * U) {
+  for (int64_t u0 = start; u0 < nu; u0 += 32 * U) {
     Unit next[U][R];
     if (u0 + 32 * U < nu) load(next, u0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t u = u0 + 32 * i;
       if (u >= nu) break;
+      const bool low = u < split;
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         if (c >= n) break;
@@ -67,7 +75,15 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
                            static_cast<int>(b.z), static_cast<int>(b.w)};
         const float2 xds = __ldg(x.ds + c * nu + u);
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][c] += dot_unit<T>(w[i][r], u, xi, xds);
+        for (int r = 0; r < R; ++r) {
+          // An explicit add: whether the compiler fused it with dot_unit's last product
+          // could differ between the NC instantiations, and a column's bits must not.
+          const float d = dot_unit<T>(w[i][r], u, xi, xds);
+          if (low)
+            acc0[r][c] = __fadd_rn(acc0[r][c], d);
+          else
+            acc1[r][c] = __fadd_rn(acc1[r][c], d);
+        }
       }
     }
 #pragma unroll
@@ -75,7 +91,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
 #pragma unroll
       for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
   }
-  finish<R, NC>(J.job[j], r0, n, acc);
+  if (split < nu)
+    finish_split<R, NC>(job, r0, n, acc0, acc1);
+  else
+    finish<R, NC>(job, r0, n, acc0);
 }
 
 // Float weights, 8 elements per lane step (cols % 8 == 0), kept as raw words until used
@@ -123,6 +142,8 @@ __device__ __forceinline__ void unpack8(const Raw8<T>& r, float (&w)[8]) {
   }
 }
 
+// Lane l takes the 8-element steps c with (c + lane_offset) % 32 == l, in increasing order,
+// U at a time; the sums over steps below `split` go to acc0, the rest to acc1.
 template <DType T, int R, int NC, int U>
 __global__ void __launch_bounds__(kWarps * 32)
     matvec_f_kernel(Jobs J, const float* __restrict__ x, int n) {
@@ -131,16 +152,19 @@ __global__ void __launch_bounds__(kWarps * 32)
   int j;
   int64_t r0;
   if (!locate<R>(J, g, j, r0)) return;
-  const DevMatrix& W = J.job[j].W;
+  const MatvecJob& job = J.job[j];
+  const DevMatrix& W = job.W;
   const int64_t n8 = W.cols / 8;
   const uint8_t* rowp[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) rowp[r] = W.qs + min(r0 + r, W.rows - 1) * W.qs_stride;
-  float acc[R][NC];
+  float acc0[R][NC], acc1[R][NC];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
+    for (int c = 0; c < NC; ++c) acc0[r][c] = acc1[r][c] = 0.0f;
+  const int lane_offset = static_cast<int>((job.k_offset / 8) % 32);
+  const int64_t split = job.k_split > 0 && job.k_split / 8 < n8 ? job.k_split / 8 : n8;
 
   Raw8<T> w[U][R];
   auto load = [&](Raw8<T>(&dst)[U][R], int64_t c0) {
@@ -150,16 +174,18 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int r = 0; r < R; ++r)
         if (c0 + 32 * i < n8) dst[i][r] = load8<T>(rowp[r], c0 + 32 * i);
   };
-  load(w, lane);
+  const int64_t start = ((lane - lane_offset) % 32 + 32) % 32;
+  load(w, start);
   pdl_wait();
   pdl_trigger();
-  for (int64_t c0 = lane; c0 < n8; c0 += 32 * U) {
+  for (int64_t c0 = start; c0 < n8; c0 += 32 * U) {
     Raw8<T> next[U][R];
     if (c0 + 32 * U < n8) load(next, c0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t c8 = c0 + 32 * i;
       if (c8 >= n8) break;
+      const bool low = c8 < split;
       float4 xa[NC], xb[NC];
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
@@ -174,7 +200,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int c = 0; c < NC; ++c) {
           if (c >= n) break;
-          float s = acc[r][c];
+          float s = low ? acc0[r][c] : acc1[r][c];
           s = fmaf(wf[0], xa[c].x, s);
           s = fmaf(wf[1], xa[c].y, s);
           s = fmaf(wf[2], xa[c].z, s);
@@ -183,7 +209,10 @@ __global__ void __launch_bounds__(kWarps * 32)
           s = fmaf(wf[5], xb[c].y, s);
           s = fmaf(wf[6], xb[c].z, s);
           s = fmaf(wf[7], xb[c].w, s);
-          acc[r][c] = s;
+          if (low)
+            acc0[r][c] = s;
+          else
+            acc1[r][c] = s;
         }
       }
     }
@@ -192,7 +221,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
   }
-  finish<R, NC>(J.job[j], r0, n, acc);
+  if (split < n8)
+    finish_split<R, NC>(job, r0, n, acc0, acc1);
+  else
+    finish<R, NC>(job, r0, n, acc0);
 }
 
 // Any row length (tiny models): one element per lane step.

@@ -28,6 +28,15 @@ struct MatvecJob {
   bool accumulate = false;  // add into y (residual connections) instead of overwriting
   Epilogue epilogue = Epilogue::None;
   RopeStore rope;  // for the epilogues other than None
+  // The order of the sums, so that tensor parallelism over two ranks gives the same bits as
+  // one GPU (the generic unit and float kernels; the k-quant and Q8_0 kernels ignore it):
+  //   k_offset: W is columns [k_offset, k_offset + W.cols) of a wider matrix (a rank's
+  //     slice); lanes take the elements the whole matrix's kernel would give them.
+  //   k_split: the sum over columns [0, k_split) and the sum over the rest are reduced apart
+  //     and added to y in that order, y = (y + S0) + S1: what rank 0 (y + S0) and rank 1
+  //     (S1) give after their all-reduce. 0: one sum. Multiples of 32 (of 8 for floats).
+  int64_t k_offset = 0;
+  int64_t k_split = 0;
 };
 
 // Whether the matvec of W computes rows in even-aligned pairs (what the RoPE epilogues

@@ -49,8 +49,10 @@ struct TestWeight {
   TensorRef ref;
   cuda::DeviceBuffer dev;
   DevMatrix W;
-  TestWeight(DType t, int64_t rows, int64_t cols, uint32_t seed) {
-    const std::vector<float> v = randn(static_cast<size_t>(rows * cols), seed, 0.5f);
+  TestWeight(DType t, int64_t rows, int64_t cols, uint32_t seed)
+      : TestWeight(t, rows, cols, randn(static_cast<size_t>(rows * cols), seed, 0.5f)) {}
+  // v: (rows, cols) f32, quantized to t.
+  TestWeight(DType t, int64_t rows, int64_t cols, const std::vector<float>& v) {
     const size_t rb = row_bytes(t, cols);
     raw.resize(rb * static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r)
@@ -230,6 +232,67 @@ TEST_CASE("cuda kernels: matvec matches cpu::matmul for every type and 1..13 col
           CHECK(rel_err(y.get(), ref_acc) < matvec_tolerance(t));
         }
       }
+    }
+  }
+}
+
+// Tensor parallelism over two ranks sums wo and w_down as (y + S0) + S1: rank 0 adds its
+// column half's product to the residual, rank 1 writes its own, the all-reduce adds them.
+// One GPU with k_split must give those bits exactly, or greedy outputs drift apart.
+TEST_CASE("cuda kernels: matvec with k_split gives the bits of two column slices summed") {
+  uint32_t seed = 900;
+  for (DType t :
+       {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0}) {
+    // 1088 columns: each half is 17 units of 32 (68 steps of 8), so rank 1's lanes start
+    // off the whole matrix's by an offset that is not a multiple of 32.
+    const int64_t rows = 301, cols = 1088, half = cols / 2;
+    const std::vector<float> v = randn(static_cast<size_t>(rows * cols), seed++, 0.5f);
+    std::vector<float> v0, v1;
+    for (int64_t r = 0; r < rows; ++r) {
+      v0.insert(v0.end(), v.begin() + r * cols, v.begin() + r * cols + half);
+      v1.insert(v1.end(), v.begin() + r * cols + half, v.begin() + (r + 1) * cols);
+    }
+    TestWeight w(t, rows, cols, v), w0(t, rows, half, v0), w1(t, rows, half, v1);
+    for (int n : {1, 3}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(n);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+      std::vector<float> x0, x1;
+      for (int c = 0; c < n; ++c) {
+        x0.insert(x0.end(), x.begin() + c * cols, x.begin() + c * cols + half);
+        x1.insert(x1.end(), x.begin() + c * cols + half, x.begin() + (c + 1) * cols);
+      }
+      TestAct a(x, n, cols), a0(x0, n, half), a1(x1, n, half);
+      const std::vector<float> y0 = randn(static_cast<size_t>(n * rows), seed++);
+      const cuda::MatvecVariant generic{};  // the generic unit kernels for every type here
+      Dev<float> y(y0), r0(y0), r1(y0.size());
+      cuda::MatvecJob job;
+      job.W = w.W;
+      job.y = y.p();
+      job.ldy = rows;
+      job.accumulate = true;
+      job.k_split = half;
+      cuda::matvec(&job, 1, a.f32.p(), a.q8(), n, nullptr, generic);
+      cuda::MatvecJob j0 = job, j1 = job;
+      j0.W = w0.W;
+      j0.y = r0.p();
+      j0.k_split = 0;
+      j1.W = w1.W;
+      j1.y = r1.p();
+      j1.k_split = 0;
+      j1.k_offset = half;
+      j1.accumulate = false;
+      cuda::matvec(&j0, 1, a0.f32.p(), a0.q8(), n, nullptr, generic);
+      cuda::matvec(&j1, 1, a1.f32.p(), a1.q8(), n, nullptr, generic);
+      const std::vector<float> got = y.get(), p0 = r0.get(), p1 = r1.get();
+      std::vector<float> sum(got.size());
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] = p0[i] + p1[i];
+      CHECK(std::equal(got.begin(), got.end(), sum.begin()));
+      // And it is still the product: y0 + W x within the type's tolerance.
+      std::vector<float> ref(got.size());
+      cpu::matmul(w.ref, x.data(), ref.data(), n, 2);
+      for (size_t i = 0; i < ref.size(); ++i) ref[i] += y0[i];
+      CHECK(rel_err(got, ref) < matvec_tolerance(t));
     }
   }
 }
