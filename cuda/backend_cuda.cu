@@ -177,6 +177,20 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
     tc_cfg_ = mm_tc_config(c ? std::atoi(c) : MmTcConfig{}.target_ctas,
                            w ? std::atoi(w) : MmTcConfig{}.warps);
   }
+  // Skinny products (cuda/matmul_skinny) for steps of 2..32 rows of quantized weights:
+  // measured on an H100 (PERF.md) they beat the GEMV from 2 rows and the f16 GEMM up to 32;
+  // on F16 weights they lose to both, so those stay off. Measurement switches:
+  // LLM_CUDA_SK_ROWS=N (0: never), LLM_CUDA_SK_MIN=N (first row count), LLM_CUDA_SK_F16=1,
+  // LLM_CUDA_SK_CTAS=N (grid the split wo / w_down products aim for; default one per SM),
+  // LLM_CUDA_SK_KSPLIT=E (split the other products' K every E elements; default whole).
+  sk_cfg_.target_ctas = n_sm_;
+  if (const char* e = std::getenv("LLM_CUDA_SK_ROWS")) sk_rows_ = std::max(0, std::atoi(e));
+  if (const char* e = std::getenv("LLM_CUDA_SK_MIN")) sk_min_rows_ = std::max(2, std::atoi(e));
+  if (const char* e = std::getenv("LLM_CUDA_SK_F16")) sk_f16_ = std::atoi(e) != 0;
+  if (const char* e = std::getenv("LLM_CUDA_SK_CTAS"))
+    sk_cfg_.target_ctas = std::max(1, std::atoi(e));
+  if (const char* e = std::getenv("LLM_CUDA_SK_KSPLIT"))
+    sk_cfg_.col_split_elems = std::max(0, std::atoi(e));
   matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
                    : all_float            ? kMatvecCutoffFloat
                                           : kMatvecCutoffQuant;
@@ -404,6 +418,22 @@ void CudaBackend::allocate_scratch() {
   tc_partial_ = DeviceBuffer(mm_tc_partial_floats(tc_cfg_) * sizeof(float));
   tc_counters_ = DeviceBuffer(sizeof(int) * kTcCounters);
   CUDA_CHECK(cudaMemset(tc_counters_.get(), 0, tc_counters_.size()));
+  {
+    // A launch takes up to 3 matrices (q/k/v): room for 3 of the largest.
+    size_t floats = 0, counters = 0;
+    auto size_for = [&](const DevMatrix& m) {
+      if (!mm_sk_supported(m)) return;
+      floats = std::max(floats, mm_sk_partial_floats(m, kSkMaxJobs * m.rows, sk_cfg_));
+      counters = std::max(counters, kSkMaxJobs * mm_sk_tiles(m));
+    };
+    for (const Layer& L : layers_)
+      for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+        size_for(*m);
+    size_for(output_);
+    sk_partial_ = DeviceBuffer(floats * sizeof(float));
+    sk_counters_ = DeviceBuffer(counters * sizeof(int));
+    if (counters) CUDA_CHECK(cudaMemset(sk_counters_.get(), 0, sk_counters_.size()));
+  }
   // Dequantization scratch: the largest matrix that needs one, capped (big ones go in chunks).
   size_t need = 0;
   auto consider = [&](const DevMatrix& m) {
@@ -593,6 +623,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   p.n_logits = graph_mode ? n_padded : b.n_logits();
   p.matvec = p.n <= matvec_cutoff_;
   p.tc = !p.matvec && p.n <= tc_rows_;
+  p.sk = p.n >= sk_min_rows_ && p.n <= sk_rows_;
 
   // Host side of the inputs.
   std::vector<int32_t> row_seq(static_cast<size_t>(p.n)),
@@ -750,7 +781,9 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p
   bool f32 = want_f32, f16 = false, q8 = false;
   for (int i = 0; i < n_jobs; ++i) {
     const DType t = W[i]->type;
-    if (p.matvec)
+    if (use_sk(p, *W[i]))
+      (mm_sk_wants_q8(*W[i]) ? q8 : f16) = true;
+    else if (p.matvec)
       (is_float_type(t) ? f32 : q8) = true;
     else if (p.tc && mm_tc_supported(*W[i]))
       (mm_tc_wants_q8(*W[i]) ? q8 : f16) = true;
@@ -778,6 +811,41 @@ void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int 
 void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy,
                          bool accumulate, const Input& in, const Plan& p, bool row_parallel) {
   const int n = p.n;
+  // Matrices the skinny products take go first (consecutive ones of one type and width
+  // in one launch); the rest keep the GEMV / GEMM below.
+  const DevMatrix* rest_W[3];
+  float* rest_y[3];
+  int n_rest = 0;
+  for (int i = 0; i < n_jobs;) {
+    if (!use_sk(p, *W[i])) {
+      rest_W[n_rest] = W[i];
+      rest_y[n_rest++] = y[i++];
+      continue;
+    }
+    MmSkArgs s;
+    s.n_jobs = 0;
+    while (i < n_jobs && s.n_jobs < kSkMaxJobs && use_sk(p, *W[i]) &&
+           (s.n_jobs == 0 || (W[i]->type == s.W[0]->type && W[i]->cols == s.W[0]->cols))) {
+      s.W[s.n_jobs] = W[i];
+      s.y[s.n_jobs++] = y[i++];
+    }
+    s.x_q8 = in.q8;
+    s.x_f16 = in.f16;
+    s.n = n;
+    s.ldy = ldy;
+    s.accumulate = accumulate;
+    s.split_k = row_parallel;
+    // One GPU sums the halves of K as two ranks would (see the GEMV below).
+    s.k_halves = row_parallel && tp_order_ && (!comm_ || comm_->world() == 1);
+    s.ws.partial = sk_partial_.as<float>();
+    s.ws.counters = sk_counters_.as<int>();
+    s.cfg = sk_cfg_;
+    mm_sk(s, stream_);
+  }
+  if (n_rest == 0) return;
+  W = rest_W;
+  y = rest_y;
+  n_jobs = n_rest;
   if (p.matvec) {
     MatvecJob jobs[3];
     for (int i = 0; i < n_jobs; ++i) {
@@ -873,7 +941,8 @@ void CudaBackend::record(const Plan& p) {
     mark("rmsnorm");
     // Decode: bias, RoPE and the K/V store happen in the matvec's epilogue (rows 2i, 2i+1
     // of a head meet in one warp; llama's Norm pairing only).
-    const bool fused_rope = p.matvec && c.rope_type == RopeType::Norm && matvec_pairs_rows(L.wq) &&
+    const bool fused_rope = p.matvec && !use_sk(p, L.wq) && !use_sk(p, L.wk) && !use_sk(p, L.wv) &&
+                            c.rope_type == RopeType::Norm && matvec_pairs_rows(L.wq) &&
                             matvec_pairs_rows(L.wk) && matvec_pairs_rows(L.wv);
     if (fused_rope) {
       MatvecJob jobs[3];
@@ -987,6 +1056,7 @@ void CudaBackend::record(const Plan& p) {
     pl.n = p.n_logits;
     pl.matvec = pl.n <= matvec_cutoff_;
     pl.tc = !pl.matvec && pl.n <= tc_rows_;
+    pl.sk = pl.n >= sk_min_rows_ && pl.n <= sk_rows_;
     const DevMatrix* W[1] = {&output_};
     float* Y[1] = {logits_.as<float>()};
     const ActOut xa = act_for(W, 1, pl, E, false);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda/cuda_types.h"
+#include "cuda/matmul_skinny.h"
 #include "cuda/matmul_tc.h"
 #include "cuda/matvec_quant.h"
 #include "engine/backend.h"
@@ -69,6 +70,7 @@ class CudaBackend final : public Backend {
     int n_tiles = 0;     // prefill attention tiles
     bool matvec = true;  // GEMV path (few rows) or GEMM
     bool tc = false;     // not matvec: tensor-core products (cuda/matmul_tc) where supported
+    bool sk = false;     // 2..sk_rows_ rows: skinny products (cuda/matmul_skinny) where supported
     const int32_t *tokens = nullptr, *positions = nullptr, *slots = nullptr, *row_seq = nullptr;
     const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr,
                   *tables = nullptr;
@@ -92,6 +94,10 @@ class CudaBackend final : public Backend {
   void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
   // Whether b's f16 rows (its dense copy, or F16 weights) follow a's in memory, so that one
   // GEMM covers both when their outputs are adjacent too.
+  // Whether the step's product with W goes through cuda/matmul_skinny.
+  bool use_sk(const Plan& p, const DevMatrix& W) const {
+    return p.sk && mm_sk_supported(W) && (W.type != DType::F16 || sk_f16_);
+  }
   static bool stacked_f16(const DevMatrix& a, const DevMatrix& b, bool outputs_adjacent);
   // row_parallel: wo or w_down, whose tensor-parallel slices are summed by an all-reduce
   // (the GEMV then orders its sums as two ranks would: MatvecJob::k_split, k_offset).
@@ -111,8 +117,11 @@ class CudaBackend final : public Backend {
   int block_size_ = 16;
   int kv_blocks_ = 0;  // usable blocks; block kv_blocks_ is the padding rows' sink
   bool use_graphs_ = true;
-  int matvec_cutoff_ = 16;     // steps of at most this many rows use the GEMV
-  int tc_rows_ = 0;            // steps of more rows, up to this many, use cuda/matmul_tc
+  int matvec_cutoff_ = 16;  // steps of at most this many rows use the GEMV
+  int tc_rows_ = 0;         // steps of more rows, up to this many, use cuda/matmul_tc
+  int sk_rows_ = 32;        // steps of sk_min_rows_ to this many rows use cuda/matmul_skinny
+  int sk_min_rows_ = 2;
+  bool sk_f16_ = false;        // F16 weights too (LLM_CUDA_SK_F16=1; slower than GEMV / cuBLAS)
   bool tp_order_ = true;       // wo, w_down: sums ordered as over two ranks (linear())
   int prefill_min_rows_ = 65;  // sequences with this many rows in a step use prefill tiles
   MatvecVariant mv_variant_;   // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
@@ -150,6 +159,9 @@ class CudaBackend final : public Backend {
   MmTcConfig tc_cfg_;            // mm_tc launch shape (LLM_CUDA_TC_CTAS, LLM_CUDA_TC_WARPS)
   DeviceBuffer tc_partial_;      // (mm_tc_partial_floats) f32: split-K partial sums of mm_tc
   DeviceBuffer tc_counters_;     // (kTcCounters) int32 arrival counters of mm_tc's row tiles
+  MmSkConfig sk_cfg_;            // mm_sk split target (LLM_CUDA_SK_CTAS)
+  DeviceBuffer sk_partial_;      // (largest mm_sk_partial_floats) f32: mm_sk split-K sums
+  DeviceBuffer sk_counters_;     // (largest mm_sk_counters) int32 arrival counters of mm_sk
   DeviceBuffer dq_;              // f16 dequantization scratch
   size_t dq_elems_ = 0;
   DeviceBuffer cublas_ws_;

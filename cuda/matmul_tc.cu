@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "cuda/matmul_tc.h"
+#include "cuda/mma.cuh"
 #include "cuda/qweight.cuh"
 
 namespace llm::cuda {
@@ -36,41 +37,6 @@ constexpr int chunk_units() {
 template <DType T>
 constexpr bool is_kquant() {
   return T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
-}
-
-__device__ __forceinline__ void mma_s8(int (&c)[4], int a0, int a1, int b0) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-      "{%0,%1,%2,%3};"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(a1), "r"(b0));
-}
-
-__device__ __forceinline__ void mma_f16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                        uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Asynchronous global -> shared copies (sm_80+): the next chunk's activations land while
-// this one is multiplied.
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async8(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 // What one lane holds of one chunk of one weight row (the unused members vanish).
@@ -278,8 +244,8 @@ __global__ void __launch_bounds__(NW * 32)
           const float2 d1 = xd[buf][min(8 * i + 2 * t + 1, n - 1)][j];
           if constexpr (kHalves) {
             int lo[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0};
-            mma_s8(lo, a_lo, b_lo, x_lo);
-            mma_s8(hi, a_hi, b_hi, x_hi);
+            mma_s8_k16(lo, a_lo, b_lo, x_lo);
+            mma_s8_k16(hi, a_hi, b_hi, x_hi);
             acc[i][0] +=
                 d0.x * (ka.x * static_cast<float>(lo[0]) + ka.y * static_cast<float>(hi[0]));
             acc[i][1] +=
@@ -290,8 +256,8 @@ __global__ void __launch_bounds__(NW * 32)
                 d1.x * (kb.x * static_cast<float>(lo[3]) + kb.y * static_cast<float>(hi[3]));
           } else {
             int s[4] = {0, 0, 0, 0};
-            mma_s8(s, a_lo, b_lo, x_lo);
-            mma_s8(s, a_hi, b_hi, x_hi);
+            mma_s8_k16(s, a_lo, b_lo, x_lo);
+            mma_s8_k16(s, a_hi, b_hi, x_hi);
             acc[i][0] += ka.x * (d0.x * static_cast<float>(s[0]));
             acc[i][1] += ka.x * (d1.x * static_cast<float>(s[1]));
             acc[i][2] += kb.x * (d0.x * static_cast<float>(s[2]));

@@ -268,16 +268,18 @@ TEST_CASE(
     "positions") {
   struct Case {
     FileType ft;
-    double tol_prefill, tol_decode;
+    double tol_prefill, tol_decode, tol_alone;
   };
   // Prefill runs f16 GEMMs; decode runs GEMVs with f32 (float weights) or int8 (quantized
   // weights) activations. Both read an f16 KV cache where the CPU keeps f32.
   // Measured on an H100: prefill 5e-4..8e-4 for all four, decode 2.6e-4 (F16) and
   // 1.3e-2..1.4e-2 (int8 activations).
-  const Case cases[] = {{FileType::F16, 5e-3, 3e-3},
-                        {FileType::Q8_0, 5e-3, 5e-2},
-                        {FileType::Q4_0, 5e-3, 5e-2},
-                        {FileType::Q4_K_M, 5e-3, 5e-2}};
+  // Alone vs in a batch (c): measured on an H100 4.9e-3 (Q8_0), 6.6e-3 (Q4_0); F16 and
+  // Q4_K_M run the GEMV both ways (1e-4 holds).
+  const Case cases[] = {{FileType::F16, 5e-3, 3e-3, 1e-4},
+                        {FileType::Q8_0, 5e-3, 5e-2, 2e-2},
+                        {FileType::Q4_0, 5e-3, 5e-2, 2e-2},
+                        {FileType::Q4_K_M, 5e-3, 5e-2, 1e-4}};
   const int N = 128;
   for (const Case& c : cases) {
     const std::string ft_name = file_type_name(c.ft);
@@ -327,7 +329,22 @@ TEST_CASE(
     // Rows of one batch are computed independently: the copies agree exactly.
     CHECK(rel_err(dec3, dec) == 0.0);
 
-    // (c) one sequence alone without graphs: the same arithmetic as (b) up to the split.
+    // (b') two copies in a batch: the skinny products' sums do not depend on how many rows
+    // share a step (and at these lengths the attention is not split): the same bits.
+    std::vector<float> dec2(size_t(N) * V), out2(size_t(2) * V);
+    for (int p = 0; p < N; ++p) {
+      b.clear();
+      for (int s = 0; s < 2; ++s)
+        b.add_sequence(&toks[size_t(p)], 1, p, linear_blocks(16 * s + 150, N / 16), 16, true);
+      gpu.forward(b, out2.data());
+      std::copy(out2.begin() + V, out2.end(), dec2.begin() + size_t(p) * V);
+    }
+    CHECK(rel_err(dec2, dec) == 0.0);
+
+    // (c) one sequence alone without graphs: the GEMV (f32 activations for F16 weights)
+    // where a batch takes the skinny tensor-core products (f16 activations; quantized: the
+    // same integer sums in another float order, which q8 requantization downstream
+    // amplifies), so within a tolerance, not to the bit.
     gpu.set_graphs(false);
     std::vector<float> one(size_t(N) * V);
     for (int p = 0; p < N; ++p) {
@@ -335,7 +352,9 @@ TEST_CASE(
       b.add_sequence(&toks[size_t(p)], 1, p, linear_blocks(200, N / 16), 16, true);
       gpu.forward(b, one.data() + size_t(p) * V);
     }
-    CHECK(rel_err(one, dec) < 1e-4);
+    const double e_alone = rel_err(one, dec);
+    MESSAGE(ft_name << " alone vs batch: relative difference " << e_alone);
+    CHECK(e_alone < c.tol_alone);
   }
 }
 

@@ -1,0 +1,567 @@
+// Skinny products (see matmul_skinny.h): weights through a per-warp shared-memory ring and
+// ldmatrix, activations through a ring shared by the CTA's warps, int8 or f16 mma.sync.
+//
+// A stage is 64 bytes of each of a warp's 16 rows: 4 Q4_0/Q4_1 units (128 elements), 2 Q8_0
+// units (64) or 32 F16 elements, plus the units' scales. In shared memory a row's four
+// 16-byte pieces sit at slots p ^ ((row / 2) % 4), so that the 8 rows of one ldmatrix
+// matrix fall in 8 distinct bank groups.
+//
+// Fragments (cuda/mma.cuh): ldmatrix hands lane 4g + t word t of row g of each 8 x 16-byte
+// matrix, which is exactly the mma.sync A operand when a matrix is 8 weight rows of one
+// 16-byte piece:
+//   Q4_0/Q4_1: piece = one unit's nibbles; its low nibbles are elements 4t..4t+3 and its
+//     high nibbles 16+4t..16+4t+3, the k32 int8 A fragment's two words;
+//   Q8_0: pieces 2j, 2j+1 = unit j's elements 0..15 and 16..31;
+//   F16: pieces 2j, 2j+1 = elements 16j..16j+7 and 16j+8..16j+15 of a k16 step.
+// The activations are laid out [row][k] in shared memory, so the B operand (8 activation
+// rows) comes from ldmatrix the same way.
+#include <algorithm>
+#include <string>
+
+#include "cuda/matmul_skinny.h"
+#include "cuda/mma.cuh"
+#include "cuda/qweight.cuh"
+#include "engine/error.h"
+
+namespace llm::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kTileRows = 16 * kWarps;
+// Weight ring depth per warp (stages - 1 in flight): F16 stages hold 4x fewer elements,
+// so its ring is deeper.
+constexpr int ring_stages(DType T) {
+  return T == DType::F16 ? 10 : 6;
+}
+constexpr int kPieceRow = 64;  // weight bytes of one row per stage
+
+constexpr bool is_q8(DType T) {
+  return T != DType::F16;
+}
+// K elements per stage.
+constexpr int stage_elems(DType T) {
+  return T == DType::F16 ? 32 : T == DType::Q8_0 ? 64 : 128;
+}
+// 32-element units per stage (q8 activation blocks).
+constexpr int stage_units(DType T) {
+  return stage_elems(T) / 32;
+}
+// Scale bytes of one row per stage: f16 d per unit, Q4_1 half2 (d, m) per unit.
+constexpr int stage_sc_bytes(DType T) {
+  return T == DType::F16 ? 0 : T == DType::Q4_1 ? 4 * stage_units(T) : 2 * stage_units(T);
+}
+// Staged activation bytes of one row per stage: the values, and {d, s} per unit.
+constexpr int stage_x_bytes(DType T) {
+  return T == DType::F16 ? 2 * stage_elems(T) : stage_elems(T);
+}
+constexpr int stage_xd_bytes(DType T) {
+  return is_q8(T) ? 8 * stage_units(T) : 0;
+}
+
+constexpr int weight_smem(DType T) {
+  return kWarps * ring_stages(T) * 16 * (kPieceRow + stage_sc_bytes(T));
+}
+
+template <int N>
+__device__ __forceinline__ void cp_async_n(void* smem, const void* gmem) {
+  if constexpr (N == 16)
+    cp_async16(smem, gmem);
+  else if constexpr (N == 8)
+    cp_async8(smem, gmem);
+  else
+    cp_async4(smem, gmem);
+}
+
+// Up to kSkMaxJobs matrices of one type and width in one launch: their 64-row tiles are
+// numbered one after the other (tile_end: cumulative), and their split-K partial sums
+// sit side by side, (S, n, rows_total) with job j's rows from row_off[j].
+struct Jobs {
+  DevMatrix W[kSkMaxJobs];
+  float* y[kSkMaxJobs];
+  int tile_end[kSkMaxJobs];
+  int64_t row_off[kSkMaxJobs];
+  int64_t rows_total;
+};
+
+// NG groups of 8 activation rows (n <= 8 NG). Split blockIdx.y covers stages
+// [y * total / S, (y + 1) * total / S) of every row.
+template <DType T, int NG>
+__global__ void __launch_bounds__(kWarps * 32)
+    mm_sk_kernel(Jobs jobs, ActQ8 xq, const __half* __restrict__ xh, int n, int64_t ldy,
+                 bool accumulate, int total, bool halves, float* __restrict__ partial,
+                 int* __restrict__ counters) {
+  constexpr int NC = 8 * NG;
+  constexpr int SC = stage_sc_bytes(T);
+  constexpr int UPS = stage_units(T);
+  constexpr int XB = stage_x_bytes(T);
+  constexpr int KS = ring_stages(T);
+  extern __shared__ __align__(16) uint8_t smem[];
+  __shared__ int last;
+
+  const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
+  const int g = lane >> 2, t = lane & 3;
+  const int tile = static_cast<int>(blockIdx.x);
+  const int j = tile < jobs.tile_end[0] ? 0 : tile < jobs.tile_end[1] ? 1 : 2;
+  const DevMatrix W = j == 0 ? jobs.W[0] : j == 1 ? jobs.W[1] : jobs.W[2];
+  float* __restrict__ y = j == 0 ? jobs.y[0] : j == 1 ? jobs.y[1] : jobs.y[2];
+  const int64_t row_off = j == 0 ? jobs.row_off[0] : j == 1 ? jobs.row_off[1] : jobs.row_off[2];
+  const int first_tile = j == 0 ? 0 : jobs.tile_end[j - 1];
+  const int64_t M = W.rows, K = W.cols, RT = jobs.rows_total;
+  const int S = static_cast<int>(gridDim.y);
+  const int st0 = static_cast<int>(static_cast<int64_t>(blockIdx.y) * total / S);
+  const int nst = static_cast<int>(static_cast<int64_t>(blockIdx.y + 1) * total / S) - st0;
+  const int64_t tile0 = static_cast<int64_t>(tile - first_tile) * kTileRows;
+  const int64_t row0 = tile0 + 16 * warp;
+
+  // Shared memory: the warps' weight rings and their scales, the CTA's activation ring and
+  // its {d, s}. Stage i sits in slot i % KS of every ring.
+  uint8_t* wring = smem + static_cast<size_t>(warp) * KS * 16 * kPieceRow;  // (KS, 16, 64)
+  uint8_t* wsc = smem + static_cast<size_t>(kWarps) * KS * 16 * kPieceRow +
+                 static_cast<size_t>(warp) * KS * 16 * SC;  // (KS, 16, SC)
+  constexpr int x_stride = XB + 16;     // an odd multiple of 16 bytes mod 128: no conflicts
+  uint8_t* xs = smem + weight_smem(T);  // (KS, NC, x_stride)
+  float2* xd =
+      reinterpret_cast<float2*>(xs + static_cast<size_t>(KS) * NC * x_stride);  // (KS, UPS, NC)
+
+  // What this thread copies per stage, with the addresses worked out once: two 16-byte
+  // pieces of its warp's weight rows (and one row's scales), and up to XQ pieces of the
+  // activations (and XD {d, s} pairs), all advancing by a fixed stride per stage.
+  const uint8_t* w_src[2];
+  int w_dst[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int R = (lane >> 2) + 8 * h, P = lane & 3;
+    const int64_t r = min(row0 + R, M - 1);  // rows past M: loaded, never stored
+    w_src[h] = W.qs + r * W.qs_stride + static_cast<int64_t>(st0) * kPieceRow + P * 16;
+    w_dst[h] = R * kPieceRow + ((P ^ ((R >> 1) & 3)) << 4);
+  }
+  const uint8_t* sc_src =
+      SC > 0 ? W.sc + min(row0 + (lane & 15), M - 1) * W.sc_stride + static_cast<int64_t>(st0) * SC
+             : nullptr;
+  constexpr int kPieces = XB / 16;  // 16-byte pieces of one activation row per stage
+  constexpr int XQ = (NC * kPieces + kWarps * 32 - 1) / (kWarps * 32);
+  constexpr int XD = (NC * UPS + kWarps * 32 - 1) / (kWarps * 32);
+  const int64_t x_row_bytes = is_q8(T) ? K : 2 * K;
+  const uint8_t* x_src[XQ];
+  int x_dst[XQ];
+#pragma unroll
+  for (int q = 0; q < XQ; ++q) {
+    const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
+    const int c = idx / kPieces, p = idx % kPieces;
+    const uint8_t* base =
+        is_q8(T) ? reinterpret_cast<const uint8_t*>(xq.qs) : reinterpret_cast<const uint8_t*>(xh);
+    x_src[q] = c < n ? base + c * x_row_bytes + static_cast<int64_t>(st0) * XB + p * 16 : nullptr;
+    x_dst[q] = c * x_stride + p * 16;
+  }
+  const float2* d_src[XD];
+  int d_dst[XD];
+#pragma unroll
+  for (int q = 0; q < XD; ++q) {
+    const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
+    const int c = idx / UPS, u = idx % UPS;
+    d_src[q] =
+        is_q8(T) && c < n ? xq.ds + c * (K / 32) + static_cast<int64_t>(st0) * UPS + u : nullptr;
+    d_dst[q] = u * NC + c;
+  }
+  // Stage i (of this split) into ring slot `slot`.
+  auto issue_w = [&](int i, int slot) {
+    if (i >= nst) return;
+    uint8_t* dst = wring + slot * 16 * kPieceRow;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) cp_async16(dst + w_dst[h], w_src[h] + i * kPieceRow);
+    if constexpr (SC > 0)
+      if (lane < 16) cp_async_n<SC>(wsc + (slot * 16 + lane) * SC, sc_src + i * SC);
+  };
+  auto issue_x = [&](int i, int slot) {
+    if (i >= nst) return;
+    uint8_t* dst = xs + slot * NC * x_stride;
+#pragma unroll
+    for (int q = 0; q < XQ; ++q)
+      if (x_src[q]) cp_async16(dst + x_dst[q], x_src[q] + i * XB);
+    if constexpr (is_q8(T)) {
+      float2* d = xd + slot * UPS * NC;
+#pragma unroll
+      for (int q = 0; q < XD; ++q)
+        if (d_src[q]) cp_async8(d + d_dst[q], d_src[q] + i * UPS);
+    }
+  };
+
+  // Rows n..NC-1 of every slot are zero (never copied into).
+  for (int idx = static_cast<int>(threadIdx.x); idx < KS * (NC - n) * (XB / 16);
+       idx += kWarps * 32) {
+    const int per_slot = (NC - n) * (XB / 16);
+    const int slot = idx / per_slot, rem = idx - slot * per_slot;
+    const int c = n + rem / (XB / 16), p = rem % (XB / 16);
+    *reinterpret_cast<uint4*>(xs + (slot * NC + c) * x_stride + p * 16) = make_uint4(0, 0, 0, 0);
+  }
+  if constexpr (is_q8(T)) {
+    for (int idx = static_cast<int>(threadIdx.x); idx < KS * UPS * (NC - n); idx += kWarps * 32) {
+      const int su = idx / (NC - n), c = n + idx % (NC - n);
+      xd[su * NC + c] = make_float2(0.0f, 0.0f);
+    }
+  }
+
+  // Prologue: the first KS - 1 stages' weights before waiting for the producer of the
+  // activations, then their activations; group i holds stage i's activations (group 0
+  // also all the prologue's weights).
+  for (int i = 0; i < KS - 1; ++i) issue_w(i, i);
+  pdl_wait();
+  pdl_trigger();
+  for (int i = 0; i < KS - 1; ++i) {
+    issue_x(i, i);
+    cp_async_commit();
+  }
+
+  float acc[NG][4];
+#pragma unroll
+  for (int i = 0; i < NG; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
+
+  // ldmatrix row addresses: lane 8m + i gives row i of matrix m.
+  const int lm = lane >> 3, li = lane & 7;
+  const int aR = (lm & 1) * 8 + li;  // weight row of this lane's A address
+  for (int i = 0, slot = 0; i < nst; ++i, slot = slot + 1 == KS ? 0 : slot + 1) {
+    cp_async_wait<KS - 2>();
+    __syncthreads();  // stage i landed for every thread; slot (i - 1) % KS is free everywhere
+    const int free_slot = slot == 0 ? KS - 1 : slot - 1;  // (i + KS - 1) % KS
+    issue_w(i + KS - 1, free_slot);
+    issue_x(i + KS - 1, free_slot);
+    cp_async_commit();
+    const uint8_t* wb = wring + slot * 16 * kPieceRow;
+    const uint8_t* sb = wsc + slot * 16 * SC;
+    const uint8_t* xrow = xs + (slot * NC + li) * x_stride;  // this lane's B row, group 0
+    const float2* xdi = xd + slot * UPS * NC;
+
+    if constexpr (T == DType::F16) {
+      uint32_t a[2][4];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int P = 2 * j + (lm >> 1);
+        ldmatrix_x4(a[j], wb + aR * kPieceRow + ((P ^ ((aR >> 1) & 3)) << 4));
+      }
+      // Every group's B first: the loads' latencies overlap, then the products.
+      uint32_t b[NG][4];
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng) ldmatrix_x4(b[ng], xrow + ng * 8 * x_stride + lm * 16);
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          mma_f16(acc[ng], a[j][0], a[j][1], a[j][2], a[j][3], b[ng][2 * j], b[ng][2 * j + 1]);
+    } else {
+      // A words: unit j's rows g / g + 8 (Q8_0: and their second halves).
+      constexpr int NA = 2;        // weight ldmatrix.x4 per stage
+      constexpr int NB = XB / 64;  // activation ldmatrix.x4 per stage and group of 8 rows
+      uint32_t a[NA][4];
+#pragma unroll
+      for (int p = 0; p < NA; ++p) {
+        // Q8_0: matrix m = piece 2p + (m >> 1) of rows (m & 1); Q4: unit 2p + (m >> 1).
+        const int P = 2 * p + (lm >> 1);
+        ldmatrix_x4(a[p], wb + aR * kPieceRow + ((P ^ ((aR >> 1) & 3)) << 4));
+      }
+      // Per-unit scales of rows g and g + 8.
+      float da[UPS], db[UPS], ma[UPS], mb[UPS];
+#pragma unroll
+      for (int j = 0; j < UPS; ++j) {
+        if constexpr (T == DType::Q4_1) {
+          const float2 fa =
+              half2_bits_to_float2(*reinterpret_cast<const uint32_t*>(sb + g * SC + 4 * j));
+          const float2 fb =
+              half2_bits_to_float2(*reinterpret_cast<const uint32_t*>(sb + (g + 8) * SC + 4 * j));
+          da[j] = fa.x;
+          ma[j] = fa.y;
+          db[j] = fb.x;
+          mb[j] = fb.y;
+        } else {
+          da[j] = half_bits_to_float(*reinterpret_cast<const uint16_t*>(sb + g * SC + 2 * j));
+          db[j] = half_bits_to_float(*reinterpret_cast<const uint16_t*>(sb + (g + 8) * SC + 2 * j));
+          ma[j] = mb[j] = 0.0f;
+        }
+      }
+      // Every group's B first: the loads' latencies overlap, then the products.
+      uint32_t bb[NG][NB][4];
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng)
+#pragma unroll
+        for (int p = 0; p < NB; ++p)
+          ldmatrix_x4(bb[ng][p], xrow + ng * 8 * x_stride + p * 64 + lm * 16);
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng) {
+        const uint32_t(&b)[NB][4] = bb[ng];
+#pragma unroll
+        for (int j = 0; j < UPS; ++j) {
+          int a0, a1, a2, a3, b0, b1;
+          if constexpr (T == DType::Q8_0) {
+            a0 = static_cast<int>(a[j][0]);
+            a1 = static_cast<int>(a[j][1]);
+            a2 = static_cast<int>(a[j][2]);
+            a3 = static_cast<int>(a[j][3]);
+            b0 = static_cast<int>(b[0][2 * j]);
+            b1 = static_cast<int>(b[0][2 * j + 1]);
+          } else {
+            const uint32_t wa = a[j >> 1][(j & 1) * 2], wbw = a[j >> 1][(j & 1) * 2 + 1];
+            a0 = static_cast<int>(wa & 0x0f0f0f0fu);
+            a1 = static_cast<int>(wbw & 0x0f0f0f0fu);
+            a2 = static_cast<int>((wa >> 4) & 0x0f0f0f0fu);
+            a3 = static_cast<int>((wbw >> 4) & 0x0f0f0f0fu);
+            b0 = static_cast<int>(b[j >> 1][(j & 1) * 2]);
+            b1 = static_cast<int>(b[j >> 1][(j & 1) * 2 + 1]);
+          }
+          // |sum| <= 32 * 127 * 127 < 2^22: exact through the float bias.
+          int s[4];
+          mma_s8_k32_biased(s, a0, a1, a2, a3, b0, b1);
+          // {dx, sx} of activation rows 8 ng + 2t and 8 ng + 2t + 1 for this unit.
+          const float4 xv = *reinterpret_cast<const float4*>(&xdi[j * NC + 8 * ng + 2 * t]);
+          const float fs[4] = {unbias(s[0]), unbias(s[1]), unbias(s[2]), unbias(s[3])};
+          const float dx[2] = {xv.x, xv.z}, sx[2] = {xv.y, xv.w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float d = e < 2 ? da[j] : db[j];
+            const int c = e & 1;
+            // The GEMV's arithmetic per unit (qweight.cuh combine_unit).
+            if constexpr (T == DType::Q8_0) {
+              acc[ng][e] += d * dx[c] * fs[e];
+            } else if constexpr (T == DType::Q4_0) {
+              acc[ng][e] += d * (dx[c] * fs[e] - 8.0f * sx[c]);
+            } else {
+              const float m = e < 2 ? ma[j] : mb[j];
+              acc[ng][e] += d * dx[c] * fs[e] + m * sx[c];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // This lane's C entries: rows g (e = 0, 1) and g + 8 (e = 2, 3); columns 2t, 2t + 1.
+#pragma unroll
+  for (int ng = 0; ng < NG; ++ng)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t r = row0 + g + (e >= 2 ? 8 : 0);
+      const int c = 8 * ng + 2 * t + (e & 1);
+      if (r >= M || c >= n) continue;
+      if (S > 1) {
+        partial[(static_cast<int64_t>(blockIdx.y) * n + c) * RT + row_off + r] = acc[ng][e];
+      } else {
+        float* out = y + c * ldy + r;
+        *out = accumulate ? *out + acc[ng][e] : acc[ng][e];
+      }
+    }
+  if (S == 1) return;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) == S - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // The tile's last CTA adds the splits in order 0..S-1 (the same bits whoever is last).
+  // Halves: the splits of each half of K are summed apart, y = (y + S0) + S1, as two
+  // tensor-parallel ranks holding one half each and all-reducing would. Every load of a
+  // group of 2 outputs x 8 splits is issued before the first add: one L2 round trip each.
+  const int rows_here = static_cast<int>(min(static_cast<int64_t>(kTileRows), M - tile0));
+  const int s_half = halves ? S / 2 : S;
+  constexpr int kItems = 2, kChunk = 8, kThreads = kWarps * 32;
+  const float* pbase = partial + row_off + tile0;
+  for (int base = static_cast<int>(threadIdx.x); base < n * kTileRows; base += kItems * kThreads) {
+    float v0[kItems], v1[kItems];
+#pragma unroll
+    for (int m = 0; m < kItems; ++m) v0[m] = v1[m] = 0.0f;
+    for (int s0 = 0; s0 < S; s0 += kChunk) {
+      float pv[kItems][kChunk];
+#pragma unroll
+      for (int m = 0; m < kItems; ++m) {
+        const int idx = base + m * kThreads;
+        const int c = idx / kTileRows, rr = idx - c * kTileRows;
+        const bool ok = idx < n * kTileRows && rr < rows_here;
+#pragma unroll
+        for (int q = 0; q < kChunk; ++q)
+          pv[m][q] = ok && s0 + q < S
+                         ? __ldcg(pbase + (static_cast<int64_t>(s0 + q) * n + c) * RT + rr)
+                         : 0.0f;
+      }
+#pragma unroll
+      for (int m = 0; m < kItems; ++m)
+#pragma unroll
+        for (int q = 0; q < kChunk; ++q) {
+          if (s0 + q >= S) break;
+          if (s0 + q < s_half)
+            v0[m] += pv[m][q];
+          else
+            v1[m] += pv[m][q];
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < kItems; ++m) {
+      const int idx = base + m * kThreads;
+      const int c = idx / kTileRows, rr = idx - c * kTileRows;
+      if (idx >= n * kTileRows || rr >= rows_here) continue;
+      float* out = y + c * ldy + tile0 + rr;
+      const float v = accumulate ? *out + v0[m] : v0[m];
+      *out = halves ? v + v1[m] : v;
+    }
+  }
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;
+}
+
+struct Split {
+  int splits = 1;
+  int total = 0;  // stages of a row
+};
+
+// Column-parallel products (split_k false) keep K whole: fused q/k/v and gate/up have
+// tiles enough to fill the GPU. Long-K products with few rows (split_k: wo, w_down) are
+// split until the grid has about cfg.target_ctas CTAs: a function of their tiles and K,
+// which a tensor-parallel rank shares (row-parallel: same rows, its slice of K). Halves:
+// an even count whose first half covers exactly the first half of K, split as the rank
+// holding that half would. Neither depends on n: a row's sums are the same whatever
+// shares the step.
+Split split_of(DType T, int64_t cols, int64_t tiles, const MmSkConfig& cfg, bool split_k,
+               bool halves) {
+  Split s;
+  s.total = static_cast<int>(cols / stage_elems(T));
+  auto splits = [&](int total) {
+    int64_t want = 1;
+    if (split_k) want = ceil_div(cfg.target_ctas, tiles);
+    if (!split_k && cfg.col_split_elems > 0)
+      want = ceil_div(total, std::max(1, cfg.col_split_elems / stage_elems(T)));
+    return static_cast<int>(std::clamp<int64_t>(want, 1, total));
+  };
+  s.splits = halves && s.total % 2 == 0 ? 2 * splits(s.total / 2) : splits(s.total);
+  return s;
+}
+
+size_t smem_bytes(DType T, int nc) {
+  return static_cast<size_t>(weight_smem(T)) +
+         static_cast<size_t>(ring_stages(T)) * nc * (stage_x_bytes(T) + 16 + stage_xd_bytes(T));
+}
+
+template <DType T, int NG>
+void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ8& xq,
+               const __half* xh, int c0, cudaStream_t stream) {
+  const Split s = split_of(T, a.W[0]->cols, tiles, a.cfg, a.split_k, a.k_halves);
+  if (s.splits > 1 && (!a.ws.partial || !a.ws.counters))
+    throw Error("mm_sk: a split product needs a workspace");
+  Jobs jc = jobs;
+  for (int i = 0; i < a.n_jobs; ++i) jc.y[i] = a.y[i] + c0 * a.ldy;
+  const size_t smem = smem_bytes(T, 8 * NG);
+  CUDA_CHECK(cudaFuncSetAttribute(mm_sk_kernel<T, NG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem)));
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(s.splits));
+  launch(mm_sk_kernel<T, NG>, grid, kWarps * 32, smem, stream, jc, xq, xh, n, a.ldy, a.accumulate,
+         s.total, s.splits > 1 && a.k_halves, a.ws.partial, a.ws.counters);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <DType T>
+void launch_type(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ8& xq,
+                 const __half* xh, int c0, cudaStream_t stream) {
+  switch ((n + 7) / 8) {
+#define LLM_NG(G)                                           \
+  case G:                                                   \
+    launch_ng<T, G>(a, jobs, tiles, n, xq, xh, c0, stream); \
+    break;
+    LLM_NG(1)
+    LLM_NG(2)
+    LLM_NG(3)
+    LLM_NG(4)
+    LLM_NG(5)
+    LLM_NG(6)
+    LLM_NG(7)
+#undef LLM_NG
+    default:
+      launch_ng<T, 8>(a, jobs, tiles, n, xq, xh, c0, stream);
+      break;
+  }
+}
+
+}  // namespace
+
+bool mm_sk_supported(const DevMatrix& W) {
+  const DType T = W.type;
+  if (T != DType::F16 && T != DType::Q8_0 && T != DType::Q4_0 && T != DType::Q4_1) return false;
+  auto aligned = [](const void* p, int64_t stride, int64_t a) {
+    return reinterpret_cast<uintptr_t>(p) % a == 0 && stride % a == 0;
+  };
+  return W.cols % stage_elems(T) == 0 && W.rows > 0 && aligned(W.qs, W.qs_stride, 16) &&
+         (stage_sc_bytes(T) == 0 || aligned(W.sc, W.sc_stride, stage_sc_bytes(T)));
+}
+
+bool mm_sk_wants_q8(const DevMatrix& W) {
+  return W.type != DType::F16;
+}
+
+int mm_sk_splits(const DevMatrix& W, int n, const MmSkConfig& cfg, bool split_k, bool k_halves) {
+  (void)n;
+  return split_of(W.type, W.cols, ceil_div(W.rows, kTileRows), cfg, split_k, k_halves).splits;
+}
+
+size_t mm_sk_partial_floats(const DevMatrix& W, int64_t rows_total, const MmSkConfig& cfg) {
+  size_t most = 0;
+  const int64_t tiles = ceil_div(W.rows, kTileRows);
+  for (bool split_k : {false, true})
+    for (bool h : {false, true})
+      most = std::max(most,
+                      static_cast<size_t>(split_of(W.type, W.cols, tiles, cfg, split_k, h).splits) *
+                          kSkMaxCols * rows_total);
+  return most;
+}
+
+size_t mm_sk_tiles(const DevMatrix& W) {
+  return static_cast<size_t>(ceil_div(W.rows, kTileRows));
+}
+
+void mm_sk(const MmSkArgs& a, cudaStream_t stream) {
+  if (a.n <= 0) return;
+  if (a.n_jobs < 1 || a.n_jobs > kSkMaxJobs) throw Error("mm_sk: 1 to 3 matrices per launch");
+  const DevMatrix& W0 = *a.W[0];
+  Jobs jobs{};
+  int tiles = 0;
+  int64_t rows = 0;
+  for (int i = 0; i < a.n_jobs; ++i) {
+    const DevMatrix& W = *a.W[i];
+    if (!mm_sk_supported(W))
+      throw Error(std::string("mm_sk: unsupported weights ") + dtype_name(W.type));
+    if (W.type != W0.type || W.cols != W0.cols)
+      throw Error("mm_sk: the matrices of one launch need one type and width");
+    jobs.W[i] = W;
+    jobs.row_off[i] = rows;
+    tiles += static_cast<int>(ceil_div(W.rows, kTileRows));
+    rows += W.rows;
+  }
+  int acc_tiles = 0;
+  for (int i = 0; i < kSkMaxJobs; ++i) {  // jobs past n_jobs end at the last tile: never picked
+    if (i < a.n_jobs) acc_tiles += static_cast<int>(ceil_div(a.W[i]->rows, kTileRows));
+    jobs.tile_end[i] = acc_tiles;
+  }
+  jobs.rows_total = rows;
+  const int64_t k = W0.cols;
+  for (int c0 = 0; c0 < a.n; c0 += kSkMaxCols) {
+    const int n = std::min(a.n - c0, kSkMaxCols);
+    ActQ8 xq = a.x_q8;
+    if (xq.qs) {
+      xq.qs += c0 * k;
+      xq.ds += c0 * (k / 32);
+    }
+    const __half* xh = a.x_f16 ? a.x_f16 + c0 * k : nullptr;
+    switch (W0.type) {
+      case DType::F16:
+        launch_type<DType::F16>(a, jobs, tiles, n, xq, xh, c0, stream);
+        break;
+      case DType::Q8_0:
+        launch_type<DType::Q8_0>(a, jobs, tiles, n, xq, xh, c0, stream);
+        break;
+      case DType::Q4_0:
+        launch_type<DType::Q4_0>(a, jobs, tiles, n, xq, xh, c0, stream);
+        break;
+      case DType::Q4_1:
+        launch_type<DType::Q4_1>(a, jobs, tiles, n, xq, xh, c0, stream);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace llm::cuda

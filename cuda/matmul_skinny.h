@@ -1,0 +1,72 @@
+// Products of a few to 64 activation rows that stream the weights at close to the memory
+// bandwidth: batched decode, speculative verification, a short chunk after a cached prefix.
+//
+// Each warp streams 16 weight rows through a shared-memory ring (cp.async, 16-byte
+// pieces, several stages in flight) and reads its mma.sync fragments with ldmatrix; the
+// activations of the same stages come through a ring shared by the CTA's 4 warps. Quantized weights (Q4_0, Q4_1, Q8_0) multiply q8 activations as int8 on the
+// tensor cores, one k32 product per 32-element unit, whose integer sum meets the unit's
+// scales in f32 exactly as in the GEMV (cuda/qweight.cuh combine_unit); F16 weights
+// multiply f16 activations with f32 accumulation.
+#pragma once
+#include "cuda/cuda_types.h"
+
+namespace llm::cuda {
+
+// Activation rows per pass; more rows run in passes (the weights are read again).
+constexpr int kSkMaxCols = 64;
+
+// Whether mm_sk handles this matrix: F16, Q8_0, Q4_0, Q4_1 with rows of a whole number of
+// 64-byte pieces (F16: 32 elements, Q8_0: 64, Q4_0/Q4_1: 128) and aligned planes.
+bool mm_sk_supported(const DevMatrix& W);
+// Whether its activations are q8 (quantized weights) rather than f16.
+bool mm_sk_wants_q8(const DevMatrix& W);
+
+// Split-K scratch: partial sums and one arrival counter per 64-row tile, which the tile's
+// last CTA resets to zero. One workspace serves one stream.
+struct MmSkWorkspace {
+  float* partial = nullptr;  // (splits, n, rows) f32
+  int* counters = nullptr;   // (tiles) int32, all zero between launches
+};
+
+// Matrices one launch may take (of one type and width: q/k/v, gate/up).
+constexpr int kSkMaxJobs = 3;
+
+// CTAs a split launch aims for (about 2 per SM): K of split_k products is cut until
+// tiles x splits reaches it.
+struct MmSkConfig {
+  int target_ctas = 264;
+  int col_split_elems = 0;  // > 0: K of the other products too is cut into pieces this long
+};
+
+// The number of CTAs K is split across in a launch whose first matrix is W, for any n:
+// without split_k K stays whole; with it the count depends on W's rows and K only, so a
+// tensor-parallel rank holding a slice of K splits that slice as one GPU with k_halves
+// splits each half.
+int mm_sk_splits(const DevMatrix& W, int n, const MmSkConfig& cfg, bool split_k = false,
+                 bool k_halves = false);
+// Workspace sizes: floats of partial any n needs for launches with W's type and width and
+// rows_total rows in all; counters: a launch needs the sum of its matrices' mm_sk_tiles.
+size_t mm_sk_partial_floats(const DevMatrix& W, int64_t rows_total, const MmSkConfig& cfg);
+size_t mm_sk_tiles(const DevMatrix& W);
+
+struct MmSkArgs {
+  const DevMatrix* W[kSkMaxJobs] = {};  // n_jobs matrices of one type and width
+  float* y[kSkMaxJobs] = {};            // y[j]: (n, ldy) f32, y[j][c * ldy + r]
+  int n_jobs = 1;
+  ActQ8 x_q8;                     // (n, W.cols): for quantized weights
+  const __half* x_f16 = nullptr;  // (n, W.cols): for F16 weights
+  int n = 0;
+  int64_t ldy = 0;
+  bool accumulate = false;  // y += instead of y =
+  // Few rows and a long K (wo, w_down): split K across CTAs to fill the GPU.
+  bool split_k = false;
+  // Sum the two halves of K apart, y = (y + S0) + S1: one GPU then gives the bits of two
+  // tensor-parallel ranks that hold a half each (row-parallel wo and w_down).
+  bool k_halves = false;
+  MmSkWorkspace ws;
+  MmSkConfig cfg;
+};
+
+void mm_sk(const MmSkArgs& a, cudaStream_t stream);
+
+}  // namespace llm::cuda

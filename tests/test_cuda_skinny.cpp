@@ -1,0 +1,264 @@
+// cuda/matmul_skinny (mm_sk) against the CPU reference on the values the kernel sees
+// (q8 activation blocks, or f16-rounded activations), with outputs poisoned beforehand:
+// every supported type, 2..130 activation rows, split and unsplit K, long pipelines.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cuda/matmul_skinny.h"
+#include "cuda/matvec_quant.h"
+#include "cuda_test_util.h"
+#include "cuda_test_weights.h"
+#include "engine/error.h"
+#include "engine/ops_cpu.h"
+
+using namespace llm;
+using namespace llm::test;
+
+namespace {
+
+const bool kHaveDevice = require_cuda_device();
+
+// CPU reference of W · x for the values mm_sk multiplies.
+std::vector<float> reference(const TestWeight& w, const TestAct& a, const std::vector<float>& x,
+                             int n) {
+  const bool q8 = cuda::mm_sk_wants_q8(w.W);
+  std::vector<float> xs = q8 ? a.q8_values() : x;
+  if (!q8)
+    for (float& v : xs) v = __half2float(__float2half_rn(v));
+  std::vector<float> ref(static_cast<size_t>(n * w.ref.rows));
+  cpu::matmul(w.ref, xs.data(), ref.data(), n, 2);
+  return ref;
+}
+
+struct Workspace {
+  Dev<float> partial;
+  Dev<int> counters;
+  // Room for launches of up to 3 matrices like W.
+  Workspace(const cuda::DevMatrix& W, const cuda::MmSkConfig& cfg)
+      : partial(std::max<size_t>(cuda::mm_sk_partial_floats(W, 3 * W.rows, cfg), 1)),
+        counters(3 * cuda::mm_sk_tiles(W)) {
+    counters.upload(std::vector<int>(counters.n, 0));
+  }
+  cuda::MmSkWorkspace ws() const { return {partial.p(), counters.p()}; }
+};
+
+}  // namespace
+
+TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
+  uint32_t seed = 900;
+  const DType types[] = {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1};
+  // 200 rows: a partial last 64-row tile. K: one with few stages split many ways, one long
+  // enough for the weight ring to wrap several times in one CTA.
+  for (DType t : types) {
+    for (int64_t cols : {int64_t{640}, int64_t{2048}}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(cols);
+      const int64_t rows = 200;
+      TestWeight w(t, rows, cols, seed++);
+      REQUIRE(cuda::mm_sk_supported(w.W));
+      // K whole (split only where the staged activations would not fit), and K split
+      // across CTAs (4 row tiles: 66 splits wanted, as many as there are stages).
+      for (bool split_k : {false, true}) {
+        cuda::MmSkConfig cfg;
+        CAPTURE(split_k);
+        Workspace ws(w.W, cfg);
+        for (int n : {2, 7, 8, 9, 33, 64, 65, 130}) {
+          CAPTURE(n);
+          const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+          TestAct a(x, n, cols);
+          const std::vector<float> ref = reference(w, a, x, n);
+          Dev<float> y(ref.size());
+          cuda::MmSkArgs m;
+          m.W[0] = &w.W;
+          m.y[0] = y.p();
+          m.x_q8 = a.q8();
+          m.x_f16 = a.f16.p();
+          m.n = n;
+          m.ldy = rows;
+          m.split_k = split_k;
+          m.ws = ws.ws();
+          m.cfg = cfg;
+          const int splits = cuda::mm_sk_splits(w.W, std::min(n, 64), cfg, split_k);
+          if (split_k) CHECK(splits > 1);
+          if (!split_k && n <= 8) CHECK(splits == 1);
+          cuda::mm_sk(m, nullptr);
+          const std::vector<float> got = y.get();
+          const double err = rel_err(got, ref);
+          CAPTURE(err);
+          CHECK(err < 1e-5);
+          // Every split tile's counter is back at zero (the next launch relies on it).
+          const std::vector<int> counters = ws.counters.get();
+          CHECK(std::all_of(counters.begin(), counters.end(), [](int c) { return c == 0; }));
+          // Accumulating into y (the residual connection).
+          const std::vector<float> y0 = randn(ref.size(), seed++);
+          y.upload(y0);
+          m.accumulate = true;
+          cuda::mm_sk(m, nullptr);
+          std::vector<float> ref_acc(ref.size());
+          for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = y0[i] + ref[i];
+          CHECK(rel_err(y.get(), ref_acc) < 1e-5);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda skinny: matrices sharing a launch give the bits of each launched alone") {
+  // q/k/v (and gate/up) run as one launch; each output equals its matrix's own launch.
+  uint32_t seed = 920;
+  for (DType t : {DType::F16, DType::Q4_0}) {
+    CAPTURE(dtype_name(t));
+    const int64_t cols = 1024;
+    TestWeight w0(t, 200, cols, seed++), w1(t, 64, cols, seed++), w2(t, 96, cols, seed++);
+    const TestWeight* ws3[3] = {&w0, &w1, &w2};
+    for (int n : {3, 40}) {
+      CAPTURE(n);
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+      TestAct a(x, n, cols);
+      Workspace ws(w0.W, cuda::MmSkConfig{});
+      const int64_t ldy = 400;
+      Dev<float> fused(static_cast<size_t>(n * ldy)), alone(static_cast<size_t>(n * ldy));
+      cuda::MmSkArgs m;
+      m.x_q8 = a.q8();
+      m.x_f16 = a.f16.p();
+      m.n = n;
+      m.ldy = ldy;
+      m.ws = ws.ws();
+      int64_t off = 0;
+      m.n_jobs = 3;
+      for (int j = 0; j < 3; ++j) {
+        m.W[j] = &ws3[j]->W;
+        m.y[j] = fused.p() + off;
+        off += ws3[j]->W.rows;
+      }
+      cuda::mm_sk(m, nullptr);
+      off = 0;
+      for (int j = 0; j < 3; ++j) {
+        cuda::MmSkArgs one = m;
+        one.n_jobs = 1;
+        one.W[0] = &ws3[j]->W;
+        one.y[0] = alone.p() + off;
+        off += ws3[j]->W.rows;
+        cuda::mm_sk(one, nullptr);
+      }
+      const std::vector<float> f = fused.get(), g = alone.get();
+      for (int c = 0; c < n; ++c)
+        CHECK(std::equal(f.begin() + c * ldy, f.begin() + c * ldy + 360, g.begin() + c * ldy));
+      // And each matches the reference.
+      const std::vector<float> ref = reference(w1, a, x, n);
+      std::vector<float> got(ref.size());
+      for (int c = 0; c < n; ++c)
+        std::copy(f.begin() + c * ldy + 200, f.begin() + c * ldy + 264, got.begin() + c * 64);
+      CHECK(rel_err(got, ref) < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("cuda skinny: k_halves gives the bits of two column slices summed like two ranks") {
+  // Rank 0 holds the first half of K and adds the residual, rank 1 the second half; the
+  // all-reduce adds them: y = (y + S0) + S1. One GPU with k_halves must give those bits,
+  // with as many rows as the slices have (the same splits of each half).
+  uint32_t seed = 930;
+  for (DType t : {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1}) {
+    for (int64_t cols : {int64_t{1024}, int64_t{4096}, int64_t{2816}}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(cols);
+      const int64_t rows = 96, half = cols / 2;
+      const std::vector<float> wv = randn(static_cast<size_t>(rows * cols), seed++, 0.5f);
+      std::vector<float> w0(static_cast<size_t>(rows * half)), w1(w0.size());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < half; ++k) {
+          w0[static_cast<size_t>(r * half + k)] = wv[static_cast<size_t>(r * cols + k)];
+          w1[static_cast<size_t>(r * half + k)] = wv[static_cast<size_t>(r * cols + half + k)];
+        }
+      TestWeight whole(t, rows, cols, wv), left(t, rows, half, w0), right(t, rows, half, w1);
+      REQUIRE(cuda::mm_sk_supported(left.W));
+      const int n = 11;
+      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+      std::vector<float> x0(static_cast<size_t>(n * half)), x1(x0.size());
+      for (int c = 0; c < n; ++c)
+        for (int64_t k = 0; k < half; ++k) {
+          x0[static_cast<size_t>(c * half + k)] = x[static_cast<size_t>(c * cols + k)];
+          x1[static_cast<size_t>(c * half + k)] = x[static_cast<size_t>(c * cols + half + k)];
+        }
+      TestAct a(x, n, cols), a0(x0, n, half), a1(x1, n, half);
+      const std::vector<float> y0 = randn(static_cast<size_t>(n * rows), seed++);
+      cuda::MmSkConfig cfg;
+      Workspace ws(whole.W, cfg);
+      auto run = [&](const TestWeight& w, const TestAct& act, bool acc, bool halves) {
+        Dev<float> y(y0);
+        cuda::MmSkArgs m;
+        m.W[0] = &w.W;
+        m.y[0] = y.p();
+        m.x_q8 = act.q8();
+        m.x_f16 = act.f16.p();
+        m.n = n;
+        m.ldy = rows;
+        m.accumulate = acc;
+        m.split_k = true;
+        m.k_halves = halves;
+        m.ws = ws.ws();
+        cuda::mm_sk(m, nullptr);
+        return y.get();
+      };
+      const std::vector<float> one = run(whole, a, true, true);
+      const std::vector<float> r0 = run(left, a0, true, false), r1 = run(right, a1, false, false);
+      std::vector<float> two(r0.size());
+      for (size_t i = 0; i < two.size(); ++i) two[i] = r0[i] + r1[i];
+      CHECK(std::equal(one.begin(), one.end(), two.begin()));
+    }
+  }
+}
+
+TEST_CASE("cuda skinny: quantized rows agree with the GEMV to float rounding") {
+  // Both take the same integer sums per unit and the same scale arithmetic; only the order
+  // of the f32 sum over units differs, so a sequence decoded alone (GEMV) and in a batch
+  // (mm_sk) stays within float rounding.
+  uint32_t seed = 950;
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_1}) {
+    CAPTURE(dtype_name(t));
+    const int64_t rows = 256, cols = 4096;
+    TestWeight w(t, rows, cols, seed++);
+    const int n = 8;
+    const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+    TestAct a(x, n, cols);
+    Dev<float> ysk(static_cast<size_t>(n * rows)), ymv(static_cast<size_t>(n * rows));
+    cuda::MmSkConfig cfg;
+    Workspace ws(w.W, cfg);
+    cuda::MmSkArgs m;
+    m.W[0] = &w.W;
+    m.y[0] = ysk.p();
+    m.x_q8 = a.q8();
+    m.n = n;
+    m.ldy = rows;
+    m.ws = ws.ws();
+    cuda::mm_sk(m, nullptr);
+    cuda::MatvecJob job;
+    job.W = w.W;
+    job.y = ymv.p();
+    job.ldy = rows;
+    cuda::matvec(&job, 1, nullptr, a.q8(), n, nullptr, cuda::MatvecVariant{});
+    CHECK(rel_err(ysk.get(), ymv.get()) < 2e-6);
+  }
+}
+
+TEST_CASE("cuda skinny: unsupported shapes and types are refused") {
+  TestWeight kq(DType::Q4_K, 64, 256, 1);
+  CHECK_FALSE(cuda::mm_sk_supported(kq.W));
+  TestWeight odd(DType::Q4_0, 64, 96, 2);  // not a whole number of 128-element stages
+  CHECK_FALSE(cuda::mm_sk_supported(odd.W));
+  TestWeight f32(DType::F32, 64, 256, 3);
+  CHECK_FALSE(cuda::mm_sk_supported(f32.W));
+  cuda::MmSkArgs m;
+  m.W[0] = &kq.W;
+  m.n = 2;
+  CHECK_THROWS_AS(cuda::mm_sk(m, nullptr), Error);
+  // One launch takes matrices of one type and width only.
+  TestWeight a(DType::Q4_0, 64, 256, 4), b(DType::Q4_0, 64, 384, 5);
+  m.W[0] = &a.W;
+  m.W[1] = &b.W;
+  m.n_jobs = 2;
+  CHECK_THROWS_AS(cuda::mm_sk(m, nullptr), Error);
+}
