@@ -114,6 +114,12 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
   n_sm_ = prop.multiProcessorCount;
   name_ = "cuda:" + std::to_string(device_) + " " + prop.name;
+  deterministic_ = opt.deterministic;
+  // NCCL adds more than two ranks' parts in an order that follows the message size, i.e.
+  // the step's rows; two parts give the same sum in either order.
+  if (deterministic_ && comm_ && comm_->world() > 2)
+    throw Error("--deterministic works with --tp 1 or 2 on CUDA (NCCL's sums over " +
+                std::to_string(comm_->world()) + " GPUs depend on the batch)");
   if (!attention_head_dim_supported(cfg_.head_dim))
     throw Error(
         "the CUDA backend needs a head dimension that is a multiple of 8 and at most 256, model "
@@ -204,6 +210,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
     prefill_min_rows_ = std::max(1, std::atoi(e));
   // LLM_CUDA_TP_ORDER=0: one sum per row in wo and w_down (MatvecJob::k_split, k_offset).
   if (const char* e = std::getenv("LLM_CUDA_TP_ORDER")) tp_order_ = std::atoi(e) != 0;
+  // Deterministic mode: every row through the split-K decode attention (plan_step).
+  if (deterministic_) prefill_min_rows_ = INT_MAX;
   // LLM_CUDA_MV_KQ=bits: the GEMV kernel set (cuda/matvec_quant.h; default 15).
   mv_variant_ = matvec_variant_from_env();
   if (verbose_ && (mv_variant_.kquant || mv_variant_.q8))
@@ -211,9 +219,18 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
                  mv_variant_.kquant ? " k-quant" : "", mv_variant_.q8 ? " q8_0" : "",
                  mv_variant_.mixed ? " mixed" : "", mv_variant_.uncapped ? " uncapped" : "",
                  mv_variant_.q8_deep ? " q8-4-slots" : "");
-  make_f16_copies(opt.f16_copy, scratch + min_kv);
+  // Deterministic mode never runs a GEMM: no f16 copy for it.
+  make_f16_copies(deterministic_ ? BackendOptions::F16Copy::Off : opt.f16_copy, scratch + min_kv);
   allocate_scratch();
   allocate_kv(opt);
+  if (deterministic_) {
+    name_ += " (deterministic)";
+    if (verbose_)
+      std::fprintf(stderr,
+                   "deterministic mode: every step on the GEMV and the split-K decode attention "
+                   "(%d splits), results independent of the batch\n",
+                   kMaxSplit);
+  }
 }
 
 CudaBackend::~CudaBackend() {
@@ -624,6 +641,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   p.matvec = p.n <= matvec_cutoff_;
   p.tc = !p.matvec && p.n <= tc_rows_;
   p.sk = p.n >= sk_min_rows_ && p.n <= sk_rows_;
+  force_gemv(p);
 
   // Host side of the inputs.
   std::vector<int32_t> row_seq(static_cast<size_t>(p.n)),
@@ -664,6 +682,10 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     s = std::min<int64_t>({s, kMaxSplit, ceil_div(max_keys, 128), split_ws_rows_ / p.n_decode});
     p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
   }
+  // Deterministic mode: one split count for every step, so that the keys a row's splits
+  // take depend on its own length only (attention_decode.cu); record() launches the rows
+  // in groups that the partials buffer holds.
+  if (deterministic_) p.n_split = kMaxSplit;
 
   const InLayout L =
       in_layout(p.n, p.n_seqs, p.n_logits, p.n_decode, p.n_tiles, static_cast<int>(tables.size()));
@@ -797,6 +819,17 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p
     o.q8.ds = act_ds_.as<float2>();
   }
   return o;
+}
+
+void CudaBackend::force_gemv(Plan& p) const {
+  if (!deterministic_) return;
+  // The GEMV computes every column (row of the step) with the same operations in the same
+  // order whatever the number of columns in the launch (matvec_quant.cu, matvec_kq.cu);
+  // cuBLAS and mm_tc pick tiles and split-K by the row count, and mm_sk's int8 sums
+  // meet their scales in another order than the GEMV's.
+  p.matvec = true;
+  p.tc = false;
+  p.sk = false;
 }
 
 void CudaBackend::matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n) {
@@ -1015,9 +1048,12 @@ void CudaBackend::record(const Plan& p) {
         a.out_f16 = ao.f16;
         a.out_q8 = ao.q8;
       }
-      if (p.n_decode > 0)
-        attention_decode(a, p.decode_rows, p.n_decode, p.n_split, split_ws_.as<float>(),
-                         split_counters_.as<int>(), stream_);
+      // split_ws_rows_ / n_split rows per launch (the partials buffer): all rows at once
+      // except in deterministic mode, whose split count does not shrink with the rows.
+      const int per_launch = std::max(1, split_ws_rows_ / p.n_split);
+      for (int r0 = 0; r0 < p.n_decode; r0 += per_launch)
+        attention_decode(a, p.decode_rows + r0, std::min(per_launch, p.n_decode - r0), p.n_split,
+                         split_ws_.as<float>(), split_counters_.as<int>(), stream_);
       if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
       mark("attention");
       if (!fused) convert_act(attn, n, Q, ao, stream_);
@@ -1057,6 +1093,7 @@ void CudaBackend::record(const Plan& p) {
     pl.matvec = pl.n <= matvec_cutoff_;
     pl.tc = !pl.matvec && pl.n <= tc_rows_;
     pl.sk = pl.n >= sk_min_rows_ && pl.n <= sk_rows_;
+    force_gemv(pl);
     const DevMatrix* W[1] = {&output_};
     float* Y[1] = {logits_.as<float>()};
     const ActOut xa = act_for(W, 1, pl, E, false);

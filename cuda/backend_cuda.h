@@ -104,6 +104,9 @@ class CudaBackend final : public Backend {
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
               const Input& in, const Plan& p, bool row_parallel = false);
   ActOut act_for(const DevMatrix* const* W, int n_jobs, const Plan& p, int64_t k, bool want_f32);
+  // Deterministic mode (BackendOptions::deterministic): every product of the step on the
+  // GEMV, whatever its rows; any other product kernel must be switched off here.
+  void force_gemv(Plan& p) const;
   void all_reduce_h(int n);  // tensor-parallel: sums the residual stream over the ranks
   // Rank 0 of a tensor-parallel group, or a whole model: the backend that computes logits.
   bool wants_logits() const { return !comm_ || comm_->rank() == 0; }
@@ -117,6 +120,9 @@ class CudaBackend final : public Backend {
   int block_size_ = 16;
   int kv_blocks_ = 0;  // usable blocks; block kv_blocks_ is the padding rows' sink
   bool use_graphs_ = true;
+  // BackendOptions::deterministic: each row's arithmetic independent of the step's other
+  // rows (force_gemv, split-K attention for every row with a fixed split count).
+  bool deterministic_ = false;
   int matvec_cutoff_ = 16;  // steps of at most this many rows use the GEMV
   int tc_rows_ = 0;         // steps of more rows, up to this many, use cuda/matmul_tc
   int sk_rows_ = 32;        // steps of sk_min_rows_ to this many rows use cuda/matmul_skinny

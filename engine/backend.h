@@ -27,6 +27,12 @@ struct BackendOptions {
   // weight of device memory. Auto: when the copy takes at most half the memory left free.
   enum class F16Copy { Auto, On, Off };
   F16Copy f16_copy = F16Copy::Auto;
+  // Batch invariance: a row's logits (and so greedy text) bit for bit the same whatever
+  // else is in the step — alone, beside other sequences, its prompt chunked any way. The
+  // CPU backend always is; CUDA then computes every row with one arithmetic (GEMV
+  // products, split-K decode attention with a fixed split count), at some cost in speed
+  // for batches and prompts. README: "Deterministic mode".
+  bool deterministic = false;
   // Tensor parallelism (engine/backend_tp): ranks that split every layer; CUDA: devices
   // gpu .. gpu + tp - 1 through NCCL. 1 = one device, no collectives.
   int tp = 1;

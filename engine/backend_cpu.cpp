@@ -19,6 +19,7 @@ CpuBackend::CpuBackend(const Model& model, const BackendOptions& opt)
     throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
   if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
   n_threads_ = opt.n_threads;
+  deterministic_ = opt.deterministic;
   if (n_threads_ <= 0) {
 #ifdef _OPENMP
     n_threads_ = omp_get_max_threads();
@@ -46,7 +47,10 @@ CpuBackend::CpuBackend(const Model& model, const BackendOptions& opt)
 }
 
 std::string CpuBackend::name() const {
-  return "cpu (" + std::to_string(n_threads_) + " threads)";
+  // Deterministic or not, the same arithmetic (ops_cpu.cpp's matmul and attention compute
+  // each row alike whatever the batch or the threads): the flag only shows here.
+  return "cpu (" + std::to_string(n_threads_) + " threads" +
+         (deterministic_ ? ", deterministic)" : ")");
 }
 
 void CpuBackend::copy_kv_block(int src, int dst) {

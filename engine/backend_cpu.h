@@ -39,6 +39,7 @@ class CpuBackend : public Backend {
   const ModelConfig& cfg_;
   Collective* comm_;  // tensor-parallel link; null for a whole model
   int n_threads_;
+  bool deterministic_;  // BackendOptions::deterministic: named, changes nothing (name())
   int block_size_;
   int kv_blocks_;
   std::vector<float> inv_freq_;  // (rope_dim / 2)

@@ -148,6 +148,7 @@ int cmd_bench(int argc, char** argv) {
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
   add_f16_copy_flag(args);
+  add_deterministic_flag(args);
   add_tp_flag(args);
   args.flag("-t, --threads", "N", "CPU threads", "all");
   args.flag("--json", "", "print one JSON object instead of the table");
@@ -186,6 +187,7 @@ int cmd_bench(int argc, char** argv) {
   opt.tp = tp_of(args);
   opt.n_threads = static_cast<int>(args.i64("threads", 0));
   opt.f16_copy = f16_copy_of(args);
+  opt.deterministic = args.on("deterministic");
   opt.block_size = 16;
   opt.kv_tokens = ((n_prompt + n_gen + 16) / 16 + 1) * 16;
   opt.verbose = !json;

@@ -24,7 +24,14 @@ void add_model_flags(Args& a) {
   a.flag("--policy", "fcfs|priority|deadline", "scheduling policy", "fcfs");
   a.flag("--no-prefix-cache", "", "do not reuse the KV cache of shared prompt prefixes");
   add_f16_copy_flag(a);
+  add_deterministic_flag(a);
   add_spec_flags(a);
+}
+
+void add_deterministic_flag(Args& a) {
+  a.flag("--deterministic", "",
+         "batch-invariant results: a request's logits and greedy text are bit for bit the same "
+         "whatever else runs with it (CUDA: slower batches and prompts; the CPU always is)");
 }
 
 void add_f16_copy_flag(Args& a) {
@@ -81,6 +88,7 @@ LoadedModel load_model(const Args& a) {
   bo.block_size = static_cast<int>(a.i64("--block-size", 16));
   bo.kv_tokens = a.i64("--kv-tokens", 0);
   bo.f16_copy = f16_copy_of(a);
+  bo.deterministic = a.on("--deterministic");
   if (bo.n_threads < 0 || bo.block_size < 1 || bo.block_size > 1024 || bo.kv_tokens < 0)
     throw Error("llm " + a.command() +
                 ": --threads, --block-size (1..1024) and --kv-tokens must be positive");
@@ -147,6 +155,9 @@ EngineConfig engine_config(const Args& a, const Tokenizer& tok) {
   if (c.sched.max_num_seqs < 1 || c.sched.max_num_batched_tokens < 1)
     throw Error("llm " + a.command() + ": --parallel and --batch-tokens must be positive");
   c.prefix_caching = !a.on("--no-prefix-cache");
+  // Candidate steps take logprobs from the device's log-sum-exp, full rows from the host's:
+  // which one a step uses depends on every request in it, so one of them, always.
+  if (a.on("--deterministic")) c.logit_candidates = false;
   c.max_model_len = static_cast<int>(a.i64("--ctx-size", 0));
   c.eog_ids = tok.eog_ids();
   return c;

@@ -23,6 +23,10 @@ void add_model_flags(Args& a);
 // (BackendOptions::f16_copy). add_model_flags adds it; run and bench add it themselves.
 void add_f16_copy_flag(Args& a);
 BackendOptions::F16Copy f16_copy_of(const Args& a);
+// --deterministic: batch-invariant results (BackendOptions::deterministic). add_model_flags
+// adds it (and engine_config then samples every step from full logits rows, so that a
+// request's logprobs never depend on what its batch needed); run and bench add it themselves.
+void add_deterministic_flag(Args& a);
 // --tp N: tensor parallelism over N devices (engine/backend_tp.h); run and bench add it
 // alone. tp_of reads it (default 1) and throws llm::Error below 1.
 void add_tp_flag(Args& a);

@@ -119,6 +119,7 @@ int cmd_run(int argc, char** argv) {
   args.flag("--device", "cuda|cpu", "where to run", "cuda when a GPU is present");
   args.flag("--gpu", "N", "CUDA device ordinal", "0");
   add_f16_copy_flag(args);
+  add_deterministic_flag(args);
   add_tp_flag(args);
   args.flag("--ignore-eos", "", "keep generating past end-of-text tokens");
   args.flag("--no-bos", "", "do not add the BOS token to the prompt");
@@ -156,6 +157,7 @@ int cmd_run(int argc, char** argv) {
   bopt.gpu = to_int(args, "gpu", 0, 0, 1 << 10);
   bopt.n_threads = to_int(args, "threads", 0, 0, 1 << 12);
   bopt.f16_copy = f16_copy_of(args);
+  bopt.deterministic = args.on("deterministic");
 
   const auto t_load = std::chrono::steady_clock::now();
   auto model = Model::load(model_path);
