@@ -804,7 +804,7 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p
   for (int i = 0; i < n_jobs; ++i) {
     const DType t = W[i]->type;
     if (use_sk(p, *W[i]))
-      (mm_sk_wants_q8(*W[i]) ? q8 : f16) = true;
+      (mm_sk_wants_q8(*W[i], p.n) ? q8 : f16) = true;
     else if (p.matvec)
       (is_float_type(t) ? f32 : q8) = true;
     else if (p.tc && mm_tc_supported(*W[i]))

@@ -28,11 +28,9 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kTileRows = 16 * kWarps;
-// Weight ring depth per warp (stages - 1 in flight): F16 stages hold 4x fewer elements,
-// so its ring is deeper.
-constexpr int ring_stages(DType T) {
-  return T == DType::F16 ? 10 : 6;
-}
+// H (half mode, Q4_0 with more than kHalfFrom rows): the weights are dequantized to f16
+// in registers and multiplied with f16 activations, so the per-row-group cost is two f16
+// mma per unit instead of an int8 mma and its f32 scale arithmetic.
 constexpr int kPieceRow = 64;  // weight bytes of one row per stage
 
 constexpr bool is_q8(DType T) {
@@ -50,16 +48,48 @@ constexpr int stage_units(DType T) {
 constexpr int stage_sc_bytes(DType T) {
   return T == DType::F16 ? 0 : T == DType::Q4_1 ? 4 * stage_units(T) : 2 * stage_units(T);
 }
-// Staged activation bytes of one row per stage: the values, and {d, s} per unit.
-constexpr int stage_x_bytes(DType T) {
-  return T == DType::F16 ? 2 * stage_elems(T) : stage_elems(T);
+// Whether the activations are q8 blocks (else f16).
+constexpr bool q8_acts(DType T, bool H) {
+  return is_q8(T) && !H;
 }
-constexpr int stage_xd_bytes(DType T) {
-  return is_q8(T) ? 8 * stage_units(T) : 0;
+// Staged activation bytes of one row per stage: the values, and {d, s} per unit.
+constexpr int stage_x_bytes(DType T, bool H) {
+  return q8_acts(T, H) ? stage_elems(T) : 2 * stage_elems(T);
+}
+constexpr int stage_xd_bytes(DType T, bool H) {
+  return q8_acts(T, H) ? 8 * stage_units(T) : 0;
+}
+// Row stride of the staged activations: 16 bytes past a multiple of 128 for ldmatrix (8
+// rows of 16 bytes), 32 for the half mode's 8-byte loads (8 rows of 32 bytes).
+constexpr int x_stride_of(DType T, bool H) {
+  return stage_x_bytes(T, H) + (H ? 32 : 16);
+}
+// Ring depth (stages - 1 in flight): F16 stages hold 4x fewer elements, so its ring is
+// deeper; the half mode's wide activation rows of 48+ rows get a shallower one.
+constexpr int ring_stages(DType T, bool H, int NG) {
+  return T == DType::F16 ? 10 : H && NG > 4 ? 4 : 6;
+}
+constexpr int weight_smem(DType T, bool H, int NG) {
+  return kWarps * ring_stages(T, H, NG) * 16 * (kPieceRow + stage_sc_bytes(T));
 }
 
-constexpr int weight_smem(DType T) {
-  return kWarps * ring_stages(T) * 16 * (kPieceRow + stage_sc_bytes(T));
+// Four f16 pairs of a Q4_0 nibble word (bytes 4t..4t+3 of a unit: elements 4t..4t+3 in the
+// low nibbles, 16+4t..16+4t+3 in the high ones), times the unit's scale: lo01 = elements
+// (4t, 4t+1), lo23 = (4t+2, 4t+3), hi01 / hi23 the same of 16+4t.. . 0x6400 | q is the
+// half 1024 + q, so subtracting 1032 gives q - 8 exactly; one rounding in the product.
+__device__ __forceinline__ void q4_half_pairs(uint32_t w, __half2 d, uint32_t& lo01, uint32_t& lo23,
+                                              uint32_t& hi01, uint32_t& hi23) {
+  const uint32_t p01 = __byte_perm(w, 0, 0x4140), p23 = __byte_perm(w, 0, 0x4342);
+  const __half2 k = __halves2half2(__ushort_as_half(0x6408), __ushort_as_half(0x6408));
+  auto cvt = [&](uint32_t v) {
+    const uint32_t h = (v & 0x000F000Fu) | 0x64006400u;
+    const __half2 r = __hmul2(__hsub2(*reinterpret_cast<const __half2*>(&h), k), d);
+    return *reinterpret_cast<const uint32_t*>(&r);
+  };
+  lo01 = cvt(p01);
+  lo23 = cvt(p23);
+  hi01 = cvt(p01 >> 4);
+  hi23 = cvt(p23 >> 4);
 }
 
 template <int N>
@@ -85,7 +115,7 @@ struct Jobs {
 
 // NG groups of 8 activation rows (n <= 8 NG). Split blockIdx.y covers stages
 // [y * total / S, (y + 1) * total / S) of every row.
-template <DType T, int NG>
+template <DType T, int NG, bool H>
 __global__ void __launch_bounds__(kWarps * 32)
     mm_sk_kernel(Jobs jobs, ActQ8 xq, const __half* __restrict__ xh, int n, int64_t ldy,
                  bool accumulate, int total, bool halves, float* __restrict__ partial,
@@ -93,8 +123,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int NC = 8 * NG;
   constexpr int SC = stage_sc_bytes(T);
   constexpr int UPS = stage_units(T);
-  constexpr int XB = stage_x_bytes(T);
-  constexpr int KS = ring_stages(T);
+  constexpr int XB = stage_x_bytes(T, H);
+  constexpr int KS = ring_stages(T, H, NG);
+  constexpr bool QX = q8_acts(T, H);
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ int last;
 
@@ -118,8 +149,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   uint8_t* wring = smem + static_cast<size_t>(warp) * KS * 16 * kPieceRow;  // (KS, 16, 64)
   uint8_t* wsc = smem + static_cast<size_t>(kWarps) * KS * 16 * kPieceRow +
                  static_cast<size_t>(warp) * KS * 16 * SC;  // (KS, 16, SC)
-  constexpr int x_stride = XB + 16;     // an odd multiple of 16 bytes mod 128: no conflicts
-  uint8_t* xs = smem + weight_smem(T);  // (KS, NC, x_stride)
+  constexpr int x_stride = x_stride_of(T, H);
+  uint8_t* xs = smem + weight_smem(T, H, NG);  // (KS, NC, x_stride)
   float2* xd =
       reinterpret_cast<float2*>(xs + static_cast<size_t>(KS) * NC * x_stride);  // (KS, UPS, NC)
 
@@ -141,7 +172,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kPieces = XB / 16;  // 16-byte pieces of one activation row per stage
   constexpr int XQ = (NC * kPieces + kWarps * 32 - 1) / (kWarps * 32);
   constexpr int XD = (NC * UPS + kWarps * 32 - 1) / (kWarps * 32);
-  const int64_t x_row_bytes = is_q8(T) ? K : 2 * K;
+  const int64_t x_row_bytes = QX ? K : 2 * K;
   const uint8_t* x_src[XQ];
   int x_dst[XQ];
 #pragma unroll
@@ -149,7 +180,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
     const int c = idx / kPieces, p = idx % kPieces;
     const uint8_t* base =
-        is_q8(T) ? reinterpret_cast<const uint8_t*>(xq.qs) : reinterpret_cast<const uint8_t*>(xh);
+        QX ? reinterpret_cast<const uint8_t*>(xq.qs) : reinterpret_cast<const uint8_t*>(xh);
     x_src[q] = c < n ? base + c * x_row_bytes + static_cast<int64_t>(st0) * XB + p * 16 : nullptr;
     x_dst[q] = c * x_stride + p * 16;
   }
@@ -159,8 +190,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int q = 0; q < XD; ++q) {
     const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
     const int c = idx / UPS, u = idx % UPS;
-    d_src[q] =
-        is_q8(T) && c < n ? xq.ds + c * (K / 32) + static_cast<int64_t>(st0) * UPS + u : nullptr;
+    d_src[q] = QX && c < n ? xq.ds + c * (K / 32) + static_cast<int64_t>(st0) * UPS + u : nullptr;
     d_dst[q] = u * NC + c;
   }
   // Stage i (of this split) into ring slot `slot`.
@@ -178,7 +208,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int q = 0; q < XQ; ++q)
       if (x_src[q]) cp_async16(dst + x_dst[q], x_src[q] + i * XB);
-    if constexpr (is_q8(T)) {
+    if constexpr (QX) {
       float2* d = xd + slot * UPS * NC;
 #pragma unroll
       for (int q = 0; q < XD; ++q)
@@ -194,7 +224,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int c = n + rem / (XB / 16), p = rem % (XB / 16);
     *reinterpret_cast<uint4*>(xs + (slot * NC + c) * x_stride + p * 16) = make_uint4(0, 0, 0, 0);
   }
-  if constexpr (is_q8(T)) {
+  if constexpr (QX) {
     for (int idx = static_cast<int>(threadIdx.x); idx < KS * UPS * (NC - n); idx += kWarps * 32) {
       const int su = idx / (NC - n), c = n + idx % (NC - n);
       xd[su * NC + c] = make_float2(0.0f, 0.0f);
@@ -233,7 +263,35 @@ __global__ void __launch_bounds__(kWarps * 32)
     const uint8_t* xrow = xs + (slot * NC + li) * x_stride;  // this lane's B row, group 0
     const float2* xdi = xd + slot * UPS * NC;
 
-    if constexpr (T == DType::F16) {
+    if constexpr (H) {
+      // A: unit j's nibble words of rows g / g + 8 (a[j >> 1][(j & 1) * 2 + 0 / 1]).
+      uint32_t a[2][4];
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        const int P = 2 * p + (lm >> 1);
+        ldmatrix_x4(a[p], wb + aR * kPieceRow + ((P ^ ((aR >> 1) & 3)) << 4));
+      }
+      const uint16_t* sg = reinterpret_cast<const uint16_t*>(sb + g * SC);
+      const uint16_t* sg8 = reinterpret_cast<const uint16_t*>(sb + (g + 8) * SC);
+#pragma unroll
+      for (int j = 0; j < UPS; ++j) {
+        // mma k-slots 2t, 2t+1 / 2t+8, 2t+9 of step s hold elements 16s + 4t, +1 / +2, +3.
+        uint32_t fa[2][2], fb[2][2];  // [step][pair] of rows g, g + 8
+        q4_half_pairs(a[j >> 1][(j & 1) * 2], __half2half2(__ushort_as_half(sg[j])), fa[0][0],
+                      fa[0][1], fa[1][0], fa[1][1]);
+        q4_half_pairs(a[j >> 1][(j & 1) * 2 + 1], __half2half2(__ushort_as_half(sg8[j])), fb[0][0],
+                      fb[0][1], fb[1][0], fb[1][1]);
+#pragma unroll
+        for (int ng = 0; ng < NG; ++ng) {
+          const uint8_t* xr = xs + (slot * NC + 8 * ng + g) * x_stride + j * 64 + 8 * t;
+#pragma unroll
+          for (int st2 = 0; st2 < 2; ++st2) {
+            const uint2 b = *reinterpret_cast<const uint2*>(xr + 32 * st2);
+            mma_f16(acc[ng], fa[st2][0], fb[st2][0], fa[st2][1], fb[st2][1], b.x, b.y);
+          }
+        }
+      }
+    } else if constexpr (T == DType::F16) {
       uint32_t a[2][4];
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
@@ -432,12 +490,14 @@ Split split_of(DType T, int64_t cols, int64_t tiles, const MmSkConfig& cfg, bool
   return s;
 }
 
-size_t smem_bytes(DType T, int nc) {
-  return static_cast<size_t>(weight_smem(T)) +
-         static_cast<size_t>(ring_stages(T)) * nc * (stage_x_bytes(T) + 16 + stage_xd_bytes(T));
+template <DType T, int NG, bool H>
+size_t smem_bytes() {
+  return static_cast<size_t>(weight_smem(T, H, NG)) +
+         static_cast<size_t>(ring_stages(T, H, NG)) * 8 * NG *
+             (x_stride_of(T, H) + stage_xd_bytes(T, H));
 }
 
-template <DType T, int NG>
+template <DType T, int NG, bool H>
 void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ8& xq,
                const __half* xh, int c0, cudaStream_t stream) {
   const Split s = split_of(T, a.W[0]->cols, tiles, a.cfg, a.split_k, a.k_halves);
@@ -445,22 +505,34 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
     throw Error("mm_sk: a split product needs a workspace");
   Jobs jc = jobs;
   for (int i = 0; i < a.n_jobs; ++i) jc.y[i] = a.y[i] + c0 * a.ldy;
-  const size_t smem = smem_bytes(T, 8 * NG);
-  CUDA_CHECK(cudaFuncSetAttribute(mm_sk_kernel<T, NG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(smem)));
+  const size_t smem = smem_bytes<T, NG, H>();
+  CUDA_CHECK(cudaFuncSetAttribute(
+      mm_sk_kernel<T, NG, H>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(s.splits));
-  launch(mm_sk_kernel<T, NG>, grid, kWarps * 32, smem, stream, jc, xq, xh, n, a.ldy, a.accumulate,
-         s.total, s.splits > 1 && a.k_halves, a.ws.partial, a.ws.counters);
+  launch(mm_sk_kernel<T, NG, H>, grid, kWarps * 32, smem, stream, jc, xq, xh, n, a.ldy,
+         a.accumulate, s.total, s.splits > 1 && a.k_halves, a.ws.partial, a.ws.counters);
   CUDA_CHECK_LAUNCH();
+}
+
+// The half mode exists for Q4_0 only (no kernels of it for the other types).
+template <DType T, int NG>
+void launch_half(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ8& xq,
+                 const __half* xh, int c0, cudaStream_t stream) {
+  if constexpr (T == DType::Q4_0) launch_ng<T, NG, true>(a, jobs, tiles, n, xq, xh, c0, stream);
 }
 
 template <DType T>
 void launch_type(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ8& xq,
                  const __half* xh, int c0, cudaStream_t stream) {
+  // The half mode by the pass's row count (a pass of the rows past 64 may differ).
+  const bool half = T == DType::Q4_0 && mm_sk_half(*a.W[0], a.n);
   switch ((n + 7) / 8) {
-#define LLM_NG(G)                                           \
-  case G:                                                   \
-    launch_ng<T, G>(a, jobs, tiles, n, xq, xh, c0, stream); \
+#define LLM_NG(G)                                                    \
+  case G:                                                            \
+    if (half)                                                        \
+      launch_half<T, G>(a, jobs, tiles, n, xq, xh, c0, stream);      \
+    else                                                             \
+      launch_ng<T, G, false>(a, jobs, tiles, n, xq, xh, c0, stream); \
     break;
     LLM_NG(1)
     LLM_NG(2)
@@ -469,9 +541,9 @@ void launch_type(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const Ac
     LLM_NG(5)
     LLM_NG(6)
     LLM_NG(7)
+    LLM_NG(8)
 #undef LLM_NG
     default:
-      launch_ng<T, 8>(a, jobs, tiles, n, xq, xh, c0, stream);
       break;
   }
 }
@@ -488,8 +560,12 @@ bool mm_sk_supported(const DevMatrix& W) {
          (stage_sc_bytes(T) == 0 || aligned(W.sc, W.sc_stride, stage_sc_bytes(T)));
 }
 
-bool mm_sk_wants_q8(const DevMatrix& W) {
-  return W.type != DType::F16;
+bool mm_sk_half(const DevMatrix& W, int n) {
+  return W.type == DType::Q4_0 && n > kSkHalfFrom;
+}
+
+bool mm_sk_wants_q8(const DevMatrix& W, int n) {
+  return W.type != DType::F16 && !mm_sk_half(W, n);
 }
 
 int mm_sk_splits(const DevMatrix& W, int n, const MmSkConfig& cfg, bool split_k, bool k_halves) {

@@ -3,10 +3,10 @@
 //
 // Each warp streams 16 weight rows through a shared-memory ring (cp.async, 16-byte
 // pieces, several stages in flight) and reads its mma.sync fragments with ldmatrix; the
-// activations of the same stages come through a ring shared by the CTA's 4 warps. Quantized weights (Q4_0, Q4_1, Q8_0) multiply q8 activations as int8 on the
-// tensor cores, one k32 product per 32-element unit, whose integer sum meets the unit's
-// scales in f32 exactly as in the GEMV (cuda/qweight.cuh combine_unit); F16 weights
-// multiply f16 activations with f32 accumulation.
+// activations of the same stages come through a ring shared by the CTA's 4 warps. Quantized weights
+// (Q4_0, Q4_1, Q8_0) multiply q8 activations as int8 on the tensor cores, one k32 product per
+// 32-element unit, whose integer sum meets the unit's scales in f32 exactly as in the GEMV
+// (cuda/qweight.cuh combine_unit); F16 weights multiply f16 activations with f32 accumulation.
 #pragma once
 #include "cuda/cuda_types.h"
 
@@ -18,8 +18,13 @@ constexpr int kSkMaxCols = 64;
 // Whether mm_sk handles this matrix: F16, Q8_0, Q4_0, Q4_1 with rows of a whole number of
 // 64-byte pieces (F16: 32 elements, Q8_0: 64, Q4_0/Q4_1: 128) and aligned planes.
 bool mm_sk_supported(const DevMatrix& W);
-// Whether its activations are q8 (quantized weights) rather than f16.
-bool mm_sk_wants_q8(const DevMatrix& W);
+// Q4_0 products of more than this many rows dequantize the weights to f16 in registers
+// and take f16 activations (the half mode): two f16 mma per unit and group of 8 rows
+// instead of an int8 mma and its scale arithmetic, which costs more from 3 groups on.
+constexpr int kSkHalfFrom = 16;
+bool mm_sk_half(const DevMatrix& W, int n);
+// Whether the activations of an n-row product are q8 (quantized weights) rather than f16.
+bool mm_sk_wants_q8(const DevMatrix& W, int n);
 
 // Split-K scratch: partial sums and one arrival counter per 64-row tile, which the tile's
 // last CTA resets to zero. One workspace serves one stream.

@@ -20,15 +20,30 @@ namespace {
 
 const bool kHaveDevice = require_cuda_device();
 
-// CPU reference of W · x for the values mm_sk multiplies.
+// CPU reference of W · x for the values mm_sk multiplies: q8 activation blocks, or
+// f16-rounded activations; in the half mode also f16-rounded dequantized weights.
 std::vector<float> reference(const TestWeight& w, const TestAct& a, const std::vector<float>& x,
                              int n) {
-  const bool q8 = cuda::mm_sk_wants_q8(w.W);
+  const bool q8 = cuda::mm_sk_wants_q8(w.W, n);
   std::vector<float> xs = q8 ? a.q8_values() : x;
   if (!q8)
     for (float& v : xs) v = __half2float(__float2half_rn(v));
-  std::vector<float> ref(static_cast<size_t>(n * w.ref.rows));
-  cpu::matmul(w.ref, xs.data(), ref.data(), n, 2);
+  const int64_t rows = w.ref.rows, cols = w.ref.cols;
+  std::vector<float> ref(static_cast<size_t>(n * rows));
+  if (!cuda::mm_sk_half(w.W, n)) {
+    cpu::matmul(w.ref, xs.data(), ref.data(), n, 2);
+    return ref;
+  }
+  std::vector<float> wf = w.dequant_cpu();
+  for (float& v : wf) v = __half2float(__float2half_rn(v));
+  for (int c = 0; c < n; ++c)
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = 0;
+      for (int64_t k = 0; k < cols; ++k)
+        acc += static_cast<double>(wf[static_cast<size_t>(r * cols + k)]) *
+               xs[static_cast<size_t>(c * cols + k)];
+      ref[static_cast<size_t>(c * rows + r)] = static_cast<float>(acc);
+    }
   return ref;
 }
 
@@ -64,7 +79,7 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
         cuda::MmSkConfig cfg;
         CAPTURE(split_k);
         Workspace ws(w.W, cfg);
-        for (int n : {2, 7, 8, 9, 33, 64, 65, 130}) {
+        for (int n : {2, 7, 8, 9, 17, 33, 64, 65, 130}) {
           CAPTURE(n);
           const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
           TestAct a(x, n, cols);
@@ -175,39 +190,41 @@ TEST_CASE("cuda skinny: k_halves gives the bits of two column slices summed like
         }
       TestWeight whole(t, rows, cols, wv), left(t, rows, half, w0), right(t, rows, half, w1);
       REQUIRE(cuda::mm_sk_supported(left.W));
-      const int n = 11;
-      const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
-      std::vector<float> x0(static_cast<size_t>(n * half)), x1(x0.size());
-      for (int c = 0; c < n; ++c)
-        for (int64_t k = 0; k < half; ++k) {
-          x0[static_cast<size_t>(c * half + k)] = x[static_cast<size_t>(c * cols + k)];
-          x1[static_cast<size_t>(c * half + k)] = x[static_cast<size_t>(c * cols + half + k)];
-        }
-      TestAct a(x, n, cols), a0(x0, n, half), a1(x1, n, half);
-      const std::vector<float> y0 = randn(static_cast<size_t>(n * rows), seed++);
-      cuda::MmSkConfig cfg;
-      Workspace ws(whole.W, cfg);
-      auto run = [&](const TestWeight& w, const TestAct& act, bool acc, bool halves) {
-        Dev<float> y(y0);
-        cuda::MmSkArgs m;
-        m.W[0] = &w.W;
-        m.y[0] = y.p();
-        m.x_q8 = act.q8();
-        m.x_f16 = act.f16.p();
-        m.n = n;
-        m.ldy = rows;
-        m.accumulate = acc;
-        m.split_k = true;
-        m.k_halves = halves;
-        m.ws = ws.ws();
-        cuda::mm_sk(m, nullptr);
-        return y.get();
-      };
-      const std::vector<float> one = run(whole, a, true, true);
-      const std::vector<float> r0 = run(left, a0, true, false), r1 = run(right, a1, false, false);
-      std::vector<float> two(r0.size());
-      for (size_t i = 0; i < two.size(); ++i) two[i] = r0[i] + r1[i];
-      CHECK(std::equal(one.begin(), one.end(), two.begin()));
+      for (int n : {11, 40}) {  // 40: the Q4_0 half mode
+        CAPTURE(n);
+        const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+        std::vector<float> x0(static_cast<size_t>(n * half)), x1(x0.size());
+        for (int c = 0; c < n; ++c)
+          for (int64_t k = 0; k < half; ++k) {
+            x0[static_cast<size_t>(c * half + k)] = x[static_cast<size_t>(c * cols + k)];
+            x1[static_cast<size_t>(c * half + k)] = x[static_cast<size_t>(c * cols + half + k)];
+          }
+        TestAct a(x, n, cols), a0(x0, n, half), a1(x1, n, half);
+        const std::vector<float> y0 = randn(static_cast<size_t>(n * rows), seed++);
+        cuda::MmSkConfig cfg;
+        Workspace ws(whole.W, cfg);
+        auto run = [&](const TestWeight& w, const TestAct& act, bool acc, bool halves) {
+          Dev<float> y(y0);
+          cuda::MmSkArgs m;
+          m.W[0] = &w.W;
+          m.y[0] = y.p();
+          m.x_q8 = act.q8();
+          m.x_f16 = act.f16.p();
+          m.n = n;
+          m.ldy = rows;
+          m.accumulate = acc;
+          m.split_k = true;
+          m.k_halves = halves;
+          m.ws = ws.ws();
+          cuda::mm_sk(m, nullptr);
+          return y.get();
+        };
+        const std::vector<float> one = run(whole, a, true, true);
+        const std::vector<float> r0 = run(left, a0, true, false), r1 = run(right, a1, false, false);
+        std::vector<float> two(r0.size());
+        for (size_t i = 0; i < two.size(); ++i) two[i] = r0[i] + r1[i];
+        CHECK(std::equal(one.begin(), one.end(), two.begin()));
+      }
     }
   }
 }
