@@ -26,8 +26,16 @@
 namespace llm::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kTileRows = 16 * kWarps;
+// A CTA is 4 row groups of 16 rows (a 64-row tile) times KG k-groups, each of which takes
+// its share of the CTA's stages; with 2 the halves' sums meet in shared memory at the end.
+// Twice the warps per tile hide twice the latency of each warp's chain of loads, products
+// and scale arithmetic; measured on an H100 (PERF.md) that pays from 9 rows on, while at
+// 8 rows the second CTA barrier participant and activation copy cost more.
+constexpr int kRowWarps = 4, kMaxWarps = 8;
+constexpr int kTileRows = 16 * kRowWarps;
+constexpr int k_groups(int NG) {
+  return NG == 1 ? 1 : 2;
+}
 // H (half mode, Q4_0 with more than kHalfFrom rows): the weights are dequantized to f16
 // in registers and multiplied with f16 activations, so the per-row-group cost is two f16
 // mma per unit instead of an int8 mma and its f32 scale arithmetic.
@@ -67,10 +75,10 @@ constexpr int x_stride_of(DType T, bool H) {
 // Ring depth (stages - 1 in flight): F16 stages hold 4x fewer elements, so its ring is
 // deeper; the half mode's wide activation rows of 48+ rows get a shallower one.
 constexpr int ring_stages(DType T, bool H, int NG) {
-  return T == DType::F16 ? 10 : H && NG > 4 ? 4 : 6;
+  return T == DType::F16 ? 8 : NG >= 3 || H ? 4 : 6;
 }
 constexpr int weight_smem(DType T, bool H, int NG) {
-  return kWarps * ring_stages(T, H, NG) * 16 * (kPieceRow + stage_sc_bytes(T));
+  return kRowWarps * k_groups(NG) * ring_stages(T, H, NG) * 16 * (kPieceRow + stage_sc_bytes(T));
 }
 
 // Four f16 pairs of a Q4_0 nibble word (bytes 4t..4t+3 of a unit: elements 4t..4t+3 in the
@@ -116,7 +124,7 @@ struct Jobs {
 // NG groups of 8 activation rows (n <= 8 NG). Split blockIdx.y covers stages
 // [y * total / S, (y + 1) * total / S) of every row.
 template <DType T, int NG, bool H>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kMaxWarps * 32)
     mm_sk_kernel(Jobs jobs, ActQ8 xq, const __half* __restrict__ xh, int n, int64_t ldy,
                  bool accumulate, int total, bool halves, float* __restrict__ partial,
                  int* __restrict__ counters) {
@@ -126,11 +134,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int XB = stage_x_bytes(T, H);
   constexpr int KS = ring_stages(T, H, NG);
   constexpr bool QX = q8_acts(T, H);
+  constexpr int kKGroups = k_groups(NG), kWarps = kRowWarps * kKGroups;
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ int last;
 
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
   const int g = lane >> 2, t = lane & 3;
+  const int rw = warp % kRowWarps, kh = warp / kRowWarps;  // row group, k-group
   const int tile = static_cast<int>(blockIdx.x);
   const int j = tile < jobs.tile_end[0] ? 0 : tile < jobs.tile_end[1] ? 1 : 2;
   const DevMatrix W = j == 0 ? jobs.W[0] : j == 1 ? jobs.W[1] : jobs.W[2];
@@ -142,17 +152,20 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int st0 = static_cast<int>(static_cast<int64_t>(blockIdx.y) * total / S);
   const int nst = static_cast<int>(static_cast<int64_t>(blockIdx.y + 1) * total / S) - st0;
   const int64_t tile0 = static_cast<int64_t>(tile - first_tile) * kTileRows;
-  const int64_t row0 = tile0 + 16 * warp;
+  const int64_t row0 = tile0 + 16 * rw;
+  // k-group 0 takes the first n0 of the CTA's stages, k-group 1 the other n1.
+  const int n0 = (nst + kKGroups - 1) / kKGroups, n1 = nst - n0;
+  const int my_n = kh ? n1 : n0, my_st0 = st0 + (kh ? n0 : 0);
 
   // Shared memory: the warps' weight rings and their scales, the CTA's activation ring and
-  // its {d, s}. Stage i sits in slot i % KS of every ring.
+  // its {d, s} (both k-groups' rows in each slot). Local stage i sits in slot i % KS.
   uint8_t* wring = smem + static_cast<size_t>(warp) * KS * 16 * kPieceRow;  // (KS, 16, 64)
   uint8_t* wsc = smem + static_cast<size_t>(kWarps) * KS * 16 * kPieceRow +
                  static_cast<size_t>(warp) * KS * 16 * SC;  // (KS, 16, SC)
   constexpr int x_stride = x_stride_of(T, H);
-  uint8_t* xs = smem + weight_smem(T, H, NG);  // (KS, NC, x_stride)
-  float2* xd =
-      reinterpret_cast<float2*>(xs + static_cast<size_t>(KS) * NC * x_stride);  // (KS, UPS, NC)
+  uint8_t* xs = smem + weight_smem(T, H, NG);  // (KS, kKGroups, NC, x_stride)
+  float2* xd = reinterpret_cast<float2*>(xs + static_cast<size_t>(KS) * kKGroups * NC *
+                                                  x_stride);  // (KS, kKGroups, UPS, NC)
 
   // What this thread copies per stage, with the addresses worked out once: two 16-byte
   // pieces of its warp's weight rows (and one row's scales), and up to XQ pieces of the
@@ -163,39 +176,51 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int h = 0; h < 2; ++h) {
     const int R = (lane >> 2) + 8 * h, P = lane & 3;
     const int64_t r = min(row0 + R, M - 1);  // rows past M: loaded, never stored
-    w_src[h] = W.qs + r * W.qs_stride + static_cast<int64_t>(st0) * kPieceRow + P * 16;
+    w_src[h] = W.qs + r * W.qs_stride + static_cast<int64_t>(my_st0) * kPieceRow + P * 16;
     w_dst[h] = R * kPieceRow + ((P ^ ((R >> 1) & 3)) << 4);
   }
-  const uint8_t* sc_src =
-      SC > 0 ? W.sc + min(row0 + (lane & 15), M - 1) * W.sc_stride + static_cast<int64_t>(st0) * SC
-             : nullptr;
+  const uint8_t* sc_src = SC > 0 ? W.sc + min(row0 + (lane & 15), M - 1) * W.sc_stride +
+                                       static_cast<int64_t>(my_st0) * SC
+                                 : nullptr;
   constexpr int kPieces = XB / 16;  // 16-byte pieces of one activation row per stage
-  constexpr int XQ = (NC * kPieces + kWarps * 32 - 1) / (kWarps * 32);
-  constexpr int XD = (NC * UPS + kWarps * 32 - 1) / (kWarps * 32);
+  constexpr int XQ = (kKGroups * NC * kPieces + kWarps * 32 - 1) / (kWarps * 32);
+  constexpr int XD = (kKGroups * NC * UPS + kWarps * 32 - 1) / (kWarps * 32);
   const int64_t x_row_bytes = QX ? K : 2 * K;
+  // Piece idx: k-group kg = idx / (NC * kPieces), then row c, piece p; copied while the
+  // local stage is below that k-group's count (x_n).
   const uint8_t* x_src[XQ];
-  int x_dst[XQ];
+  int x_dst[XQ], x_n[XQ];
 #pragma unroll
   for (int q = 0; q < XQ; ++q) {
     const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
-    const int c = idx / kPieces, p = idx % kPieces;
+    const int kg = idx / (NC * kPieces), rem = idx % (NC * kPieces);
+    const int c = rem / kPieces, p = rem % kPieces;
     const uint8_t* base =
         QX ? reinterpret_cast<const uint8_t*>(xq.qs) : reinterpret_cast<const uint8_t*>(xh);
-    x_src[q] = c < n ? base + c * x_row_bytes + static_cast<int64_t>(st0) * XB + p * 16 : nullptr;
-    x_dst[q] = c * x_stride + p * 16;
+    const int first = st0 + (kg ? n0 : 0);
+    x_src[q] = kg < kKGroups && c < n
+                   ? base + c * x_row_bytes + static_cast<int64_t>(first) * XB + p * 16
+                   : nullptr;
+    x_dst[q] = (kg * NC + c) * x_stride + p * 16;
+    x_n[q] = kg ? n1 : n0;
   }
   const float2* d_src[XD];
-  int d_dst[XD];
+  int d_dst[XD], d_n[XD];
 #pragma unroll
   for (int q = 0; q < XD; ++q) {
     const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
-    const int c = idx / UPS, u = idx % UPS;
-    d_src[q] = QX && c < n ? xq.ds + c * (K / 32) + static_cast<int64_t>(st0) * UPS + u : nullptr;
-    d_dst[q] = u * NC + c;
+    const int kg = idx / (NC * UPS), rem = idx % (NC * UPS);
+    const int c = rem / UPS, u = rem % UPS;
+    const int first = st0 + (kg ? n0 : 0);
+    d_src[q] = QX && kg < kKGroups && c < n
+                   ? xq.ds + c * (K / 32) + static_cast<int64_t>(first) * UPS + u
+                   : nullptr;
+    d_dst[q] = (kg * UPS + u) * NC + c;
+    d_n[q] = kg ? n1 : n0;
   }
   // Stage i (of this split) into ring slot `slot`.
   auto issue_w = [&](int i, int slot) {
-    if (i >= nst) return;
+    if (i >= my_n) return;
     uint8_t* dst = wring + slot * 16 * kPieceRow;
 #pragma unroll
     for (int h = 0; h < 2; ++h) cp_async16(dst + w_dst[h], w_src[h] + i * kPieceRow);
@@ -203,41 +228,42 @@ __global__ void __launch_bounds__(kWarps * 32)
       if (lane < 16) cp_async_n<SC>(wsc + (slot * 16 + lane) * SC, sc_src + i * SC);
   };
   auto issue_x = [&](int i, int slot) {
-    if (i >= nst) return;
-    uint8_t* dst = xs + slot * NC * x_stride;
+    if (i >= n0) return;
+    uint8_t* dst = xs + slot * kKGroups * NC * x_stride;
 #pragma unroll
     for (int q = 0; q < XQ; ++q)
-      if (x_src[q]) cp_async16(dst + x_dst[q], x_src[q] + i * XB);
+      if (x_src[q] && i < x_n[q]) cp_async16(dst + x_dst[q], x_src[q] + i * XB);
     if constexpr (QX) {
-      float2* d = xd + slot * UPS * NC;
+      float2* d = xd + slot * kKGroups * UPS * NC;
 #pragma unroll
       for (int q = 0; q < XD; ++q)
-        if (d_src[q]) cp_async8(d + d_dst[q], d_src[q] + i * UPS);
+        if (d_src[q] && i < d_n[q]) cp_async8(d + d_dst[q], d_src[q] + i * UPS);
     }
   };
 
-  // Rows n..NC-1 of every slot are zero (never copied into).
-  for (int idx = static_cast<int>(threadIdx.x); idx < KS * (NC - n) * (XB / 16);
+  // Rows n..NC-1 of every slot and k-group are zero (never copied into).
+  for (int idx = static_cast<int>(threadIdx.x); idx < KS * kKGroups * (NC - n) * (XB / 16);
        idx += kWarps * 32) {
     const int per_slot = (NC - n) * (XB / 16);
-    const int slot = idx / per_slot, rem = idx - slot * per_slot;
+    const int sk = idx / per_slot, rem = idx - sk * per_slot;  // sk: slot * kKGroups + kg
     const int c = n + rem / (XB / 16), p = rem % (XB / 16);
-    *reinterpret_cast<uint4*>(xs + (slot * NC + c) * x_stride + p * 16) = make_uint4(0, 0, 0, 0);
+    *reinterpret_cast<uint4*>(xs + (sk * NC + c) * x_stride + p * 16) = make_uint4(0, 0, 0, 0);
   }
   if constexpr (QX) {
-    for (int idx = static_cast<int>(threadIdx.x); idx < KS * UPS * (NC - n); idx += kWarps * 32) {
+    for (int idx = static_cast<int>(threadIdx.x); idx < KS * kKGroups * UPS * (NC - n);
+         idx += kWarps * 32) {
       const int su = idx / (NC - n), c = n + idx % (NC - n);
       xd[su * NC + c] = make_float2(0.0f, 0.0f);
     }
   }
 
-  // Prologue: the first KS - 1 stages' weights before waiting for the producer of the
+  // Prologue: the first KS - 2 stages' weights before waiting for the producer of the
   // activations, then their activations; group i holds stage i's activations (group 0
   // also all the prologue's weights).
-  for (int i = 0; i < KS - 1; ++i) issue_w(i, i);
+  for (int i = 0; i < KS - 2; ++i) issue_w(i, i);
   pdl_wait();
   pdl_trigger();
-  for (int i = 0; i < KS - 1; ++i) {
+  for (int i = 0; i < KS - 2; ++i) {
     issue_x(i, i);
     cp_async_commit();
   }
@@ -251,17 +277,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   // ldmatrix row addresses: lane 8m + i gives row i of matrix m.
   const int lm = lane >> 3, li = lane & 7;
   const int aR = (lm & 1) * 8 + li;  // weight row of this lane's A address
-  for (int i = 0, slot = 0; i < nst; ++i, slot = slot + 1 == KS ? 0 : slot + 1) {
-    cp_async_wait<KS - 2>();
-    __syncthreads();  // stage i landed for every thread; slot (i - 1) % KS is free everywhere
-    const int free_slot = slot == 0 ? KS - 1 : slot - 1;  // (i + KS - 1) % KS
-    issue_w(i + KS - 1, free_slot);
-    issue_x(i + KS - 1, free_slot);
-    cp_async_commit();
+  // One stage's products from ring slot `slot`.
+  auto stage = [&](const int slot) {
     const uint8_t* wb = wring + slot * 16 * kPieceRow;
     const uint8_t* sb = wsc + slot * 16 * SC;
-    const uint8_t* xrow = xs + (slot * NC + li) * x_stride;  // this lane's B row, group 0
-    const float2* xdi = xd + slot * UPS * NC;
+    const uint8_t* xrow = xs + ((slot * kKGroups + kh) * NC + li) * x_stride;  // B row, group 0
+    const float2* xdi = xd + (slot * kKGroups + kh) * UPS * NC;
 
     if constexpr (H) {
       // A: unit j's nibble words of rows g / g + 8 (a[j >> 1][(j & 1) * 2 + 0 / 1]).
@@ -283,7 +304,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                       fb[0][1], fb[1][0], fb[1][1]);
 #pragma unroll
         for (int ng = 0; ng < NG; ++ng) {
-          const uint8_t* xr = xs + (slot * NC + 8 * ng + g) * x_stride + j * 64 + 8 * t;
+          const uint8_t* xr =
+              xs + ((slot * kKGroups + kh) * NC + 8 * ng + g) * x_stride + j * 64 + 8 * t;
 #pragma unroll
           for (int st2 = 0; st2 < 2; ++st2) {
             const uint2 b = *reinterpret_cast<const uint2*>(xr + 32 * st2);
@@ -390,6 +412,43 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
       }
     }
+  };
+
+  // Two stages per barrier: the second stage's fragment loads overlap the first one's
+  // arithmetic, and the barrier (all warps done with the slots refilled next) is paid once.
+  // Committed before iteration i: KS - 2 + i groups; stages i, i + 1 are groups i, i + 1.
+  for (int i = 0, slot = 0; i < n0; i += 2, slot = (slot + 2) % KS) {
+    cp_async_wait<KS - 4>();
+    __syncthreads();
+    const int f0 = (slot + KS - 2) % KS, f1 = (slot + KS - 1) % KS;  // stages i+KS-2, i+KS-1
+    issue_w(i + KS - 2, f0);
+    issue_x(i + KS - 2, f0);
+    cp_async_commit();
+    issue_w(i + KS - 1, f1);
+    issue_x(i + KS - 1, f1);
+    cp_async_commit();
+    if (i < my_n) stage(slot);
+    if (i + 1 < my_n) stage(slot + 1 == KS ? 0 : slot + 1);
+  }
+
+  // k-group 1 hands its sums to k-group 0 through the (now idle) rings: sum = S0 + S1.
+  float* red = reinterpret_cast<float*>(smem);  // (kRowWarps, 32, NG * 4)
+  if constexpr (kKGroups == 2) {
+    cp_async_wait<0>();
+    __syncthreads();
+    if (kh == 1) {
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) red[(rw * 32 + lane) * NG * 4 + ng * 4 + e] = acc[ng][e];
+    }
+    __syncthreads();
+    if (kh == 0) {
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[ng][e] += red[(rw * 32 + lane) * NG * 4 + ng * 4 + e];
+    }
   }
 
   // This lane's C entries: rows g (e = 0, 1) and g + 8 (e = 2, 3); columns 2t, 2t + 1.
@@ -399,7 +458,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int e = 0; e < 4; ++e) {
       const int64_t r = row0 + g + (e >= 2 ? 8 : 0);
       const int c = 8 * ng + 2 * t + (e & 1);
-      if (r >= M || c >= n) continue;
+      if (kh != 0 || r >= M || c >= n) continue;
       if (S > 1) {
         partial[(static_cast<int64_t>(blockIdx.y) * n + c) * RT + row_off + r] = acc[ng][e];
       } else {
@@ -493,7 +552,7 @@ Split split_of(DType T, int64_t cols, int64_t tiles, const MmSkConfig& cfg, bool
 template <DType T, int NG, bool H>
 size_t smem_bytes() {
   return static_cast<size_t>(weight_smem(T, H, NG)) +
-         static_cast<size_t>(ring_stages(T, H, NG)) * 8 * NG *
+         static_cast<size_t>(ring_stages(T, H, NG)) * k_groups(NG) * 8 * NG *
              (x_stride_of(T, H) + stage_xd_bytes(T, H));
 }
 
@@ -509,8 +568,8 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
   CUDA_CHECK(cudaFuncSetAttribute(
       mm_sk_kernel<T, NG, H>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(s.splits));
-  launch(mm_sk_kernel<T, NG, H>, grid, kWarps * 32, smem, stream, jc, xq, xh, n, a.ldy,
-         a.accumulate, s.total, s.splits > 1 && a.k_halves, a.ws.partial, a.ws.counters);
+  launch(mm_sk_kernel<T, NG, H>, grid, kRowWarps * k_groups(NG) * 32, smem, stream, jc, xq, xh, n,
+         a.ldy, a.accumulate, s.total, s.splits > 1 && a.k_halves, a.ws.partial, a.ws.counters);
   CUDA_CHECK_LAUNCH();
 }
 
