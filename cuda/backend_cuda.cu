@@ -1,7 +1,5 @@
 #include <algorithm>
 #include <climits>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
 #include "cuda/activation.h"
@@ -15,35 +13,13 @@
 #include "cuda/matmul_tc.h"
 #include "cuda/matvec_quant.h"
 #include "cuda/quantize.h"
-#include "cuda/qweight.h"
 #include "cuda/rmsnorm.h"
 #include "cuda/topk.h"
 
 namespace llm::cuda {
 namespace {
 
-// Up to this many rows a step uses the GEMV (weights read once per 8 rows), above it the
-// GEMM (f16 weights, a dense copy or dequantized per call). Quantized: two GEMV passes
-// still read less than f16.
-constexpr int kMatvecCutoffQuant = 16;
-// Float weights: the GEMV reads the same bytes as the GEMM but its FMAs per weight grow
-// with the columns; on an H100 (PERF.md) F16 7B steps of 5..8 rows took 1.9..2.5x one row
-// on the GEMV and 8 rows 13.5 ms, against 1.4x and 8.0 ms (16 rows) on cuBLAS.
-constexpr int kMatvecCutoffFloat = 4;
-// Tensor-core products (cuda/matmul_tc) for steps of (GEMV cut-over, tc_rows_] rows: off
-// by default, as measured on an H100 they lose to the GEMV and the f16 GEMM (PERF.md);
-// LLM_CUDA_TC_ROWS=N turns them on, and with every matrix supported the GEMV then keeps
-// only single rows.
-constexpr int kMatvecCutoffTc = 1;
-constexpr int kTcRowsDefault = 0;
-// A sequence with at least this many rows in a step (more than 64) uses the prefill tiles;
-// fewer go through the split-K decode kernel, which keeps the GPU busy with few query rows
-// (speculative verification, short chunks, a suffix after a cached prefix), where the
-// tiles would be one CTA per head. Measured on an H100 (PERF.md): 4 -> 65 took a 64-token
-// suffix after 1024 cached tokens from 17.9 to 15.9 ms and r(3) of the F16 7B from 2.6 to 1.3.
-constexpr int kPrefillMinRows = 65;
 constexpr int kMaxGraphBatch = 256;  // decode batches up to this size replay graphs
-constexpr int kMaxSplit = 16;
 
 // Offsets of the step inputs in the packed transfer buffer. The block tables come last,
 // so for a given bucket every other offset is fixed (what a replayed graph reads).
@@ -79,144 +55,6 @@ struct CudaBackend::Input {
   const __half* f16 = nullptr;
   ActQ8 q8;
 };
-
-CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
-    : model_(model), cfg_(model.config), comm_(opt.collective), block_size_(opt.block_size) {
-  if (opt.block_size <= 0)
-    throw Error("KV block size must be positive, got " + std::to_string(opt.block_size));
-  if (opt.kv_tokens < 0) throw Error("KV capacity must not be negative");
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    (void)cudaGetLastError();
-    throw Error("no CUDA device is available (use --device cpu)");
-  }
-  if (opt.gpu < 0 || opt.gpu >= count)
-    throw Error("--gpu " + std::to_string(opt.gpu) + " is out of range: " + std::to_string(count) +
-                " CUDA device(s)");
-  device_ = opt.gpu;
-  CUDA_CHECK(cudaSetDevice(device_));
-  cudaDeviceProp prop{};
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-  n_sm_ = prop.multiProcessorCount;
-  name_ = "cuda:" + std::to_string(device_) + " " + prop.name;
-  deterministic_ = opt.deterministic;
-  // NCCL adds more than two ranks' parts in an order that follows the message size, i.e.
-  // the step's rows; two parts give the same sum in either order.
-  if (deterministic_ && comm_ && comm_->world() > 2)
-    throw Error("--deterministic works with --tp 1 or 2 on CUDA (NCCL's sums over " +
-                std::to_string(comm_->world()) + " GPUs depend on the batch)");
-  if (!attention_head_dim_supported(cfg_.head_dim))
-    throw Error(
-        "the CUDA backend needs a head dimension that is a multiple of 8 and at most 256, model "
-        "has " +
-        std::to_string(cfg_.head_dim));
-  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  cublas_check(cublasCreate(&cublas_), "cublasCreate");
-
-  // Everything but the KV pool must fit; say how much when it does not.
-  size_t free_b = 0, total_b = 0;
-  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  // Counted from the weight views, not the file: a tensor-parallel shard has none.
-  size_t wbytes = 0;
-  auto count_matrix = [&](const TensorRef& t) {
-    wbytes +=
-        type_supported(t.type) ? device_matrix_bytes(t.type, t.rows, t.cols) : align256(t.bytes);
-  };
-  auto count_vector = [&](const TensorRef& t) { wbytes += t ? align256(t.bytes) : 0; };
-  count_matrix(model.weights.tok_embd);
-  if (!cfg_.tied_output) count_matrix(model.weights.output);
-  count_vector(model.weights.output_norm);
-  for (const LayerWeights& L : model.weights.layers) {
-    for (const TensorRef* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      count_matrix(*t);
-    for (const TensorRef* t : {&L.attn_norm, &L.ffn_norm, &L.bq, &L.bk, &L.bv}) count_vector(*t);
-  }
-  cap_tokens_ = 2048;
-  kmax_ = std::max({cfg_.n_embd, cfg_.q_dim(), cfg_.n_ff});
-  const int64_t per_token_scratch = 4 * (cfg_.n_embd + kmax_ + cfg_.q_dim() * 2 + cfg_.q_dim() +
-                                         2 * cfg_.kv_dim() + 2 * cfg_.n_ff) +
-                                    2 * kmax_ + kmax_ + kmax_ / 4;
-  const size_t scratch = static_cast<size_t>(per_token_scratch) * cap_tokens_ +
-                         kDequantMaxElems * 2 + kCublasWorkspace + (256ull << 20);
-  const size_t kv_per_token = static_cast<size_t>(cfg_.n_layer) * 2 * cfg_.kv_dim() * 2;
-  const size_t min_kv = kv_per_token * static_cast<size_t>(std::min(cfg_.n_ctx_train, 512));
-  if (wbytes + scratch + min_kv > free_b)
-    throw Error(
-        "model needs " + gib(static_cast<double>(wbytes + scratch + min_kv)) + " on " + name_ +
-        " (weights " + gib(static_cast<double>(wbytes)) + ", buffers " +
-        gib(static_cast<double>(scratch)) + ", KV for 512 tokens " +
-        gib(static_cast<double>(min_kv)) + "), " + gib(static_cast<double>(free_b)) + " free" +
-        (comm_ || count < 2
-             ? ""
-             : " (--tp N splits the weights over N of the " + std::to_string(count) + " GPUs)"));
-
-  verbose_ = opt.verbose;
-  upload_weights(model);
-  bool all_float = true;
-  for (const Layer& L : layers_)
-    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      all_float = all_float && is_float_type(m->type);
-  bool all_tc = true;
-  for (const Layer& L : layers_)
-    for (const DevMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      all_tc = all_tc && mm_tc_supported(*m);
-  tc_rows_ = kTcRowsDefault;
-  if (const char* e = std::getenv("LLM_CUDA_TC_ROWS")) tc_rows_ = std::max(0, std::atoi(e));
-  {
-    const char* c = std::getenv("LLM_CUDA_TC_CTAS");
-    const char* w = std::getenv("LLM_CUDA_TC_WARPS");
-    tc_cfg_ = mm_tc_config(c ? std::atoi(c) : MmTcConfig{}.target_ctas,
-                           w ? std::atoi(w) : MmTcConfig{}.warps);
-  }
-  // Skinny products (cuda/matmul_skinny) for steps of 2..32 rows of quantized weights:
-  // measured on an H100 (PERF.md) they beat the GEMV from 2 rows and the f16 GEMM up to 32;
-  // on F16 weights they lose to both, so those stay off. Measurement switches:
-  // LLM_CUDA_SK_ROWS=N (0: never), LLM_CUDA_SK_MIN=N (first row count), LLM_CUDA_SK_F16=1,
-  // LLM_CUDA_SK_CTAS=N (grid the split wo / w_down products aim for; default one per SM),
-  // LLM_CUDA_SK_KSPLIT=E (split the other products' K every E elements; default whole).
-  sk_cfg_.target_ctas = n_sm_;
-  if (const char* e = std::getenv("LLM_CUDA_SK_ROWS")) sk_rows_ = std::max(0, std::atoi(e));
-  if (const char* e = std::getenv("LLM_CUDA_SK_MIN")) sk_min_rows_ = std::max(2, std::atoi(e));
-  if (const char* e = std::getenv("LLM_CUDA_SK_F16")) sk_f16_ = std::atoi(e) != 0;
-  if (const char* e = std::getenv("LLM_CUDA_SK_CTAS"))
-    sk_cfg_.target_ctas = std::max(1, std::atoi(e));
-  if (const char* e = std::getenv("LLM_CUDA_SK_KSPLIT"))
-    sk_cfg_.col_split_elems = std::max(0, std::atoi(e));
-  matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
-                   : all_float            ? kMatvecCutoffFloat
-                                          : kMatvecCutoffQuant;
-  prefill_min_rows_ = kPrefillMinRows;
-  // Tuning experiments (PERF.md): LLM_CUDA_MATVEC_ROWS=N moves the GEMV cut-over,
-  // LLM_CUDA_TC_ROWS=N the tensor-core/GEMM one (0: no tensor-core products).
-  if (const char* e = std::getenv("LLM_CUDA_MATVEC_ROWS"))
-    matvec_cutoff_ = std::max(0, std::atoi(e));
-  // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
-  if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
-    prefill_min_rows_ = std::max(1, std::atoi(e));
-  // LLM_CUDA_TP_ORDER=0: one sum per row in wo and w_down (MatvecJob::k_split, k_offset).
-  if (const char* e = std::getenv("LLM_CUDA_TP_ORDER")) tp_order_ = std::atoi(e) != 0;
-  // Deterministic mode: every row through the split-K decode attention (plan_step).
-  if (deterministic_) prefill_min_rows_ = INT_MAX;
-  // LLM_CUDA_MV_KQ=bits: the GEMV kernel set (cuda/matvec_quant.h; default 15).
-  mv_variant_ = matvec_variant_from_env();
-  if (verbose_ && (mv_variant_.kquant || mv_variant_.q8))
-    std::fprintf(stderr, "matvec kernels (LLM_CUDA_MV_KQ):%s%s%s%s%s\n",
-                 mv_variant_.kquant ? " k-quant" : "", mv_variant_.q8 ? " q8_0" : "",
-                 mv_variant_.mixed ? " mixed" : "", mv_variant_.uncapped ? " uncapped" : "",
-                 mv_variant_.q8_deep ? " q8-4-slots" : "");
-  // Deterministic mode never runs a GEMM: no f16 copy for it.
-  make_f16_copies(deterministic_ ? BackendOptions::F16Copy::Off : opt.f16_copy, scratch + min_kv);
-  allocate_scratch();
-  allocate_kv(opt);
-  if (deterministic_) {
-    name_ += " (deterministic)";
-    if (verbose_)
-      std::fprintf(stderr,
-                   "deterministic mode: every step on the GEMV and the split-K decode attention "
-                   "(%d splits), results independent of the batch\n",
-                   kMaxSplit);
-  }
-}
 
 CudaBackend::~CudaBackend() {
   clear_graphs();
