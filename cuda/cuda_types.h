@@ -57,6 +57,14 @@ struct ActQ8 {
   float2* ds = nullptr;
 };
 
+// Scratch of a product whose K is split across CTAs: partial sums and one arrival counter
+// per row tile, which the tile's last CTA resets to zero. One workspace serves one stream
+// (launches on it run one after another).
+struct SplitKWorkspace {
+  float* partial = nullptr;  // (splits, n, rows) f32
+  int* counters = nullptr;   // (tiles) int32, all zero between launches
+};
+
 // The formats a producer kernel (rmsnorm, swiglu, convert) writes its (n, k) output in;
 // each pointer may be null (not wanted). q8 needs k % 32 == 0.
 struct ActOut {

@@ -466,13 +466,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         *out = accumulate ? *out + acc[ng][e] : acc[ng][e];
       }
     }
-  if (S == 1) return;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) == S - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (S == 1 || !last_split_arrival(counters, S, last)) return;
   // The tile's last CTA adds the splits in order 0..S-1 (the same bits whoever is last).
   // Halves: the splits of each half of K are summed apart, y = (y + S0) + S1, as two
   // tensor-parallel ranks holding one half each and all-reducing would. Every load of a

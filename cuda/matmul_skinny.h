@@ -26,12 +26,9 @@ bool mm_sk_half(const DevMatrix& W, int n);
 // Whether the activations of an n-row product are q8 (quantized weights) rather than f16.
 bool mm_sk_wants_q8(const DevMatrix& W, int n);
 
-// Split-K scratch: partial sums and one arrival counter per 64-row tile, which the tile's
-// last CTA resets to zero. One workspace serves one stream.
-struct MmSkWorkspace {
-  float* partial = nullptr;  // (splits, n, rows) f32
-  int* counters = nullptr;   // (tiles) int32, all zero between launches
-};
+// Split-K scratch (cuda_types.h): partial (splits, n, rows of the launch), counters one per
+// 64-row tile of the launch.
+using MmSkWorkspace = SplitKWorkspace;
 
 // Matrices one launch may take (of one type and width: q/k/v, gate/up).
 constexpr int kSkMaxJobs = 3;

@@ -295,13 +295,7 @@ __global__ void __launch_bounds__(NW * 32)
         *out = accumulate ? *out + acc[i][e] : acc[i][e];
       }
     }
-  if (S == 1) return;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(&counters[blockIdx.x], 1) == S - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (S == 1 || !last_split_arrival(counters, S, last)) return;
   // The tile's last CTA adds the splits in order 0..S-1 (the same bits whoever is last).
   const int rows_here = static_cast<int>(min(static_cast<int64_t>(kRows), M - tile0));
   for (int idx = static_cast<int>(threadIdx.x); idx < n * kRows; idx += NW * 32) {

@@ -17,13 +17,8 @@ bool mm_tc_supported(const DevMatrix& W);
 // Whether its activations are q8 (quantized weights) rather than f16.
 bool mm_tc_wants_q8(const DevMatrix& W);
 
-// Scratch for products whose K is split across CTAs (few rows, long rows): partial sums
-// and one arrival counter per 64-row tile, which the last CTA of a tile resets to zero.
-// One workspace serves one stream (launches on it run one after another).
-struct MmTcWorkspace {
-  float* partial = nullptr;  // (splits, n, rows) f32
-  int* counters = nullptr;   // (kTcCounters) int32, all zero between launches
-};
+// Split-K scratch (cuda_types.h); counters: kTcCounters.
+using MmTcWorkspace = SplitKWorkspace;
 constexpr int kTcCounters = 1024;
 
 // Launch shape, fixed per backend: warps (16 weight rows each) per CTA, 2 or 4, and the

@@ -1,5 +1,5 @@
-// Tensor-core and asynchronous-copy primitives (PTX, sm_80+) shared by the products of
-// few activation rows (cuda/matmul_tc, cuda/matmul_skinny). The mma wrappers that write
+// Tensor-core, asynchronous-copy and split-K primitives (PTX, sm_80+) shared by the
+// products of few activation rows (cuda/matmul_tc, cuda/matmul_skinny). The mma wrappers that write
 // their outputs are plain register operations (not volatile), so the compiler may schedule
 // them around the loads; ldmatrix and cp.async stay volatile, ordered against the waits
 // that publish the data.
@@ -77,6 +77,20 @@ __device__ __forceinline__ void cp_async_commit() {
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// Split-K arrival: after every thread of the CTA stored its partial sums, counts the CTA in
+// for its tile (one counter per blockIdx.x) and returns, in every thread, whether it is the
+// tile's last of `splits` CTAs; that one then sums the partials (all visible to it) and
+// resets the counter for the next launch. `flag`: a __shared__ int of the caller.
+__device__ __forceinline__ bool last_split_arrival(int* counters, int splits, int& flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) flag = atomicAdd(&counters[blockIdx.x], 1) == splits - 1;
+  __syncthreads();
+  const bool last = flag != 0;
+  if (last) __threadfence();
+  return last;
 }
 
 }  // namespace llm::cuda

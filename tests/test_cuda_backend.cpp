@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine_test_util.h"
+#include "invariance_test_util.h"
 #include "quant/mix.h"
 #include "quant/quants.h"
 #include "test_util.h"
@@ -195,74 +196,6 @@ TEST_CASE("cuda backend: malformed batches throw llm::Error") {
   CHECK_THROWS_AS(gpu.copy_kv_block(0, gpu.kv_blocks()), Error);
 }
 
-namespace {
-
-// A synthetic llama of the given file type: writes it and returns its path.
-std::string write_synthetic(FileType ft, const std::string& name) {
-  const int vocab = 1000, E = 256, L = 2, H = 4, Hkv = 2, D = 64, F = 512;
-  std::mt19937 rng(7);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  GgufWriter w;
-  w.set_string("general.architecture", "llama");
-  w.set_u32("general.file_type", gguf_file_type(ft));
-  w.set_u32("llama.embedding_length", E);
-  w.set_u32("llama.block_count", L);
-  w.set_u32("llama.feed_forward_length", F);
-  w.set_u32("llama.attention.head_count", H);
-  w.set_u32("llama.attention.head_count_kv", Hkv);
-  w.set_u32("llama.context_length", 512);
-  w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-  struct T {
-    std::string name;
-    int64_t cols, rows;
-  };
-  std::vector<T> ts = {
-      {"token_embd.weight", E, vocab}, {"output_norm.weight", E, 1}, {"output.weight", E, vocab}};
-  for (int l = 0; l < L; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    ts.push_back({p + "attn_norm.weight", E, 1});
-    ts.push_back({p + "attn_q.weight", E, H * D});
-    ts.push_back({p + "attn_k.weight", E, Hkv * D});
-    ts.push_back({p + "attn_v.weight", E, Hkv * D});
-    ts.push_back({p + "attn_output.weight", H * D, E});
-    ts.push_back({p + "ffn_norm.weight", E, 1});
-    ts.push_back({p + "ffn_gate.weight", E, F});
-    ts.push_back({p + "ffn_up.weight", E, F});
-    ts.push_back({p + "ffn_down.weight", F, E});
-  }
-  MixModel mm;
-  mm.n_layer = L;
-  mm.n_head = H;
-  mm.n_head_kv = Hkv;
-  std::vector<DType> types;
-  for (const T& t : ts) {
-    const bool vec = t.rows == 1;
-    const DType type = vec ? DType::F32 : choose_tensor_type(ft, mm, t.name, 2, t.cols, DType::F32);
-    types.push_back(type);
-    vec ? w.add_tensor(t.name, DType::F32, {t.cols}) : w.add_tensor(t.name, type, {t.cols, t.rows});
-  }
-  const std::string path = temp_path(name);
-  w.begin(path);
-  for (size_t i = 0; i < ts.size(); ++i) {
-    const T& t = ts[i];
-    // Unit-variance embeddings; other matrices scaled by 1/sqrt(cols) so activations stay O(1).
-    const float sd = t.rows == 1                     ? 0.1f
-                     : t.name == "token_embd.weight" ? 1.0f
-                                                     : 1.0f / std::sqrt(float(t.cols));
-    std::vector<float> v(static_cast<size_t>(t.cols * t.rows));
-    for (float& x : v) x = t.rows == 1 ? 1.0f + sd * nd(rng) : sd * nd(rng);
-    std::vector<uint8_t> bytes(row_bytes(types[i], t.cols) * static_cast<size_t>(t.rows));
-    for (int64_t r = 0; r < t.rows; ++r)
-      quantize_row(types[i], v.data() + r * t.cols, bytes.data() + r * row_bytes(types[i], t.cols),
-                   t.cols);
-    w.write_tensor_data(bytes.data(), bytes.size());
-  }
-  w.finish();
-  return path;
-}
-
-}  // namespace
-
 TEST_CASE(
     "cuda backend: synthetic F16 / Q8_0 / Q4_0 / Q4_K_M models, teacher-forced over 128 "
     "positions") {
@@ -285,7 +218,7 @@ TEST_CASE(
     const std::string ft_name = file_type_name(c.ft);
     CAPTURE(ft_name);
     const std::string path =
-        write_synthetic(c.ft, std::string("synth_") + file_type_name(c.ft) + ".gguf");
+        write_synthetic(c.ft, "llama", std::string("synth_") + file_type_name(c.ft) + ".gguf");
     auto model = Model::load(path);
     const int V = model->config.n_vocab;
     std::mt19937 rng(99);
