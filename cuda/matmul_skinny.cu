@@ -621,8 +621,7 @@ bool mm_sk_wants_q8(const DevMatrix& W, int n) {
   return W.type != DType::F16 && !mm_sk_half(W, n);
 }
 
-int mm_sk_splits(const DevMatrix& W, int n, const MmSkConfig& cfg, bool split_k, bool k_halves) {
-  (void)n;
+int mm_sk_splits(const DevMatrix& W, const MmSkConfig& cfg, bool split_k, bool k_halves) {
   return split_of(W.type, W.cols, ceil_div(W.rows, kTileRows), cfg, split_k, k_halves).splits;
 }
 

@@ -44,7 +44,7 @@ struct MmSkConfig {
 // without split_k K stays whole; with it the count depends on W's rows and K only, so a
 // tensor-parallel rank holding a slice of K splits that slice as one GPU with k_halves
 // splits each half.
-int mm_sk_splits(const DevMatrix& W, int n, const MmSkConfig& cfg, bool split_k = false,
+int mm_sk_splits(const DevMatrix& W, const MmSkConfig& cfg, bool split_k = false,
                  bool k_halves = false);
 // Workspace sizes: floats of partial any n needs for launches with W's type and width and
 // rows_total rows in all; counters: a launch needs the sum of its matrices' mm_sk_tiles.

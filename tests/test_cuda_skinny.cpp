@@ -95,9 +95,9 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
           m.split_k = split_k;
           m.ws = ws.ws();
           m.cfg = cfg;
-          const int splits = cuda::mm_sk_splits(w.W, std::min(n, 64), cfg, split_k);
+          const int splits = cuda::mm_sk_splits(w.W, cfg, split_k);
           if (split_k) CHECK(splits > 1);
-          if (!split_k && n <= 8) CHECK(splits == 1);
+          if (!split_k) CHECK(splits == 1);
           cuda::mm_sk(m, nullptr);
           const std::vector<float> got = y.get();
           const double err = rel_err(got, ref);
