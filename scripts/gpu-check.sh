@@ -34,7 +34,8 @@ nvcc --version | tail -1 || true
 stage "build"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 ||
   { tail -30 "$OUT/cmake.log"; echo "FAIL: cmake"; exit 1; }
-if ! ninja -C "$BUILD_DIR" -j"$NPROC" llm test_cuda_kernels test_cuda_backend >"$OUT/build.log" 2>&1; then
+CUDA_TESTS="test_cuda_kernels test_cuda_attention test_cuda_skinny test_cuda_backend"
+if ! ninja -C "$BUILD_DIR" -j"$NPROC" llm $CUDA_TESTS >"$OUT/build.log" 2>&1; then
   grep -E "error|FAILED" -A5 "$OUT/build.log" | head -60
   echo "FAIL: build"
   exit 1
@@ -42,7 +43,7 @@ fi
 summary+=("build: ok ($(($(date +%s) - t_start)) s)")
 
 if [ "$TESTS" = 1 ]; then
-  for t in test_cuda_kernels test_cuda_backend; do
+  for t in $CUDA_TESTS; do
     stage "$t"
     t0=$(date +%s)
     (cd "$BUILD_DIR/tests" && ./$t --duration=true) >"$OUT/$t.log" 2>&1
@@ -77,13 +78,15 @@ done
 # Last, so that a slow sanitizer cannot cost the benchmark figures.
 if [ "$TESTS" = 1 ] && [ "$SANITIZE" = 1 ]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  for tool in memcheck racecheck; do
-    stage "compute-sanitizer $tool"
-    t0=$(date +%s)
-    (cd "$BUILD_DIR/tests" && timeout "${SANITIZE_TIMEOUT:-150}" "$CS" --tool $tool --error-exitcode 9 ./test_cuda_kernels) >"$OUT/sanitizer_$tool.log" 2>&1
-    rc=$?
-    tail -5 "$OUT/sanitizer_$tool.log"
-    summary+=("compute-sanitizer $tool: rc=$rc ($(($(date +%s) - t0)) s) $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)")
+  for t in test_cuda_kernels test_cuda_attention test_cuda_skinny; do
+    for tool in memcheck racecheck; do
+      stage "compute-sanitizer $tool $t"
+      t0=$(date +%s)
+      (cd "$BUILD_DIR/tests" && timeout "${SANITIZE_TIMEOUT:-150}" "$CS" --tool $tool --error-exitcode 9 ./$t) >"$OUT/sanitizer_${tool}_$t.log" 2>&1
+      rc=$?
+      tail -5 "$OUT/sanitizer_${tool}_$t.log"
+      summary+=("compute-sanitizer $tool $t: rc=$rc ($(($(date +%s) - t0)) s) $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer_${tool}_$t.log" | tail -1)")
+    done
   done
 fi
 
