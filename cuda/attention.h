@@ -40,7 +40,14 @@ void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_
 
 // Prefill: tiles of up to kPrefillTileRows consecutive rows of one sequence share each
 // K/V tile loaded into shared memory. tiles: (n_tiles) device int4 {row0, n_rows, seq, 0}.
+// n_split > 1 also cuts each tile's keys into that many parts (whole 32-key tiles) computed
+// by separate blocks and merged by the last to finish: workspace of
+// attention_prefill_workspace(...) bytes, counters (n_tiles, n_head) ints, zero before the
+// first use (the merging block resets its counter).
 constexpr int kPrefillTileRows = 32;
-void attention_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStream_t stream);
+constexpr int kMaxPrefillSplit = 32;  // the merge keeps one weight per split in a lane
+size_t attention_prefill_workspace(int n_tiles, int n_head, int head_dim, int n_split);
+void attention_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, int n_split,
+                       float* workspace, int* counters, cudaStream_t stream);
 
 }  // namespace llm::cuda

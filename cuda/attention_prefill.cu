@@ -2,6 +2,10 @@
 // sequence and one head; K/V tiles of 32 keys are gathered from the paged cache into
 // shared memory once and used by all rows. Each warp owns 8 rows: lanes own keys for
 // the scores and head dimensions for P·V, with an online softmax per row.
+//
+// With few tiles (a short chunk after a long cached prefix) the key range is also cut into
+// n_split parts of whole key tiles (blockIdx.z), as flash-decoding does: each block writes
+// its rows' (max, sum, acc) partials and the tile's last block to finish merges them.
 #include "cuda/attention.h"
 #include "cuda/common.cuh"
 
@@ -21,7 +25,8 @@ size_t prefill_smem(int D) {
 
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32)
-    prefill_kernel(AttnArgs a, const int4* __restrict__ tiles) {
+    prefill_kernel(AttnArgs a, const int4* __restrict__ tiles, float* __restrict__ ws,
+                   int* __restrict__ counters) {
   pdl_wait();
   pdl_trigger();
   extern __shared__ __align__(16) unsigned char smem[];
@@ -61,13 +66,19 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int j = 0; j < DPL; ++j) acc[i][j] = 0.0f;
   }
 
-  for (int t0 = 0; t0 < n_keys; t0 += kKeys) {
+  // This block's keys: split z of the tile's key tiles (all of them when n_split is 1).
+  const int n_split = gridDim.z, z = blockIdx.z;
+  const int n_kt = static_cast<int>(ceil_div(n_keys, kKeys));
+  const int per = static_cast<int>(ceil_div(n_kt, n_split));
+  const int key_begin = min(n_kt, z * per) * kKeys, key_end = min(n_keys, (z + 1) * per * kKeys);
+
+  for (int t0 = key_begin; t0 < key_end; t0 += kKeys) {
     __syncthreads();           // previous tile fully used (and q_s written on the first pass)
     const int chunks = D / 8;  // 16-byte chunks per key row
     for (int i = threadIdx.x; i < kKeys * chunks; i += blockDim.x) {
       const int j = i / chunks, c = i % chunks, key = t0 + j;
       uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (key < n_keys) {
+      if (key < key_end) {
         const int64_t slot =
             static_cast<int64_t>(table[key / a.block_size]) * a.block_size + key % a.block_size;
         const int64_t off = slot * kv_stride + static_cast<int64_t>(kvh) * D + c * 8;
@@ -128,7 +139,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       m[i] = m_new;
     }
     // P·V: lane = dims.
-    const int n_valid = min(kKeys, n_keys - t0);
+    const int n_valid = min(kKeys, key_end - t0);
     for (int j = 0; j < n_valid; ++j) {
       float vf[DPL];
       if (owns_dims) {
@@ -148,44 +159,114 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
+  if (n_split == 1) {
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int r = warp * kRowsPerWarp + i;
+      if (r >= n_rows || !owns_dims) continue;
+      float* o = a.out + (static_cast<int64_t>(row0 + r) * a.n_head + h) * D + lane * DPL;
+      const float inv = 1.0f / l[i];
+#pragma unroll
+      for (int e = 0; e < DPL; ++e) o[e] = acc[i][e] * inv;
+    }
+    return;
+  }
+  // Partials of this split, (tile, head, split, row of the tile) x {m, l, acc[D]}; an
+  // empty range leaves m = -inf, l = 0, acc = 0.
+  const int64_t part_stride = static_cast<int64_t>(kPrefillTileRows) * (D + 2);  // one split
+  float* part = ws + (static_cast<int64_t>(blockIdx.x) * a.n_head + h) * n_split * part_stride;
 #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
-    const int r = warp * kRowsPerWarp + i;
-    if (r >= n_rows || !owns_dims) continue;
-    float* o = a.out + (static_cast<int64_t>(row0 + r) * a.n_head + h) * D + lane * DPL;
-    const float inv = 1.0f / l[i];
+    float* p = part + z * part_stride + (warp * kRowsPerWarp + i) * (D + 2);
+    if (lane == 0) {
+      p[0] = m[i];
+      p[1] = l[i];
+    }
+    if (owns_dims) {
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) o[e] = acc[i][e] * inv;
+      for (int e = 0; e < DPL; ++e) p[2 + lane * DPL + e] = acc[i][e];
+    }
   }
+  // The tile's last block to arrive merges: out = sum_s w_s acc_s / sum_s w_s l_s with
+  // w_s = 2^(m_s - max m). Other blocks' partials are read around L1 (__ldcg).
+  int* counter = counters + static_cast<int64_t>(blockIdx.x) * a.n_head + h;
+  __shared__ int last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_split - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int r = warp * kRowsPerWarp + i;
+    if (r >= n_rows) continue;  // warp-uniform
+    const float* pr = part + r * (D + 2);
+    const float ms = lane < n_split ? __ldcg(pr + lane * part_stride) : -INFINITY;
+    const float ls = lane < n_split ? __ldcg(pr + lane * part_stride + 1) : 0.0f;
+    const float mx = warp_max(ms);
+    const float w = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+    const float inv = 1.0f / warp_sum(w * ls);
+    float v[DPL];
+#pragma unroll
+    for (int e = 0; e < DPL; ++e) v[e] = 0.0f;
+    for (int sp = 0; sp < n_split; ++sp) {
+      const float wsp = __shfl_sync(0xffffffffu, w, sp);
+      if (owns_dims && wsp != 0.0f) {
+#pragma unroll
+        for (int e = 0; e < DPL; ++e)
+          v[e] = fmaf(wsp, __ldcg(pr + sp * part_stride + 2 + lane * DPL + e), v[e]);
+      }
+    }
+    if (owns_dims) {
+      float* o = a.out + (static_cast<int64_t>(row0 + r) * a.n_head + h) * D + lane * DPL;
+#pragma unroll
+      for (int e = 0; e < DPL; ++e) o[e] = v[e] * inv;
+    }
+  }
+  if (threadIdx.x == 0) *counter = 0;  // ready for the next launch
 }
 
 template <int DPL>
-void launch_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStream_t stream) {
+void launch_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, int n_split, float* ws,
+                    int* counters, cudaStream_t stream) {
   const size_t smem = prefill_smem(a.head_dim);
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(
         prefill_kernel<DPL>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(a.n_head));
-  launch(prefill_kernel<DPL>, grid, kWarps * 32, smem, stream, a, tiles);
+  const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(a.n_head),
+                  static_cast<unsigned>(n_split));
+  launch(prefill_kernel<DPL>, grid, kWarps * 32, smem, stream, a, tiles, ws, counters);
   CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void attention_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, cudaStream_t stream) {
+size_t attention_prefill_workspace(int n_tiles, int n_head, int head_dim, int n_split) {
+  return n_split <= 1 ? 0
+                      : sizeof(float) * static_cast<size_t>(n_tiles) * n_head * n_split *
+                            kPrefillTileRows * (head_dim + 2);
+}
+
+void attention_prefill(const AttnArgs& a, const int4* tiles, int n_tiles, int n_split,
+                       float* workspace, int* counters, cudaStream_t stream) {
   if (n_tiles <= 0) return;
+  if (n_split < 1) n_split = 1;
+  if (n_split > kMaxPrefillSplit)
+    throw Error("attention: at most " + std::to_string(kMaxPrefillSplit) + " prefill splits");
+  if (n_split > 1 && (!workspace || !counters))
+    throw Error("attention: split prefill needs a workspace and counters");
   if (!attention_head_dim_supported(a.head_dim))
     throw Error("attention: head dimension " + std::to_string(a.head_dim) +
                 " is not supported (multiple of 8, <= 256)");
   const int D = a.head_dim;
   if (D <= 32)
-    launch_prefill<1>(a, tiles, n_tiles, stream);
+    launch_prefill<1>(a, tiles, n_tiles, n_split, workspace, counters, stream);
   else if (D <= 64)
-    launch_prefill<2>(a, tiles, n_tiles, stream);
+    launch_prefill<2>(a, tiles, n_tiles, n_split, workspace, counters, stream);
   else if (D <= 128)
-    launch_prefill<4>(a, tiles, n_tiles, stream);
+    launch_prefill<4>(a, tiles, n_tiles, n_split, workspace, counters, stream);
   else
-    launch_prefill<8>(a, tiles, n_tiles, stream);
+    launch_prefill<8>(a, tiles, n_tiles, n_split, workspace, counters, stream);
 }
 
 }  // namespace llm::cuda

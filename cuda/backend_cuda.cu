@@ -216,7 +216,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
       table_start(static_cast<size_t>(p.n_seqs)), tables;
   std::vector<int32_t> decode_rows;
   std::vector<int4> tiles;
-  int64_t max_keys = 0;
+  int64_t max_keys = 0, max_tile_keys = 0;
   for (int s = 0; s < b.n_seqs(); ++s) {
     const int r0 = b.seq_start[static_cast<size_t>(s)],
               r1 = b.seq_start[static_cast<size_t>(s) + 1];
@@ -228,6 +228,7 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     if (!graph_mode && r1 - r0 >= prefill_min_rows_) {
       for (int q = r0; q < r1; q += kPrefillTileRows)
         tiles.push_back(make_int4(q, std::min(kPrefillTileRows, r1 - q), s, 0));
+      max_tile_keys = std::max<int64_t>(max_tile_keys, last + 1);
     } else {
       for (int r = r0; r < r1; ++r) decode_rows.push_back(r);
       max_keys = std::max<int64_t>(max_keys, last + 1);
@@ -249,6 +250,16 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     int64_t s = ceil_div(2 * n_sm_, static_cast<int64_t>(p.n_decode) * heads);
     s = std::min<int64_t>({s, kMaxSplit, ceil_div(max_keys, 128), split_ws_rows_ / p.n_decode});
     p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
+  }
+  if (p.n_tiles > 0 && prefill_split_) {
+    // Few tiles (a short chunk after a long cached prefix): cut their keys too, aiming at
+    // four blocks per SM, each split at least two 32-key tiles, within the partials
+    // buffer. Whole-model heads, as above.
+    const int64_t heads = static_cast<int64_t>(cfg_.n_head) * (comm_ ? comm_->world() : 1);
+    int64_t s = ceil_div(4 * n_sm_, static_cast<int64_t>(p.n_tiles) * heads);
+    s = std::min<int64_t>({s, kMaxPrefillSplit, ceil_div(max_tile_keys, 64),
+                           split_ws_rows_ / (static_cast<int64_t>(p.n_tiles) * kPrefillTileRows)});
+    p.n_tile_split = static_cast<int>(std::max<int64_t>(s, 1));
   }
   // Deterministic mode: one split count for every step, so that the keys a row's splits
   // take depend on its own length only (attention_decode.cu); record() launches the rows
@@ -385,6 +396,27 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p
   if (q8 && k % 32 == 0) {
     o.q8.qs = act_qs_.as<int8_t>();
     o.q8.ds = act_ds_.as<float2>();
+  }
+  return o;
+}
+
+bool CudaBackend::glu_fused(const Plan& p, const Layer& L) const {
+  const DevMatrix &g = L.w_gate, &u = L.w_up;
+  return glu_fuse_ && use_sk(p, g) && use_sk(p, u) && g.type == u.type && g.cols == u.cols &&
+         g.rows == u.rows && g.rows % 32 == 0 && sk_cfg_.col_split_elems == 0 && p.n <= kSkMaxCols;
+}
+
+ActOut CudaBackend::glu_out_formats(const ActOut& want) const {
+  // gu_ holds cap x 2F floats; the formats sit in it side by side (7.25 of its 8 bytes
+  // per element), at offsets that depend on the capacity only.
+  const size_t nf = static_cast<size_t>(cap_tokens_) * static_cast<size_t>(cfg_.n_ff);
+  uint8_t* base = gu_.as<uint8_t>();
+  ActOut o;
+  if (want.f32) o.f32 = reinterpret_cast<float*>(base);
+  if (want.f16) o.f16 = reinterpret_cast<__half*>(base + 4 * nf);
+  if (want.q8.qs) {
+    o.q8.qs = reinterpret_cast<int8_t*>(base + 6 * nf);
+    o.q8.ds = reinterpret_cast<float2*>(base + 7 * nf);
   }
   return o;
 }
@@ -622,7 +654,9 @@ void CudaBackend::record(const Plan& p) {
       for (int r0 = 0; r0 < p.n_decode; r0 += per_launch)
         attention_decode(a, p.decode_rows + r0, std::min(per_launch, p.n_decode - r0), p.n_split,
                          split_ws_.as<float>(), split_counters_.as<int>(), stream_);
-      if (p.n_tiles > 0) attention_prefill(a, p.tiles, p.n_tiles, stream_);
+      if (p.n_tiles > 0)
+        attention_prefill(a, p.tiles, p.n_tiles, p.n_tile_split, split_ws_.as<float>(),
+                          split_counters_.as<int>(), stream_);
       mark("attention");
       if (!fused) convert_act(attn, n, Q, ao, stream_);
       if (!fused) mark("convert");
@@ -633,21 +667,44 @@ void CudaBackend::record(const Plan& p) {
     }
 
     // Feed-forward block: h += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(h).
+    const DevMatrix* Wd[1] = {&L.w_down};
+    ActOut ma = act_for(Wd, 1, p, F, false);  // the down product's input formats
+    const bool glu = glu_fused(p, L);
     {
       const DevMatrix* W[2] = {&L.w_gate, &L.w_up};
       float* Y[2] = {gu, gu + F};
       const ActOut xa = act_for(W, 2, p, E, false);
       rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
       mark("rmsnorm");
-      linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
-      mark("gate+up");
+      if (glu) {
+        // The skinny product's SwiGLU mode writes the down product's input itself, into
+        // gu_ (its activations are read from act_*: another buffer).
+        ma = glu_out_formats(ma);
+        MmSkArgs s;
+        s.n_jobs = 2;
+        s.W[0] = W[0];
+        s.W[1] = W[1];
+        s.x_q8 = xa.q8;
+        s.x_f16 = xa.f16;
+        s.n = n;
+        s.glu = true;
+        s.glu_out = ma;
+        s.ws = {sk_partial_.as<float>(), sk_counters_.as<int>()};
+        s.cfg = sk_cfg_;
+        mm_sk(s, stream_);
+        mark("gate+up+swiglu");
+      } else {
+        linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
+        mark("gate+up");
+      }
     }
     {
-      const DevMatrix* W[1] = {&L.w_down};
+      const DevMatrix* const* W = Wd;
       float* Y[1] = {h};
-      const ActOut ma = act_for(W, 1, p, F, false);
-      swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
-      mark("swiglu");
+      if (!glu) {
+        swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
+        mark("swiglu");
+      }
       linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ma, nullptr), p, true);
       mark("down");
       all_reduce_h(n);

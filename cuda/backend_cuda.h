@@ -67,10 +67,11 @@ class CudaBackend final : public Backend {
     int n_logits = 0;
     int n_decode = 0;  // rows for the decode attention kernel
     int n_split = 1;
-    int n_tiles = 0;     // prefill attention tiles
-    bool matvec = true;  // GEMV path (few rows) or GEMM
-    bool tc = false;     // not matvec: tensor-core products (cuda/matmul_tc) where supported
-    bool sk = false;     // 2..sk_rows_ rows: skinny products (cuda/matmul_skinny) where supported
+    int n_tiles = 0;       // prefill attention tiles
+    int n_tile_split = 1;  // key splits of each prefill tile (attention_prefill)
+    bool matvec = true;    // GEMV path (few rows) or GEMM
+    bool tc = false;       // not matvec: tensor-core products (cuda/matmul_tc) where supported
+    bool sk = false;       // 2..sk_rows_ rows: skinny products (cuda/matmul_skinny) where supported
     const int32_t *tokens = nullptr, *positions = nullptr, *slots = nullptr, *row_seq = nullptr;
     const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr,
                   *tables = nullptr;
@@ -99,6 +100,10 @@ class CudaBackend final : public Backend {
     return p.sk && mm_sk_supported(W) && (W.type != DType::F16 || sk_f16_);
   }
   static bool stacked_f16(const DevMatrix& a, const DevMatrix& b, bool outputs_adjacent);
+  // Whether gate/up run in mm_sk's SwiGLU mode (writing the down product's input in the
+  // formats of glu_out_formats, inside gu_) instead of gate/up then the SwiGLU kernel.
+  bool glu_fused(const Plan& p, const Layer& L) const;
+  ActOut glu_out_formats(const ActOut& want) const;
   // row_parallel: wo or w_down, whose tensor-parallel slices are summed by an all-reduce
   // (the GEMV then orders its sums as two ranks would: MatvecJob::k_split, k_offset).
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
@@ -128,8 +133,10 @@ class CudaBackend final : public Backend {
   int sk_rows_ = 32;        // steps of sk_min_rows_ to this many rows use cuda/matmul_skinny
   int sk_min_rows_ = 2;
   bool sk_f16_ = false;        // F16 weights too (LLM_CUDA_SK_F16=1; slower than GEMV / cuBLAS)
+  bool glu_fuse_ = true;       // mm_sk's SwiGLU mode for gate/up (LLM_CUDA_SK_GLU=0: off)
+  bool prefill_split_ = true;  // key splits for few prefill tiles (LLM_CUDA_PREFILL_SPLIT=0: off)
   bool tp_order_ = true;       // wo, w_down: sums ordered as over two ranks (linear())
-  int prefill_min_rows_ = 65;  // sequences with this many rows in a step use prefill tiles
+  int prefill_min_rows_ = 33;  // sequences with this many rows in a step use prefill tiles
   MatvecVariant mv_variant_;   // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

@@ -39,7 +39,7 @@ constexpr int kTcRowsDefault = 0;
 // (speculative verification, short chunks, a suffix after a cached prefix), where the
 // tiles would be one CTA per head. Measured on an H100 (PERF.md): 4 -> 65 took a 64-token
 // suffix after 1024 cached tokens from 17.9 to 15.9 ms and r(3) of the F16 7B from 2.6 to 1.3.
-constexpr int kPrefillMinRows = 65;
+constexpr int kPrefillMinRows = 33;  // PERF.md: 64-row chunks after a cached prefix
 constexpr int kSplitWorkspaceRows = 2048;  // n_decode * n_split the partials buffer holds
 constexpr size_t kStagingBytes = 64ull << 20;
 constexpr size_t kDequantMaxElems = 64ull << 20;
@@ -170,6 +170,10 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
   if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
     prefill_min_rows_ = std::max(1, std::atoi(e));
+  // LLM_CUDA_SK_GLU=0: gate/up and the SwiGLU kernel apart on the skinny products too.
+  if (const char* e = std::getenv("LLM_CUDA_SK_GLU")) glu_fuse_ = std::atoi(e) != 0;
+  // LLM_CUDA_PREFILL_SPLIT=0: prefill tiles never split their keys across blocks.
+  if (const char* e = std::getenv("LLM_CUDA_PREFILL_SPLIT")) prefill_split_ = std::atoi(e) != 0;
   // LLM_CUDA_TP_ORDER=0: one sum per row in wo and w_down (MatvecJob::k_split, k_offset).
   if (const char* e = std::getenv("LLM_CUDA_TP_ORDER")) tp_order_ = std::atoi(e) != 0;
   // Deterministic mode: every row through the split-K decode attention (plan_step).

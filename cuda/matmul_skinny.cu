@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <string>
 
+#include "cuda/act.cuh"
 #include "cuda/matmul_skinny.h"
 #include "cuda/mma.cuh"
 #include "cuda/qweight.cuh"
@@ -121,6 +122,10 @@ struct Jobs {
   int tile_end[kSkMaxJobs];
   int64_t row_off[kSkMaxJobs];
   int64_t rows_total;
+  // SwiGLU mode (MmSkArgs::glu): W[0] gate and W[1] up of F rows; a CTA takes 32 rows of
+  // each (row groups 0, 1: gate; 2, 3: up) and writes silu(gate) * up to glu, (n, F).
+  bool glu;
+  ActOut glu_out;
 };
 
 // NG groups of 8 activation rows (n <= 8 NG). Split blockIdx.y covers stages
@@ -144,17 +149,18 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const int g = lane >> 2, t = lane & 3;
   const int rw = warp % kRowWarps, kh = warp / kRowWarps;  // row group, k-group
   const int tile = static_cast<int>(blockIdx.x);
-  const int j = tile < jobs.tile_end[0] ? 0 : tile < jobs.tile_end[1] ? 1 : 2;
+  // SwiGLU mode: the warp's matrix by its row group (gate or up), 32 rows of each per CTA.
+  const int j = jobs.glu ? rw >> 1 : tile < jobs.tile_end[0] ? 0 : tile < jobs.tile_end[1] ? 1 : 2;
   const DevMatrix W = j == 0 ? jobs.W[0] : j == 1 ? jobs.W[1] : jobs.W[2];
   float* __restrict__ y = j == 0 ? jobs.y[0] : j == 1 ? jobs.y[1] : jobs.y[2];
   const int64_t row_off = j == 0 ? jobs.row_off[0] : j == 1 ? jobs.row_off[1] : jobs.row_off[2];
-  const int first_tile = j == 0 ? 0 : jobs.tile_end[j - 1];
+  const int first_tile = j == 0 || jobs.glu ? 0 : jobs.tile_end[j - 1];
   const int64_t M = W.rows, K = W.cols, RT = jobs.rows_total;
   const int S = static_cast<int>(gridDim.y);
   const int st0 = static_cast<int>(static_cast<int64_t>(blockIdx.y) * total / S);
   const int nst = static_cast<int>(static_cast<int64_t>(blockIdx.y + 1) * total / S) - st0;
-  const int64_t tile0 = static_cast<int64_t>(tile - first_tile) * kTileRows;
-  const int64_t row0 = tile0 + 16 * rw;
+  const int64_t tile0 = static_cast<int64_t>(tile - first_tile) * (jobs.glu ? 32 : kTileRows);
+  const int64_t row0 = tile0 + 16 * (jobs.glu ? rw & 1 : rw);
   // k-group 0 takes the first n0 of the CTA's stages, k-group 1 the other n1.
   const int n0 = (nst + kKGroups - 1) / kKGroups, n1 = nst - n0;
   const int my_n = kh ? n1 : n0, my_st0 = st0 + (kh ? n0 : 0);
@@ -453,6 +459,29 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     }
   }
 
+  if (jobs.glu) {
+    // Gate and up sums of the CTA's 32 rows meet in shared memory (the rings are idle),
+    // gl (64, NC + 1): rows 0..31 gate, 32..63 up. Then warp w takes activation rows
+    // w, w + kWarps, ..., a lane one of the 32 outputs (one q8 block), as the SwiGLU kernel
+    // (cuda/activation.cu) computes them.
+    cp_async_wait<0>();
+    __syncthreads();
+    float* gl = reinterpret_cast<float*>(smem);
+    if (kh == 0) {
+#pragma unroll
+      for (int ng = 0; ng < NG; ++ng)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          gl[(16 * rw + g + (e >= 2 ? 8 : 0)) * (NC + 1) + 8 * ng + 2 * t + (e & 1)] = acc[ng][e];
+    }
+    __syncthreads();
+    for (int c = warp; c < n; c += kWarps) {
+      const float gv = gl[lane * (NC + 1) + c], uv = gl[(32 + lane) * (NC + 1) + c];
+      act_store(jobs.glu_out, c, M, tile0 + lane, gv / (1.0f + expf(-gv)) * uv);
+    }
+    return;
+  }
+
   // This lane's C entries: rows g (e = 0, 1) and g + 8 (e = 2, 3); columns 2t, 2t + 1.
 #pragma unroll
   for (int ng = 0; ng < NG; ++ng)
@@ -558,8 +587,19 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
   const Split s = split_of(T, a.W[0]->cols, tiles, a.cfg, a.split_k, a.k_halves);
   if (s.splits > 1 && (!a.ws.partial || !a.ws.counters))
     throw Error("mm_sk: a split product needs a workspace");
+  if (s.splits > 1 && jobs.glu) throw Error("mm_sk: the SwiGLU mode keeps K whole");
   Jobs jc = jobs;
-  for (int i = 0; i < a.n_jobs; ++i) jc.y[i] = a.y[i] + c0 * a.ldy;
+  for (int i = 0; i < a.n_jobs; ++i) jc.y[i] = a.y[i] ? a.y[i] + c0 * a.ldy : nullptr;
+  if (jc.glu && c0 > 0) {  // a later pass: its activation rows of the output
+    const int64_t off = static_cast<int64_t>(c0) * a.W[0]->rows;
+    ActOut& o = jc.glu_out;
+    if (o.f32) o.f32 += off;
+    if (o.f16) o.f16 += off;
+    if (o.q8.qs) {
+      o.q8.qs += off;
+      o.q8.ds += off / 32;
+    }
+  }
   const size_t smem = smem_bytes<T, NG, H>();
   CUDA_CHECK(cudaFuncSetAttribute(
       mm_sk_kernel<T, NG, H>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -666,6 +706,13 @@ void mm_sk(const MmSkArgs& a, cudaStream_t stream) {
     jobs.tile_end[i] = acc_tiles;
   }
   jobs.rows_total = rows;
+  if (a.glu) {
+    if (a.n_jobs != 2 || a.W[1]->rows != W0.rows || W0.rows % 32 != 0)
+      throw Error("mm_sk: the SwiGLU mode takes gate and up of one shape, rows divisible by 32");
+    jobs.glu = true;
+    jobs.glu_out = a.glu_out;
+    tiles = static_cast<int>(W0.rows / 32);
+  }
   const int64_t k = W0.cols;
   for (int c0 = 0; c0 < a.n; c0 += kSkMaxCols) {
     const int n = std::min(a.n - c0, kSkMaxCols);

@@ -67,6 +67,11 @@ struct MmSkArgs {
   bool k_halves = false;
   MmSkWorkspace ws;
   MmSkConfig cfg;
+  // SwiGLU mode: W[0] = gate, W[1] = up (same shape, rows divisible by 32, K whole:
+  // cfg.col_split_elems 0); instead of y, the launch writes silu(gate·x) * (up·x) to
+  // glu_out, (n, rows), in each format asked for, with the SwiGLU kernel's arithmetic.
+  bool glu = false;
+  ActOut glu_out;
 };
 
 void mm_sk(const MmSkArgs& a, cudaStream_t stream);

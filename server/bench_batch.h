@@ -3,6 +3,7 @@
 // reported are the aggregate generation throughput, the time to first token, and the
 // ceiling that memory bandwidth and tensor-core FLOPs allow for that batch.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,10 @@ struct PrefixBenchResult {
 };
 // TTFT of a request whose first `prefix` tokens are already in the prefix cache against
 // the same request uncached (issue target: cached <= 25% of uncached).
+// `around_cached`, when set, is called with true just before the cached request of one more
+// repetition, left out of the figures, and with false after it (bench --profile times that
+// request's ops).
 PrefixBenchResult run_prefix_bench(Backend& backend, const Model& model, int prefix, int suffix, int repetitions,
-                                   bool json);
+                                   bool json, const std::function<void(bool)>& around_cached = {});
 
 }  // namespace llm

@@ -111,6 +111,7 @@ void print_op_profile(const Model& model, const std::vector<cuda::CudaBackend::O
     op_bytes["qkv+rope+kv_store"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
     op_bytes["wo"] += static_cast<double>(L.wo.bytes);
     op_bytes["gate+up"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
+    op_bytes["gate+up+swiglu"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
     op_bytes["down"] += static_cast<double>(L.w_down.bytes);
   }
   op_bytes["output"] = static_cast<double>(model.weights.output.bytes);
@@ -157,7 +158,8 @@ int cmd_bench(int argc, char** argv) {
       "tg: copy every step's whole logit row back and pick the token on the host, instead "
       "of the greedy decode path of run/serve (the device selects, one candidate comes back)");
   args.flag("--profile", "",
-            "CUDA: also time every op of 32 decode steps (no graphs, an event per op)");
+            "CUDA: also time every op (no graphs, an event per op) of tg's decode steps, of "
+            "each --concurrency run and of --prefix-ttft's cached request");
   args.flag(
       "--concurrency", "N,N,...",
       "batched mode: aggregate generation throughput of N sequences of -p prompt and -n generated "
@@ -327,7 +329,22 @@ int cmd_bench(int argc, char** argv) {
       }
 #endif
     }
-    if (prefix_ttft > 0) run_prefix_bench(*backend, *model, prefix_ttft, 64, reps, json);
+    if (prefix_ttft > 0) {
+      std::function<void(bool)> around_cached;
+#ifdef LLM_HAVE_CUDA
+      auto* cb = dynamic_cast<cuda::CudaBackend*>(backend.get());
+      if (args.on("profile") && cb)
+        around_cached = [&](bool start) {
+          if (!start)
+            print_op_profile(*model, cb->profile(), 1,
+                             ("the cached-prefix request (" + std::to_string(prefix_ttft) +
+                              " cached + 64 new tokens, one step)")
+                                 .c_str());
+          cb->set_profiling(start);  // clears the accumulated times
+        };
+#endif
+      run_prefix_bench(*backend, *model, prefix_ttft, 64, reps, json, around_cached);
+    }
     return 0;
   }
 

@@ -229,8 +229,20 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
             r, std::min(cuda::kPrefillTileRows, b.seq_start[static_cast<size_t>(s) + 1] - r), s,
             0));
     Dev<int4> dtiles(tiles);
-    out.poison();
-    cuda::attention_prefill(a, dtiles.p(), static_cast<int>(tiles.size()), nullptr);
-    CHECK(rel_err(out.get(), ref) < 1e-4);
+    const int nt = static_cast<int>(tiles.size());
+    // Keys whole, and cut into 3 or 32 parts merged by the last block (32 leaves some
+    // splits of the short sequences empty); twice each, so the counters must be back at 0.
+    for (int split : {1, 3, 32}) {
+      CAPTURE(split);
+      Dev<float> ws(
+          std::max<size_t>(1, cuda::attention_prefill_workspace(nt, H, D, split) / sizeof(float)));
+      Dev<int> counters(static_cast<size_t>(nt * H));
+      cuda::check(cudaMemset(counters.p(), 0, counters.n * sizeof(int)), "zero counters");
+      for (int rep = 0; rep < 2; ++rep) {
+        out.poison();
+        cuda::attention_prefill(a, dtiles.p(), nt, split, ws.p(), counters.p(), nullptr);
+        CHECK(rel_err(out.get(), ref) < 1e-4);
+      }
+    }
   }
 }
