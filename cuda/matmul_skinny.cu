@@ -86,31 +86,37 @@ constexpr int weight_smem(DType T, bool H, int NG) {
 
 // Four f16 pairs of a Q4_0 nibble word (bytes 4t..4t+3 of a unit: elements 4t..4t+3 in the
 // low nibbles, 16+4t..16+4t+3 in the high ones), times the unit's scale: lo01 = elements
-// (4t, 4t+1), lo23 = (4t+2, 4t+3), hi01 / hi23 the same of 16+4t.. . 0x6400 | q is the
-// half 1024 + q, so subtracting 1032 gives q - 8 exactly; one rounding in the product.
+// (4t, 4t+1), lo23 = (4t+2, 4t+3), hi01 / hi23 the same of 16+4t.. . A low nibble q OR'd
+// into 0x6400 is the half 1024 + q, and 1024 + q - 1032 = q - 8; a high nibble in place is
+// 1024 + 16 q, and (1024 + 16 q) / 16 - 72 = q - 8 in one HFMA2 (no shift). Both exact, so
+// the one rounding is in the product with the scale.
+template <uint32_t kMask>
+__device__ __forceinline__ uint32_t and_or(uint32_t v, uint32_t bits) {
+  uint32_t r;  // (v & kMask) | bits in one LOP3
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(v), "n"(kMask), "r"(bits));
+  return r;
+}
 __device__ __forceinline__ void q4_half_pairs(uint32_t w, __half2 d, uint32_t& lo01, uint32_t& lo23,
                                               uint32_t& hi01, uint32_t& hi23) {
   const uint32_t p01 = __byte_perm(w, 0, 0x4140), p23 = __byte_perm(w, 0, 0x4342);
-  const __half2 k = __halves2half2(__ushort_as_half(0x6408), __ushort_as_half(0x6408));
-  auto cvt = [&](uint32_t v) {
-    const uint32_t h = (v & 0x000F000Fu) | 0x64006400u;
-    const __half2 r = __hmul2(__hsub2(*reinterpret_cast<const __half2*>(&h), k), d);
+  const __half2 k_lo = __halves2half2(__ushort_as_half(0x6408), __ushort_as_half(0x6408));
+  const __half2 k16 = __halves2half2(__ushort_as_half(0x2C00), __ushort_as_half(0x2C00));  // 1/16
+  const __half2 k72 = __halves2half2(__ushort_as_half(0xD480), __ushort_as_half(0xD480));  // -72
+  const uint32_t magic = 0x64006400u;
+  auto lo = [&](uint32_t v) {
+    const uint32_t h = and_or<0x000F000Fu>(v, magic);
+    const __half2 r = __hmul2(__hsub2(*reinterpret_cast<const __half2*>(&h), k_lo), d);
     return *reinterpret_cast<const uint32_t*>(&r);
   };
-  lo01 = cvt(p01);
-  lo23 = cvt(p23);
-  hi01 = cvt(p01 >> 4);
-  hi23 = cvt(p23 >> 4);
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_n(void* smem, const void* gmem) {
-  if constexpr (N == 16)
-    cp_async16(smem, gmem);
-  else if constexpr (N == 8)
-    cp_async8(smem, gmem);
-  else
-    cp_async4(smem, gmem);
+  auto hi = [&](uint32_t v) {
+    const uint32_t h = and_or<0x00F000F0u>(v, magic);
+    const __half2 r = __hmul2(__hfma2(*reinterpret_cast<const __half2*>(&h), k16, k72), d);
+    return *reinterpret_cast<const uint32_t*>(&r);
+  };
+  lo01 = lo(p01);
+  lo23 = lo(p23);
+  hi01 = hi(p01);
+  hi23 = hi(p23);
 }
 
 // Up to kSkMaxJobs matrices of one type and width in one launch: their 64-row tiles are
@@ -177,75 +183,111 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
   // What this thread copies per stage, with the addresses worked out once: two 16-byte
   // pieces of its warp's weight rows (and one row's scales), and up to XQ pieces of the
-  // activations (and XD {d, s} pairs), all advancing by a fixed stride per stage.
-  const uint8_t* w_src[2];
-  int w_dst[2];
+  // activations (and XD {d, s} pairs), all advancing by a fixed stride per stage. Shared
+  // addresses are 32-bit; the main loop keeps all of them in registers (keep_in_register).
+  const uint32_t s_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  uint32_t w_s[2];
+  const uint8_t* w_g[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int R = (lane >> 2) + 8 * h, P = lane & 3;
     const int64_t r = min(row0 + R, M - 1);  // rows past M: loaded, never stored
-    w_src[h] = W.qs + r * W.qs_stride + static_cast<int64_t>(my_st0) * kPieceRow + P * 16;
-    w_dst[h] = R * kPieceRow + ((P ^ ((R >> 1) & 3)) << 4);
+    w_g[h] = W.qs + r * W.qs_stride + static_cast<int64_t>(my_st0) * kPieceRow + P * 16;
+    w_s[h] = s_base + static_cast<uint32_t>(warp * KS * 16 * kPieceRow + R * kPieceRow +
+                                            ((P ^ ((R >> 1) & 3)) << 4));
   }
-  const uint8_t* sc_src = SC > 0 ? W.sc + min(row0 + (lane & 15), M - 1) * W.sc_stride +
-                                       static_cast<int64_t>(my_st0) * SC
-                                 : nullptr;
+  const uint8_t* sc_g = SC > 0 ? W.sc + min(row0 + (lane & 15), M - 1) * W.sc_stride +
+                                     static_cast<int64_t>(my_st0) * SC
+                               : W.qs;
+  uint32_t sc_s = s_base + static_cast<uint32_t>(kWarps * KS * 16 * kPieceRow +
+                                                 warp * KS * 16 * SC + (lane & 15) * SC);
   constexpr int kPieces = XB / 16;  // 16-byte pieces of one activation row per stage
   constexpr int XQ = (kKGroups * NC * kPieces + kWarps * 32 - 1) / (kWarps * 32);
   constexpr int XD = (kKGroups * NC * UPS + kWarps * 32 - 1) / (kWarps * 32);
   const int64_t x_row_bytes = QX ? K : 2 * K;
+  const uint32_t s_xs = s_base + static_cast<uint32_t>(weight_smem(T, H, NG));
+  const uint32_t s_xd = s_xs + static_cast<uint32_t>(KS * kKGroups * NC * x_stride);
   // Piece idx: k-group kg = idx / (NC * kPieces), then row c, piece p; copied while the
-  // local stage is below that k-group's count (x_n).
-  const uint8_t* x_src[XQ];
-  int x_dst[XQ], x_n[XQ];
+  // local stage is below that k-group's count (x_lim; 0 for rows past n).
+  const uint8_t* xbase =
+      QX ? reinterpret_cast<const uint8_t*>(xq.qs) : reinterpret_cast<const uint8_t*>(xh);
+  uint32_t x_s[XQ], x_lim[XQ];
+  const uint8_t* x_g[XQ];
 #pragma unroll
   for (int q = 0; q < XQ; ++q) {
     const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
     const int kg = idx / (NC * kPieces), rem = idx % (NC * kPieces);
     const int c = rem / kPieces, p = rem % kPieces;
-    const uint8_t* base =
-        QX ? reinterpret_cast<const uint8_t*>(xq.qs) : reinterpret_cast<const uint8_t*>(xh);
     const int first = st0 + (kg ? n0 : 0);
-    x_src[q] = kg < kKGroups && c < n
-                   ? base + c * x_row_bytes + static_cast<int64_t>(first) * XB + p * 16
-                   : nullptr;
-    x_dst[q] = (kg * NC + c) * x_stride + p * 16;
-    x_n[q] = kg ? n1 : n0;
+    const bool ok = kg < kKGroups && c < n;
+    x_g[q] = ok ? xbase + c * x_row_bytes + static_cast<int64_t>(first) * XB + p * 16 : xbase;
+    x_s[q] = s_xs + static_cast<uint32_t>((kg * NC + c) * x_stride + p * 16);
+    x_lim[q] = ok ? static_cast<uint32_t>(kg ? n1 : n0) : 0u;
   }
-  const float2* d_src[XD];
-  int d_dst[XD], d_n[XD];
+  uint32_t d_s[XD], d_lim[XD];
+  const uint8_t* d_g[XD];
 #pragma unroll
   for (int q = 0; q < XD; ++q) {
     const int idx = static_cast<int>(threadIdx.x) + q * kWarps * 32;
     const int kg = idx / (NC * UPS), rem = idx % (NC * UPS);
     const int c = rem / UPS, u = rem % UPS;
     const int first = st0 + (kg ? n0 : 0);
-    d_src[q] = QX && kg < kKGroups && c < n
-                   ? xq.ds + c * (K / 32) + static_cast<int64_t>(first) * UPS + u
-                   : nullptr;
-    d_dst[q] = (kg * UPS + u) * NC + c;
-    d_n[q] = kg ? n1 : n0;
+    const bool ok = QX && kg < kKGroups && c < n;
+    d_g[q] = ok ? reinterpret_cast<const uint8_t*>(xq.ds + c * (K / 32) +
+                                                   static_cast<int64_t>(first) * UPS + u)
+                : xbase;
+    d_s[q] = s_xd + static_cast<uint32_t>(((kg * UPS + u) * NC + c) * 8);
+    d_lim[q] = ok ? static_cast<uint32_t>(kg ? n1 : n0) : 0u;
   }
+  auto keep_addresses = [&]() {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      keep_in_register(w_s[h]);
+      keep_in_register(w_g[h]);
+    }
+    keep_in_register(sc_s);
+    keep_in_register(sc_g);
+#pragma unroll
+    for (int q = 0; q < XQ; ++q) {
+      keep_in_register(x_s[q]);
+      keep_in_register(x_g[q]);
+      keep_in_register(x_lim[q]);
+    }
+    if constexpr (QX) {
+#pragma unroll
+      for (int q = 0; q < XD; ++q) {
+        keep_in_register(d_s[q]);
+        keep_in_register(d_g[q]);
+        keep_in_register(d_lim[q]);
+      }
+    }
+  };
   // Stage i (of this split) into ring slot `slot`.
   auto issue_w = [&](int i, int slot) {
     if (i >= my_n) return;
-    uint8_t* dst = wring + slot * 16 * kPieceRow;
+    const uint32_t so = static_cast<uint32_t>(slot * 16 * kPieceRow);
+    const int64_t go = static_cast<int64_t>(i) * kPieceRow;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) cp_async16(dst + w_dst[h], w_src[h] + i * kPieceRow);
+    for (int h = 0; h < 2; ++h) cp_async16_s(w_s[h] + so, w_g[h] + go);
     if constexpr (SC > 0)
-      if (lane < 16) cp_async_n<SC>(wsc + (slot * 16 + lane) * SC, sc_src + i * SC);
+      if (lane < 16)
+        cp_async_s<SC>(sc_s + static_cast<uint32_t>(slot * 16 * SC),
+                       sc_g + static_cast<int64_t>(i) * SC);
   };
   auto issue_x = [&](int i, int slot) {
     if (i >= n0) return;
-    uint8_t* dst = xs + slot * kKGroups * NC * x_stride;
+    const uint32_t so = static_cast<uint32_t>(slot * kKGroups * NC * x_stride);
+    const int64_t go = static_cast<int64_t>(i) * XB;
+    const uint32_t iu = static_cast<uint32_t>(i);
 #pragma unroll
     for (int q = 0; q < XQ; ++q)
-      if (x_src[q] && i < x_n[q]) cp_async16(dst + x_dst[q], x_src[q] + i * XB);
+      if (iu < x_lim[q]) cp_async16_s(x_s[q] + so, x_g[q] + go);
     if constexpr (QX) {
-      float2* d = xd + slot * kKGroups * UPS * NC;
+      const uint32_t sd = static_cast<uint32_t>(slot * kKGroups * UPS * NC * 8);
+      const int64_t gd = static_cast<int64_t>(i) * UPS * 8;
 #pragma unroll
       for (int q = 0; q < XD; ++q)
-        if (d_src[q] && i < d_n[q]) cp_async8(d + d_dst[q], d_src[q] + i * UPS);
+        if (iu < d_lim[q]) cp_async_s<8>(d_s[q] + sd, d_g[q] + gd);
     }
   };
 
@@ -426,6 +468,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   // arithmetic, and the barrier (all warps done with the slots refilled next) is paid once.
   // Committed before iteration i: KS - 2 + i groups; stages i, i + 1 are groups i, i + 1.
   for (int i = 0, slot = 0; i < n0; i += 2, slot = (slot + 2) % KS) {
+    keep_addresses();
     cp_async_wait<KS - 4>();
     __syncthreads();
     const int f0 = (slot + KS - 2) % KS, f1 = (slot + KS - 1) % KS;  // stages i+KS-2, i+KS-1

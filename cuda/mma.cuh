@@ -70,6 +70,27 @@ __device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
 }
+// The same with a shared-memory address already converted (__cvta_generic_to_shared).
+__device__ __forceinline__ void cp_async16_s(uint32_t s, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_s(uint32_t s, const void* gmem) {
+  static_assert(N == 4 || N == 8 || N == 16, "cp.async copies 4, 8 or 16 bytes");
+  if constexpr (N == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(s), "l"(gmem), "n"(N)
+                 : "memory");
+}
+// An opaque use: the compiler keeps v in a register across a loop instead of working it
+// out again from the thread index in every iteration (as it did for mm_sk's copy addresses).
+__device__ __forceinline__ void keep_in_register(uint32_t& v) {
+  asm volatile("" : "+r"(v));
+}
+__device__ __forceinline__ void keep_in_register(const uint8_t*& p) {
+  asm volatile("" : "+l"(p));
+}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
