@@ -14,6 +14,7 @@
 #include "cuda/matvec_quant.h"
 #include "cuda/quantize.h"
 #include "cuda/rmsnorm.h"
+#include "cuda/rope.h"
 #include "cuda/topk.h"
 
 namespace llm::cuda {
@@ -406,6 +407,16 @@ bool CudaBackend::glu_fused(const Plan& p, const Layer& L) const {
          g.rows == u.rows && g.rows % 32 == 0 && sk_cfg_.col_split_elems == 0 && p.n <= kSkMaxCols;
 }
 
+bool CudaBackend::sk_rope_fused(const Plan& p, const Layer& L) const {
+  const DevMatrix &q = L.wq, &k = L.wk, &v = L.wv;
+  // Up to 16 rows: from the half mode on the epilogue at the end of every CTA cost more
+  // than the separate kernel (H100, 32 rows: 7.11-7.15 -> 7.36-7.45 ms per step; PERF.md).
+  return sk_rope_ && p.n <= kSkHalfFrom && cfg_.rope_type == RopeType::Norm &&
+         cfg_.head_dim % 2 == 0 && use_sk(p, q) && use_sk(p, k) && use_sk(p, v) &&
+         q.type == k.type && k.type == v.type && q.cols == k.cols && k.cols == v.cols &&
+         q.rows % 2 == 0 && k.rows % 2 == 0 && v.rows % 2 == 0 && sk_cfg_.col_split_elems == 0;
+}
+
 ActOut CudaBackend::glu_out_formats(const ActOut& want) const {
   // gu_ holds cap x 2F floats; the formats sit in it side by side (7.25 of its 8 bytes
   // per element), at offsets that depend on the capacity only.
@@ -562,6 +573,13 @@ void CudaBackend::record(const Plan& p) {
 
   embed(tok_embd_, p.tokens, n, h, stream_);
   mark("embed");
+  // The step's RoPE angles once, for the skinny products' q/k/v epilogue.
+  const bool sk_rope_table = layers_.size() > 0 && sk_rope_fused(p, layers_[0]);
+  if (sk_rope_table) {
+    rope_cs_table(p.positions, n, c.rope_dim, inv_freq_.as<float>(), rope_cs_.as<float2>(),
+                  stream_);
+    mark("rope_table");
+  }
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     __half* kc = kv_.as<__half>() + static_cast<int64_t>(2 * l) * kv_layer_elems_;
@@ -596,6 +614,34 @@ void CudaBackend::record(const Plan& p) {
       jobs[0].y = q_rot_.as<float>();
       jobs[0].ldy = Q;
       matvec_jobs(jobs, 3, input_of(xa, nullptr), n);
+      mark("qkv+rope+kv_store");
+    } else if (sk_rope_fused(p, L)) {
+      // The same epilogue at the end of the skinny product's q/k/v launch.
+      MmSkArgs s;
+      s.n_jobs = 3;
+      const float* bias[3] = {L.bq, L.bk, L.bv};
+      __half* cache[3] = {nullptr, kc, vc};
+      const Epilogue ep[3] = {Epilogue::RopeToY, Epilogue::RopeToCache, Epilogue::ToCache};
+      for (int i = 0; i < 3; ++i) {
+        s.W[i] = Wqkv[i];
+        s.epilogue[i] = ep[i];
+        s.rope[i].bias = bias[i];
+        s.rope[i].positions = p.positions;
+        s.rope[i].slots = p.slots;
+        s.rope[i].inv_freq = inv_freq_.as<float>();
+        s.rope[i].head_dim = c.head_dim;
+        s.rope[i].rope_dim = c.rope_dim;
+        s.rope[i].cache = cache[i];
+        s.rope[i].cs = sk_rope_table ? rope_cs_.as<float2>() : nullptr;
+      }
+      s.y[0] = q_rot_.as<float>();
+      s.ldy = Q;
+      s.x_q8 = xa.q8;
+      s.x_f16 = xa.f16;
+      s.n = n;
+      s.ws = {sk_partial_.as<float>(), sk_counters_.as<int>()};
+      s.cfg = sk_cfg_;
+      mm_sk(s, stream_);
       mark("qkv+rope+kv_store");
     } else {
       float* Y[3] = {qkv, qkv + Q, qkv + Q + KV};

@@ -104,6 +104,9 @@ class CudaBackend final : public Backend {
   // formats of glu_out_formats, inside gu_) instead of gate/up then the SwiGLU kernel.
   bool glu_fused(const Plan& p, const Layer& L) const;
   ActOut glu_out_formats(const ActOut& want) const;
+  // Whether q/k/v on the skinny products finish with bias, RoPE and the K/V store in
+  // their epilogue (llama's Norm pairing) instead of the separate qkv_rope_store kernel.
+  bool sk_rope_fused(const Plan& p, const Layer& L) const;
   // row_parallel: wo or w_down, whose tensor-parallel slices are summed by an all-reduce
   // (the GEMV then orders its sums as two ranks would: MatvecJob::k_split, k_offset).
   void linear(const DevMatrix* const* W, float* const* y, int n_jobs, int64_t ldy, bool accumulate,
@@ -133,6 +136,7 @@ class CudaBackend final : public Backend {
   int sk_rows_ = 32;        // steps of sk_min_rows_ to this many rows use cuda/matmul_skinny
   int sk_min_rows_ = 2;
   bool sk_f16_ = false;        // F16 weights too (LLM_CUDA_SK_F16=1; slower than GEMV / cuBLAS)
+  bool sk_rope_ = true;        // sk_rope_fused (LLM_CUDA_SK_ROPE=0: off)
   bool glu_fuse_ = true;       // mm_sk's SwiGLU mode for gate/up (LLM_CUDA_SK_GLU=0: off)
   bool prefill_split_ = true;  // key splits for few prefill tiles (LLM_CUDA_PREFILL_SPLIT=0: off)
   bool tp_order_ = true;       // wo, w_down: sums ordered as over two ranks (linear())
@@ -163,6 +167,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer act_ds_;          // (cap, kmax / 32) float2
   DeviceBuffer qkv_;             // (cap, q_dim + 2 kv_dim) f32
   DeviceBuffer q_rot_;           // (cap, q_dim) f32
+  DeviceBuffer rope_cs_;         // (cap, rope_dim / 2) float2 {cos, sin} (rope_cs_table)
   DeviceBuffer attn_;            // (cap, q_dim) f32
   DeviceBuffer gu_;              // (cap, 2 n_ff) f32: gate | up
   DeviceBuffer logits_;          // (cap, n_vocab) f32

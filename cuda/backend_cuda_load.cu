@@ -39,7 +39,7 @@ constexpr int kTcRowsDefault = 0;
 // (speculative verification, short chunks, a suffix after a cached prefix), where the
 // tiles would be one CTA per head. Measured on an H100 (PERF.md): 4 -> 65 took a 64-token
 // suffix after 1024 cached tokens from 17.9 to 15.9 ms and r(3) of the F16 7B from 2.6 to 1.3.
-constexpr int kPrefillMinRows = 33;  // PERF.md: 64-row chunks after a cached prefix
+constexpr int kPrefillMinRows = 33;        // PERF.md: 64-row chunks after a cached prefix
 constexpr int kSplitWorkspaceRows = 2048;  // n_decode * n_split the partials buffer holds
 constexpr size_t kStagingBytes = 64ull << 20;
 constexpr size_t kDequantMaxElems = 64ull << 20;
@@ -170,6 +170,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_PREFILL_ROWS=N: sequences of N rows or more use the prefill attention tiles.
   if (const char* e = std::getenv("LLM_CUDA_PREFILL_ROWS"))
     prefill_min_rows_ = std::max(1, std::atoi(e));
+  // LLM_CUDA_SK_ROPE=0: q/k/v on the skinny products, then the RoPE/K-V store kernel.
+  if (const char* e = std::getenv("LLM_CUDA_SK_ROPE")) sk_rope_ = std::atoi(e) != 0;
   // LLM_CUDA_SK_GLU=0: gate/up and the SwiGLU kernel apart on the skinny products too.
   if (const char* e = std::getenv("LLM_CUDA_SK_GLU")) glu_fuse_ = std::atoi(e) != 0;
   // LLM_CUDA_PREFILL_SPLIT=0: prefill tiles never split their keys across blocks.
@@ -371,6 +373,7 @@ void CudaBackend::allocate_scratch() {
   act_ds_ = DeviceBuffer(cap * (K / 32 + 1) * 8);
   qkv_ = DeviceBuffer(cap * (Q + 2 * KV) * 4);
   q_rot_ = DeviceBuffer(cap * Q * 4);
+  rope_cs_ = DeviceBuffer(cap * static_cast<size_t>(std::max(1, cfg_.rope_dim / 2)) * 8);
   attn_ = DeviceBuffer(cap * Q * 4);
   gu_ = DeviceBuffer(cap * 2 * F * 4);
   // Logit rows per step: up to 256 MiB of logits (more are computed in row ranges).

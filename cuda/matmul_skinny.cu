@@ -18,8 +18,8 @@
 #include <algorithm>
 #include <string>
 
-#include "cuda/act.cuh"
 #include "cuda/matmul_skinny.h"
+#include "cuda/matmul_skinny_epilogue.cuh"
 #include "cuda/mma.cuh"
 #include "cuda/qweight.cuh"
 #include "engine/error.h"
@@ -132,6 +132,8 @@ struct Jobs {
   // each (row groups 0, 1: gate; 2, 3: up) and writes silu(gate) * up to glu, (n, F).
   bool glu;
   ActOut glu_out;
+  Epilogue epi[kSkMaxJobs];  // MmSkArgs::epilogue
+  RopeStore rope[kSkMaxJobs];
 };
 
 // NG groups of 8 activation rows (n <= 8 NG). Split blockIdx.y covers stages
@@ -502,25 +504,20 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     }
   }
 
-  if (jobs.glu) {
-    // Gate and up sums of the CTA's 32 rows meet in shared memory (the rings are idle),
-    // gl (64, NC + 1): rows 0..31 gate, 32..63 up. Then warp w takes activation rows
-    // w, w + kWarps, ..., a lane one of the 32 outputs (one q8 block), as the SwiGLU kernel
-    // (cuda/activation.cu) computes them.
+  // Epilogues (matmul_skinny_epilogue.cuh): the tile's sums meet in shared memory (the
+  // rings are idle), gl (64, NC + 1), then the SwiGLU or q/k/v outputs are written.
+  const Epilogue epi = j == 0 ? jobs.epi[0] : j == 1 ? jobs.epi[1] : jobs.epi[2];
+  if (jobs.glu || epi != Epilogue::None) {
     cp_async_wait<0>();
     __syncthreads();
     float* gl = reinterpret_cast<float*>(smem);
-    if (kh == 0) {
-#pragma unroll
-      for (int ng = 0; ng < NG; ++ng)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          gl[(16 * rw + g + (e >= 2 ? 8 : 0)) * (NC + 1) + 8 * ng + 2 * t + (e & 1)] = acc[ng][e];
-    }
+    if (kh == 0) tile_sums_to_shared<NG>(gl, acc, rw, lane);
     __syncthreads();
-    for (int c = warp; c < n; c += kWarps) {
-      const float gv = gl[lane * (NC + 1) + c], uv = gl[(32 + lane) * (NC + 1) + c];
-      act_store(jobs.glu_out, c, M, tile0 + lane, gv / (1.0f + expf(-gv)) * uv);
+    if (jobs.glu) {
+      glu_store(gl, NC, n, M, tile0, jobs.glu_out, warp, kWarps);
+    } else {
+      const RopeStore& e = j == 0 ? jobs.rope[0] : j == 1 ? jobs.rope[1] : jobs.rope[2];
+      rope_store(gl, NC, n, M, tile0, kTileRows, epi, e, y, ldy, kWarps * 32);
     }
     return;
   }
@@ -631,8 +628,17 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
   if (s.splits > 1 && (!a.ws.partial || !a.ws.counters))
     throw Error("mm_sk: a split product needs a workspace");
   if (s.splits > 1 && jobs.glu) throw Error("mm_sk: the SwiGLU mode keeps K whole");
+  for (int i = 0; i < a.n_jobs; ++i)
+    if (s.splits > 1 && a.epilogue[i] != Epilogue::None)
+      throw Error("mm_sk: an epilogue keeps K whole");
   Jobs jc = jobs;
   for (int i = 0; i < a.n_jobs; ++i) jc.y[i] = a.y[i] ? a.y[i] + c0 * a.ldy : nullptr;
+  for (int i = 0; i < a.n_jobs; ++i)  // a later pass: its rows' positions and slots
+    if (c0 > 0 && jc.epi[i] != Epilogue::None) {
+      if (jc.rope[i].positions) jc.rope[i].positions += c0;
+      if (jc.rope[i].slots) jc.rope[i].slots += c0;
+      if (jc.rope[i].cs) jc.rope[i].cs += static_cast<int64_t>(c0) * (jc.rope[i].rope_dim / 2);
+    }
   if (jc.glu && c0 > 0) {  // a later pass: its activation rows of the output
     const int64_t off = static_cast<int64_t>(c0) * a.W[0]->rows;
     ActOut& o = jc.glu_out;
@@ -749,6 +755,12 @@ void mm_sk(const MmSkArgs& a, cudaStream_t stream) {
     jobs.tile_end[i] = acc_tiles;
   }
   jobs.rows_total = rows;
+  for (int i = 0; i < a.n_jobs; ++i) {
+    jobs.epi[i] = a.epilogue[i];
+    jobs.rope[i] = a.rope[i];
+    if (a.epilogue[i] != Epilogue::None && (a.W[i]->rows % 2 != 0 || a.rope[i].head_dim % 2 != 0))
+      throw Error("mm_sk: the RoPE epilogue needs even rows and head dimension");
+  }
   if (a.glu) {
     if (a.n_jobs != 2 || a.W[1]->rows != W0.rows || W0.rows % 32 != 0)
       throw Error("mm_sk: the SwiGLU mode takes gate and up of one shape, rows divisible by 32");

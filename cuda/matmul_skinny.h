@@ -9,6 +9,7 @@
 // (cuda/qweight.cuh combine_unit); F16 weights multiply f16 activations with f32 accumulation.
 #pragma once
 #include "cuda/cuda_types.h"
+#include "cuda/matvec_quant.h"  // Epilogue, RopeStore
 
 namespace llm::cuda {
 
@@ -72,6 +73,11 @@ struct MmSkArgs {
   // glu_out, (n, rows), in each format asked for, with the SwiGLU kernel's arithmetic.
   bool glu = false;
   ActOut glu_out;
+  // Per matrix, instead of y (K whole, rows even): the attention inputs' epilogue of the
+  // decode GEMV (matvec_quant.h) — bias, RoPE of llama's neighbour pairs (2i, 2i+1) and
+  // the f16 store into the paged cache at each row's slot; RopeToY writes y[c * ldy + r].
+  Epilogue epilogue[kSkMaxJobs] = {Epilogue::None, Epilogue::None, Epilogue::None};
+  RopeStore rope[kSkMaxJobs];
 };
 
 void mm_sk(const MmSkArgs& a, cudaStream_t stream);

@@ -18,6 +18,9 @@ struct RopeStore {
   const float* inv_freq = nullptr;     // (rope_dim / 2)
   int head_dim = 0, rope_dim = 0;
   __half* cache = nullptr;  // (n_slots, W.rows) this layer's K or V
+  // Optional (the skinny products' epilogue): (n, rope_dim / 2) {cos, sin} of each row's
+  // angles (rope_cs_table), instead of working them out per element.
+  const float2* cs = nullptr;
 };
 
 // One matrix of a launch: y[c * ldy + r] (+)= sum_k W[r][k] * x[c][k].

@@ -21,7 +21,27 @@ __global__ void rope_kernel(const float* __restrict__ x, float* __restrict__ out
   }
 }
 
+__global__ void rope_cs_kernel(const int32_t* __restrict__ positions, int half,
+                               const float* __restrict__ inv_freq, float2* __restrict__ cs) {
+  pdl_wait();
+  pdl_trigger();
+  const int row = blockIdx.x;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double s, c;  // as rope_table
+    sincos(static_cast<double>(positions[row]) * static_cast<double>(inv_freq[i]), &s, &c);
+    cs[static_cast<int64_t>(row) * half + i] =
+        make_float2(static_cast<float>(c), static_cast<float>(s));
+  }
+}
+
 }  // namespace
+
+void rope_cs_table(const int32_t* positions, int n_rows, int rope_dim, const float* inv_freq,
+                   float2* cs, cudaStream_t stream) {
+  if (n_rows <= 0 || rope_dim < 2) return;
+  launch(rope_cs_kernel, n_rows, 64, 0, stream, positions, rope_dim / 2, inv_freq, cs);
+  CUDA_CHECK_LAUNCH();
+}
 
 void rope(const float* x, float* out, const int32_t* positions, int n_rows, int n_heads,
           int head_dim, int rope_dim, RopeType type, const float* inv_freq, cudaStream_t stream) {

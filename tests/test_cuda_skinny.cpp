@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "cuda/activation.h"
+#include "cuda/kv_store.h"
 #include "cuda/matmul_skinny.h"
 #include "cuda/matvec_quant.h"
+#include "cuda/rope.h"
 #include "cuda_test_util.h"
 #include "cuda_test_weights.h"
 #include "engine/error.h"
@@ -297,6 +299,118 @@ TEST_CASE("cuda skinny: the SwiGLU mode gives the bits of gate/up then the SwiGL
   CHECK_THROWS_AS(cuda::mm_sk(m, nullptr), Error);
   m.W[0] = m.W[1] = &c.W;
   CHECK_THROWS_AS(cuda::mm_sk(m, nullptr), Error);
+}
+
+TEST_CASE("cuda skinny: the RoPE epilogue gives the q/k/v store kernel's values") {
+  // q/k/v in one launch finishing with bias, RoPE (llama's neighbour pairs, whole or
+  // partial head) and the f16 store of k and v at each row's cache slot: against the plain
+  // products followed by cuda::qkv_rope_store.
+  uint32_t seed = 960;
+  const int hd = 64, n_head = 4, n_head_kv = 2, n_slots = 128;
+  const int64_t Q = n_head * hd, KV = n_head_kv * hd, cols = 512;
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::F16}) {
+    for (int rope_dim : {hd, hd / 2}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(rope_dim);
+      TestWeight wq(t, Q, cols, seed++), wk(t, KV, cols, seed++), wv(t, KV, cols, seed++);
+      std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
+      for (size_t i = 0; i < inv.size(); ++i)
+        inv[i] = static_cast<float>(std::pow(10000.0, -2.0 * static_cast<double>(i) / rope_dim));
+      Dev<float> dinv(inv);
+      const bool bias = rope_dim != hd;  // biases (qwen2-like) in the partial case
+      Dev<float> bq(randn(static_cast<size_t>(Q), seed++)),
+          bk(randn(static_cast<size_t>(KV), seed++)), bv(randn(static_cast<size_t>(KV), seed++));
+      for (int n : {3, 9, 20, 70}) {  // one / two k-groups, the Q4_0 half mode, two passes
+        CAPTURE(n);
+        const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+        TestAct a(x, n, cols);
+        std::vector<int32_t> pos(static_cast<size_t>(n)), slots(static_cast<size_t>(n));
+        for (int c = 0; c < n; ++c) {
+          pos[static_cast<size_t>(c)] = static_cast<int32_t>((c * 7919 + 13) % 3000);
+          slots[static_cast<size_t>(c)] = static_cast<int32_t>((c * 37 + 5) % n_slots);
+        }
+        Dev<int32_t> dpos(pos), dslots(slots);
+        Workspace ws(wq.W, cuda::MmSkConfig{});
+        const TestWeight* w3[3] = {&wq, &wk, &wv};
+        cuda::MmSkArgs m;
+        m.n_jobs = 3;
+        for (int j = 0; j < 3; ++j) m.W[j] = &w3[j]->W;
+        m.x_q8 = a.q8();
+        m.x_f16 = a.f16.p();
+        m.n = n;
+        m.ws = ws.ws();
+        // Reference: the products, then the store kernel.
+        const int64_t ld = Q + 2 * KV;
+        Dev<float> qkv(static_cast<size_t>(n * ld));
+        m.y[0] = qkv.p();
+        m.y[1] = qkv.p() + Q;
+        m.y[2] = qkv.p() + Q + KV;
+        m.ldy = ld;
+        cuda::mm_sk(m, nullptr);
+        const size_t cache_elems = static_cast<size_t>(n_slots * KV);
+        Dev<float> q_ref(static_cast<size_t>(n * Q)), q_got(static_cast<size_t>(n * Q));
+        Dev<__half> k_ref(cache_elems), v_ref(cache_elems), k_got(cache_elems), v_got(cache_elems);
+        cuda::QkvStoreArgs st;
+        st.q = qkv.p();
+        st.k = qkv.p() + Q;
+        st.v = qkv.p() + Q + KV;
+        st.ld = ld;
+        st.bq = bias ? bq.p() : nullptr;
+        st.bk = bias ? bk.p() : nullptr;
+        st.bv = bias ? bv.p() : nullptr;
+        st.positions = dpos.p();
+        st.slots = dslots.p();
+        st.n_rows = n;
+        st.n_head = n_head;
+        st.n_head_kv = n_head_kv;
+        st.head_dim = hd;
+        st.rope_dim = rope_dim;
+        st.inv_freq = dinv.p();
+        st.q_out = q_ref.p();
+        st.k_cache = k_ref.p();
+        st.v_cache = v_ref.p();
+        cuda::qkv_rope_store(st, nullptr);
+        // The epilogue.
+        cuda::MmSkArgs e = m;
+        const cuda::Epilogue ep[3] = {cuda::Epilogue::RopeToY, cuda::Epilogue::RopeToCache,
+                                      cuda::Epilogue::ToCache};
+        const float* b3[3] = {st.bq, st.bk, st.bv};
+        __half* c3[3] = {nullptr, k_got.p(), v_got.p()};
+        for (int j = 0; j < 3; ++j) {
+          e.epilogue[j] = ep[j];
+          e.rope[j] = {b3[j], dpos.p(), dslots.p(), dinv.p(), hd, rope_dim, c3[j]};
+        }
+        e.y[0] = q_got.p();
+        e.y[1] = e.y[2] = nullptr;
+        e.ldy = Q;
+        cuda::mm_sk(e, nullptr);
+        CHECK(rel_err(q_got.get(), q_ref.get()) < 1e-6);
+        // Only the slots written are compared (the rest stays poisoned in both).
+        auto slots_of = [&](const Dev<__half>& d) {
+          const std::vector<__half> h = d.get();
+          std::vector<float> f;
+          for (int c = 0; c < n; ++c)
+            for (int64_t i = 0; i < KV; ++i)
+              f.push_back(
+                  __half2float(h[static_cast<size_t>(slots[static_cast<size_t>(c)] * KV + i)]));
+          return f;
+        };
+        CHECK(rel_err(slots_of(k_got), slots_of(k_ref)) < 1e-3);
+        CHECK(rel_err(slots_of(v_got), slots_of(v_ref)) < 1e-3);
+        // The angles from the step's table (rope_cs_table): the same bits.
+        Dev<float2> cs(static_cast<size_t>(n * (rope_dim / 2)));
+        cuda::rope_cs_table(dpos.p(), n, rope_dim, dinv.p(), cs.p(), nullptr);
+        const std::vector<float> q1 = q_got.get();
+        const std::vector<__half> k1 = k_got.get();
+        for (int j = 0; j < 3; ++j) e.rope[j].cs = cs.p();
+        cuda::mm_sk(e, nullptr);
+        const std::vector<float> q2 = q_got.get();
+        const std::vector<__half> k2 = k_got.get();
+        CHECK(std::memcmp(q1.data(), q2.data(), q1.size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(k1.data(), k2.data(), k1.size() * sizeof(__half)) == 0);
+      }
+    }
+  }
 }
 
 TEST_CASE("cuda skinny: quantized rows agree with the GEMV to float rounding") {
