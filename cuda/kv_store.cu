@@ -1,5 +1,6 @@
 #include "cuda/common.cuh"
 #include "cuda/kv_store.h"
+#include "cuda/rope.cuh"
 
 namespace llm::cuda {
 namespace {
@@ -37,9 +38,8 @@ __global__ void qkv_rope_store_kernel(QkvStoreArgs a) {
     const int i = neox ? (d < half ? d : d - half) : d / 2;
     const int d0 = neox ? i : 2 * i, d1 = neox ? i + half : 2 * i + 1;  // the pair
     const float x0 = x[d0] + (b ? b[d0] : 0.0f), x1 = x[d1] + (b ? b[d1] : 0.0f);
-    double sd, cd;
-    sincos(static_cast<double>(a.positions[row]) * static_cast<double>(a.inv_freq[i]), &sd, &cd);
-    const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
+    const float2 v = rope_cos_sin(a.positions[row], a.inv_freq[i]);
+    const float cs = v.x, sn = v.y;
     val = d == d0 ? x0 * cs - x1 * sn : x0 * sn + x1 * cs;
   }
   if (is_q)

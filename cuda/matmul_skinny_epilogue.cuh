@@ -5,6 +5,7 @@
 #pragma once
 #include "cuda/act.cuh"
 #include "cuda/matvec_quant.h"
+#include "cuda/rope.cuh"
 
 namespace llm::cuda {
 
@@ -53,18 +54,9 @@ __device__ __forceinline__ void rope_store(const float* gl, int NC, int n, int64
     float o0 = v0, o1 = v1;
     const int d = static_cast<int>(r % e.head_dim);
     if (epi != Epilogue::ToCache && d < e.rope_dim) {
-      float sn, cs;
-      if (e.cs) {
-        const float2 v = e.cs[static_cast<int64_t>(c) * (e.rope_dim / 2) + d / 2];
-        cs = v.x;
-        sn = v.y;
-      } else {
-        double sd, cd;
-        sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd,
-               &cd);
-        sn = static_cast<float>(sd);
-        cs = static_cast<float>(cd);
-      }
+      const float2 v = e.cs ? e.cs[static_cast<int64_t>(c) * (e.rope_dim / 2) + d / 2]
+                            : rope_cos_sin(e.positions[c], e.inv_freq[d / 2]);
+      const float cs = v.x, sn = v.y;
       o0 = v0 * cs - v1 * sn;
       o1 = v0 * sn + v1 * cs;
     }

@@ -4,6 +4,7 @@
 #pragma once
 #include "cuda/common.cuh"
 #include "cuda/matvec_quant.h"
+#include "cuda/rope.cuh"
 
 namespace llm::cuda::mv {
 
@@ -57,10 +58,8 @@ __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n,
         float out = r == 0 ? v0 : v1;
         const int d = static_cast<int>(r0 % e.head_dim);
         if (job.epilogue != Epilogue::ToCache && d < e.rope_dim) {
-          double sd, cd;
-          sincos(static_cast<double>(e.positions[c]) * static_cast<double>(e.inv_freq[d / 2]), &sd,
-                 &cd);
-          const float sn = static_cast<float>(sd), cs = static_cast<float>(cd);
+          const float2 v = rope_cos_sin(e.positions[c], e.inv_freq[d / 2]);
+          const float cs = v.x, sn = v.y;
           out = r == 0 ? v0 * cs - v1 * sn : v0 * sn + v1 * cs;
         }
         if (job.epilogue == Epilogue::RopeToY)

@@ -26,12 +26,8 @@ __global__ void rope_cs_kernel(const int32_t* __restrict__ positions, int half,
   pdl_wait();
   pdl_trigger();
   const int row = blockIdx.x;
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double s, c;  // as rope_table
-    sincos(static_cast<double>(positions[row]) * static_cast<double>(inv_freq[i]), &s, &c);
-    cs[static_cast<int64_t>(row) * half + i] =
-        make_float2(static_cast<float>(c), static_cast<float>(s));
-  }
+  for (int i = threadIdx.x; i < half; i += blockDim.x)
+    cs[static_cast<int64_t>(row) * half + i] = rope_cos_sin(positions[row], inv_freq[i]);
 }
 
 }  // namespace

@@ -5,15 +5,21 @@
 
 namespace llm::cuda {
 
-// Fills cs/sn (rope_dim/2, shared memory) for one position: theta_i = pos * inv_freq[i],
-// computed in double like the CPU reference (pos * freq reaches 1e5 rad at long context).
+// {cos, sin} of the angle pos * inv_freq, computed in double like the CPU reference
+// (pos * freq reaches 1e5 rad at long context). Every RoPE path takes its angles from here.
+__device__ __forceinline__ float2 rope_cos_sin(int pos, float inv_freq) {
+  double s, c;
+  sincos(static_cast<double>(pos) * static_cast<double>(inv_freq), &s, &c);
+  return make_float2(static_cast<float>(c), static_cast<float>(s));
+}
+
+// Fills cs/sn (rope_dim/2, shared memory) for one position: theta_i = pos * inv_freq[i].
 __device__ __forceinline__ void rope_table(int pos, const float* __restrict__ inv_freq, int half,
                                            float* cs, float* sn) {
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double s, c;
-    sincos(static_cast<double>(pos) * static_cast<double>(inv_freq[i]), &s, &c);
-    cs[i] = static_cast<float>(c);
-    sn[i] = static_cast<float>(s);
+    const float2 v = rope_cos_sin(pos, inv_freq[i]);
+    cs[i] = v.x;
+    sn[i] = v.y;
   }
 }
 
