@@ -401,6 +401,12 @@ ActOut CudaBackend::act_for(const DevMatrix* const* W, int n_jobs, const Plan& p
   return o;
 }
 
+void CudaBackend::sk_shared(MmSkArgs& s) {
+  s.ws.partial = sk_partial_.as<float>();
+  s.ws.counters = sk_counters_.as<int>();
+  s.cfg = sk_cfg_;
+}
+
 bool CudaBackend::glu_fused(const Plan& p, const Layer& L) const {
   const DevMatrix &g = L.w_gate, &u = L.w_up;
   return glu_fuse_ && use_sk(p, g) && use_sk(p, u) && g.type == u.type && g.cols == u.cols &&
@@ -481,9 +487,7 @@ void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs,
     s.split_k = row_parallel;
     // One GPU sums the halves of K as two ranks would (see the GEMV below).
     s.k_halves = row_parallel && tp_order_ && (!comm_ || comm_->world() == 1);
-    s.ws.partial = sk_partial_.as<float>();
-    s.ws.counters = sk_counters_.as<int>();
-    s.cfg = sk_cfg_;
+    sk_shared(s);
     mm_sk(s, stream_);
   }
   if (n_rest == 0) return;
@@ -639,8 +643,7 @@ void CudaBackend::record(const Plan& p) {
       s.x_q8 = xa.q8;
       s.x_f16 = xa.f16;
       s.n = n;
-      s.ws = {sk_partial_.as<float>(), sk_counters_.as<int>()};
-      s.cfg = sk_cfg_;
+      sk_shared(s);
       mm_sk(s, stream_);
       mark("qkv+rope+kv_store");
     } else {
@@ -735,8 +738,7 @@ void CudaBackend::record(const Plan& p) {
         s.n = n;
         s.glu = true;
         s.glu_out = ma;
-        s.ws = {sk_partial_.as<float>(), sk_counters_.as<int>()};
-        s.cfg = sk_cfg_;
+        sk_shared(s);
         mm_sk(s, stream_);
         mark("gate+up+swiglu");
       } else {

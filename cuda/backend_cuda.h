@@ -103,6 +103,8 @@ class CudaBackend final : public Backend {
   // Whether gate/up run in mm_sk's SwiGLU mode (writing the down product's input in the
   // formats of glu_out_formats, inside gu_) instead of gate/up then the SwiGLU kernel.
   bool glu_fused(const Plan& p, const Layer& L) const;
+  // The skinny products' split-K workspace and configuration, the same for every launch.
+  void sk_shared(MmSkArgs& s);
   ActOut glu_out_formats(const ActOut& want) const;
   // Whether q/k/v on the skinny products finish with bias, RoPE and the K/V store in
   // their epilogue (llama's Norm pairing) instead of the separate qkv_rope_store kernel.
