@@ -415,12 +415,14 @@ bool CudaBackend::glu_fused(const Plan& p, const Layer& L) const {
 
 bool CudaBackend::sk_rope_fused(const Plan& p, const Layer& L) const {
   const DevMatrix &q = L.wq, &k = L.wk, &v = L.wv;
-  // Up to 16 rows: from the half mode on the epilogue at the end of every CTA cost more
-  // than the separate kernel (H100, 32 rows: 7.11-7.15 -> 7.36-7.45 ms per step; PERF.md).
-  return sk_rope_ && p.n <= kSkHalfFrom && cfg_.rope_type == RopeType::Norm &&
-         cfg_.head_dim % 2 == 0 && use_sk(p, q) && use_sk(p, k) && use_sk(p, v) &&
-         q.type == k.type && k.type == v.type && q.cols == k.cols && k.cols == v.cols &&
-         q.rows % 2 == 0 && k.rows % 2 == 0 && v.rows % 2 == 0 && sk_cfg_.col_split_elems == 0;
+  // Q4_0 up to 32 rows with the half mode's register kernel (H100, 32 rows: 6.90 -> 6.73 ms per
+  // step); with its ring kernel (LLM_CUDA_SK_REG=0) up to 16, as from the half mode on its
+  // epilogue at the end of every CTA cost more than the separate kernel (PERF.md).
+  const int rows = sk_cfg_.reg_weights && q.type == DType::Q4_0 ? sk_rope_rows_ : kSkHalfFrom;
+  return sk_rope_ && p.n <= rows && cfg_.rope_type == RopeType::Norm && cfg_.head_dim % 2 == 0 &&
+         use_sk(p, q) && use_sk(p, k) && use_sk(p, v) && q.type == k.type && k.type == v.type &&
+         q.cols == k.cols && k.cols == v.cols && q.rows % 2 == 0 && k.rows % 2 == 0 &&
+         v.rows % 2 == 0 && sk_cfg_.col_split_elems == 0;
 }
 
 ActOut CudaBackend::glu_out_formats(const ActOut& want) const {
@@ -466,15 +468,23 @@ void CudaBackend::linear(const DevMatrix* const* W, float* const* y, int n_jobs,
   const DevMatrix* rest_W[3];
   float* rest_y[3];
   int n_rest = 0;
+  // A row-parallel product (wo) of a Q4_0 half-mode step whose K is short goes to the f16
+  // GEMM on the dense copy (the same f16 activations): split across enough CTAs to fill
+  // the GPU, each of mm_sk's CTAs gets so few stages that it is latency-bound (H100, 32
+  // rows, 4096 x 4096: 31 us against cuBLAS's 20; w_down, K 11008: 42 against 45; PERF.md).
+  auto sk_here = [&](const DevMatrix& w) {
+    return use_sk(p, w) && !(row_parallel && w.f16 && w.cols < sk_rowpar_min_k_ &&
+                             mm_sk_half(w, n) && !mm_sk_wants_q8(w, n));
+  };
   for (int i = 0; i < n_jobs;) {
-    if (!use_sk(p, *W[i])) {
+    if (!sk_here(*W[i])) {
       rest_W[n_rest] = W[i];
       rest_y[n_rest++] = y[i++];
       continue;
     }
     MmSkArgs s;
     s.n_jobs = 0;
-    while (i < n_jobs && s.n_jobs < kSkMaxJobs && use_sk(p, *W[i]) &&
+    while (i < n_jobs && s.n_jobs < kSkMaxJobs && sk_here(*W[i]) &&
            (s.n_jobs == 0 || (W[i]->type == s.W[0]->type && W[i]->cols == s.W[0]->cols))) {
       s.W[s.n_jobs] = W[i];
       s.y[s.n_jobs++] = y[i++];

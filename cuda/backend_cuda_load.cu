@@ -159,6 +159,11 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
     sk_cfg_.target_ctas = std::max(1, std::atoi(e));
   if (const char* e = std::getenv("LLM_CUDA_SK_KSPLIT"))
     sk_cfg_.col_split_elems = std::max(0, std::atoi(e));
+  // LLM_CUDA_SK_REG=0: Q4_0 half-mode passes of 17..32 rows through the weight ring too;
+  // LLM_CUDA_SK_REG_BUFS=2|3: weight stages the register mode holds.
+  if (const char* e = std::getenv("LLM_CUDA_SK_REG")) sk_cfg_.reg_weights = std::atoi(e) != 0;
+  if (const char* e = std::getenv("LLM_CUDA_SK_REG_BUFS"))
+    sk_cfg_.reg_bufs = std::atoi(e) == 3 ? 3 : 2;
   matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
                    : all_float            ? kMatvecCutoffFloat
                                           : kMatvecCutoffQuant;
@@ -172,6 +177,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
     prefill_min_rows_ = std::max(1, std::atoi(e));
   // LLM_CUDA_SK_ROPE=0: q/k/v on the skinny products, then the RoPE/K-V store kernel.
   if (const char* e = std::getenv("LLM_CUDA_SK_ROPE")) sk_rope_ = std::atoi(e) != 0;
+  if (const char* e = std::getenv("LLM_CUDA_SK_ROPE_ROWS")) sk_rope_rows_ = std::atoi(e);
+  if (const char* e = std::getenv("LLM_CUDA_SK_ROWPAR_K")) sk_rowpar_min_k_ = std::atoll(e);
   // LLM_CUDA_SK_GLU=0: gate/up and the SwiGLU kernel apart on the skinny products too.
   if (const char* e = std::getenv("LLM_CUDA_SK_GLU")) glu_fuse_ = std::atoi(e) != 0;
   // LLM_CUDA_PREFILL_SPLIT=0: prefill tiles never split their keys across blocks.

@@ -19,7 +19,8 @@
 #include <string>
 
 #include "cuda/matmul_skinny.h"
-#include "cuda/matmul_skinny_epilogue.cuh"
+#include "cuda/matmul_skinny_jobs.cuh"
+#include "cuda/matmul_skinny_q4r.h"
 #include "cuda/mma.cuh"
 #include "cuda/qweight.cuh"
 #include "engine/error.h"
@@ -27,13 +28,17 @@
 namespace llm::cuda {
 namespace {
 
+using sk::Jobs;
+using sk::kTileRows;
+using sk::q4_half_pairs;
+
 // A CTA is 4 row groups of 16 rows (a 64-row tile) times KG k-groups, each of which takes
 // its share of the CTA's stages; with 2 the halves' sums meet in shared memory at the end.
 // Twice the warps per tile hide twice the latency of each warp's chain of loads, products
 // and scale arithmetic; measured on an H100 (PERF.md) that pays from 9 rows on, while at
 // 8 rows the second CTA barrier participant and activation copy cost more.
 constexpr int kRowWarps = 4, kMaxWarps = 8;
-constexpr int kTileRows = 16 * kRowWarps;
+static_assert(kTileRows == 16 * kRowWarps);
 constexpr int k_groups(int NG) {
   return NG == 1 ? 1 : 2;
 }
@@ -84,58 +89,6 @@ constexpr int weight_smem(DType T, bool H, int NG) {
   return kRowWarps * k_groups(NG) * ring_stages(T, H, NG) * 16 * (kPieceRow + stage_sc_bytes(T));
 }
 
-// Four f16 pairs of a Q4_0 nibble word (bytes 4t..4t+3 of a unit: elements 4t..4t+3 in the
-// low nibbles, 16+4t..16+4t+3 in the high ones), times the unit's scale: lo01 = elements
-// (4t, 4t+1), lo23 = (4t+2, 4t+3), hi01 / hi23 the same of 16+4t.. . A low nibble q OR'd
-// into 0x6400 is the half 1024 + q, and 1024 + q - 1032 = q - 8; a high nibble in place is
-// 1024 + 16 q, and (1024 + 16 q) / 16 - 72 = q - 8 in one HFMA2 (no shift). Both exact, so
-// the one rounding is in the product with the scale.
-template <uint32_t kMask>
-__device__ __forceinline__ uint32_t and_or(uint32_t v, uint32_t bits) {
-  uint32_t r;  // (v & kMask) | bits in one LOP3
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(v), "n"(kMask), "r"(bits));
-  return r;
-}
-__device__ __forceinline__ void q4_half_pairs(uint32_t w, __half2 d, uint32_t& lo01, uint32_t& lo23,
-                                              uint32_t& hi01, uint32_t& hi23) {
-  const uint32_t p01 = __byte_perm(w, 0, 0x4140), p23 = __byte_perm(w, 0, 0x4342);
-  const __half2 k_lo = __halves2half2(__ushort_as_half(0x6408), __ushort_as_half(0x6408));
-  const __half2 k16 = __halves2half2(__ushort_as_half(0x2C00), __ushort_as_half(0x2C00));  // 1/16
-  const __half2 k72 = __halves2half2(__ushort_as_half(0xD480), __ushort_as_half(0xD480));  // -72
-  const uint32_t magic = 0x64006400u;
-  auto lo = [&](uint32_t v) {
-    const uint32_t h = and_or<0x000F000Fu>(v, magic);
-    const __half2 r = __hmul2(__hsub2(*reinterpret_cast<const __half2*>(&h), k_lo), d);
-    return *reinterpret_cast<const uint32_t*>(&r);
-  };
-  auto hi = [&](uint32_t v) {
-    const uint32_t h = and_or<0x00F000F0u>(v, magic);
-    const __half2 r = __hmul2(__hfma2(*reinterpret_cast<const __half2*>(&h), k16, k72), d);
-    return *reinterpret_cast<const uint32_t*>(&r);
-  };
-  lo01 = lo(p01);
-  lo23 = lo(p23);
-  hi01 = hi(p01);
-  hi23 = hi(p23);
-}
-
-// Up to kSkMaxJobs matrices of one type and width in one launch: their 64-row tiles are
-// numbered one after the other (tile_end: cumulative), and their split-K partial sums
-// sit side by side, (S, n, rows_total) with job j's rows from row_off[j].
-struct Jobs {
-  DevMatrix W[kSkMaxJobs];
-  float* y[kSkMaxJobs];
-  int tile_end[kSkMaxJobs];
-  int64_t row_off[kSkMaxJobs];
-  int64_t rows_total;
-  // SwiGLU mode (MmSkArgs::glu): W[0] gate and W[1] up of F rows; a CTA takes 32 rows of
-  // each (row groups 0, 1: gate; 2, 3: up) and writes silu(gate) * up to glu, (n, F).
-  bool glu;
-  ActOut glu_out;
-  Epilogue epi[kSkMaxJobs];  // MmSkArgs::epilogue
-  RopeStore rope[kSkMaxJobs];
-};
-
 // NG groups of 8 activation rows (n <= 8 NG). Split blockIdx.y covers stages
 // [y * total / S, (y + 1) * total / S) of every row.
 template <DType T, int NG, bool H>
@@ -158,10 +111,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
   const int rw = warp % kRowWarps, kh = warp / kRowWarps;  // row group, k-group
   const int tile = static_cast<int>(blockIdx.x);
   // SwiGLU mode: the warp's matrix by its row group (gate or up), 32 rows of each per CTA.
-  const int j = jobs.glu ? rw >> 1 : tile < jobs.tile_end[0] ? 0 : tile < jobs.tile_end[1] ? 1 : 2;
-  const DevMatrix W = j == 0 ? jobs.W[0] : j == 1 ? jobs.W[1] : jobs.W[2];
-  float* __restrict__ y = j == 0 ? jobs.y[0] : j == 1 ? jobs.y[1] : jobs.y[2];
-  const int64_t row_off = j == 0 ? jobs.row_off[0] : j == 1 ? jobs.row_off[1] : jobs.row_off[2];
+  const int j = sk::job_of(jobs, tile, rw >> 1);
+  const DevMatrix W = sk::pick(jobs.W, j);
   const int first_tile = j == 0 || jobs.glu ? 0 : jobs.tile_end[j - 1];
   const int64_t M = W.rows, K = W.cols, RT = jobs.rows_total;
   const int S = static_cast<int>(gridDim.y);
@@ -506,85 +457,27 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 
   // Epilogues (matmul_skinny_epilogue.cuh): the tile's sums meet in shared memory (the
   // rings are idle), gl (64, NC + 1), then the SwiGLU or q/k/v outputs are written.
-  const Epilogue epi = j == 0 ? jobs.epi[0] : j == 1 ? jobs.epi[1] : jobs.epi[2];
-  if (jobs.glu || epi != Epilogue::None) {
+  const sk::Out o{.y = sk::pick(jobs.y, j),
+                  .ldy = ldy,
+                  .accumulate = accumulate,
+                  .S = S,
+                  .partial = partial,
+                  .RT = RT,
+                  .row_off = sk::pick(jobs.row_off, j),
+                  .n = n,
+                  .M = M};
+  if (jobs.glu || sk::pick(jobs.epi, j) != Epilogue::None) {
     cp_async_wait<0>();
     __syncthreads();
     float* gl = reinterpret_cast<float*>(smem);
     if (kh == 0) tile_sums_to_shared<NG>(gl, acc, rw, lane);
     __syncthreads();
-    if (jobs.glu) {
-      glu_store(gl, NC, n, M, tile0, jobs.glu_out, warp, kWarps);
-    } else {
-      const RopeStore& e = j == 0 ? jobs.rope[0] : j == 1 ? jobs.rope[1] : jobs.rope[2];
-      rope_store(gl, NC, n, M, tile0, kTileRows, epi, e, y, ldy, kWarps * 32);
-    }
+    sk::finish_epilogue(gl, NC, jobs, j, tile0, o, warp, kWarps);
     return;
   }
-
-  // This lane's C entries: rows g (e = 0, 1) and g + 8 (e = 2, 3); columns 2t, 2t + 1.
-#pragma unroll
-  for (int ng = 0; ng < NG; ++ng)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t r = row0 + g + (e >= 2 ? 8 : 0);
-      const int c = 8 * ng + 2 * t + (e & 1);
-      if (kh != 0 || r >= M || c >= n) continue;
-      if (S > 1) {
-        partial[(static_cast<int64_t>(blockIdx.y) * n + c) * RT + row_off + r] = acc[ng][e];
-      } else {
-        float* out = y + c * ldy + r;
-        *out = accumulate ? *out + acc[ng][e] : acc[ng][e];
-      }
-    }
+  if (kh == 0) sk::store_fragments<NG>(acc, row0, lane, o);
   if (S == 1 || !last_split_arrival(counters, S, last)) return;
-  // The tile's last CTA adds the splits in order 0..S-1 (the same bits whoever is last).
-  // Halves: the splits of each half of K are summed apart, y = (y + S0) + S1, as two
-  // tensor-parallel ranks holding one half each and all-reducing would. Every load of a
-  // group of 2 outputs x 8 splits is issued before the first add: one L2 round trip each.
-  const int rows_here = static_cast<int>(min(static_cast<int64_t>(kTileRows), M - tile0));
-  const int s_half = halves ? S / 2 : S;
-  constexpr int kItems = 2, kChunk = 8, kThreads = kWarps * 32;
-  const float* pbase = partial + row_off + tile0;
-  for (int base = static_cast<int>(threadIdx.x); base < n * kTileRows; base += kItems * kThreads) {
-    float v0[kItems], v1[kItems];
-#pragma unroll
-    for (int m = 0; m < kItems; ++m) v0[m] = v1[m] = 0.0f;
-    for (int s0 = 0; s0 < S; s0 += kChunk) {
-      float pv[kItems][kChunk];
-#pragma unroll
-      for (int m = 0; m < kItems; ++m) {
-        const int idx = base + m * kThreads;
-        const int c = idx / kTileRows, rr = idx - c * kTileRows;
-        const bool ok = idx < n * kTileRows && rr < rows_here;
-#pragma unroll
-        for (int q = 0; q < kChunk; ++q)
-          pv[m][q] = ok && s0 + q < S
-                         ? __ldcg(pbase + (static_cast<int64_t>(s0 + q) * n + c) * RT + rr)
-                         : 0.0f;
-      }
-#pragma unroll
-      for (int m = 0; m < kItems; ++m)
-#pragma unroll
-        for (int q = 0; q < kChunk; ++q) {
-          if (s0 + q >= S) break;
-          if (s0 + q < s_half)
-            v0[m] += pv[m][q];
-          else
-            v1[m] += pv[m][q];
-        }
-    }
-#pragma unroll
-    for (int m = 0; m < kItems; ++m) {
-      const int idx = base + m * kThreads;
-      const int c = idx / kTileRows, rr = idx - c * kTileRows;
-      if (idx >= n * kTileRows || rr >= rows_here) continue;
-      float* out = y + c * ldy + tile0 + rr;
-      const float v = accumulate ? *out + v0[m] : v0[m];
-      *out = halves ? v + v1[m] : v;
-    }
-  }
-  if (threadIdx.x == 0) counters[blockIdx.x] = 0;
+  sk::split_sum<2>(o, tile0, halves, counters, kWarps * 32);
 }
 
 struct Split {
@@ -647,6 +540,27 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
     if (o.q8.qs) {
       o.q8.qs += off;
       o.q8.ds += off / 32;
+    }
+  }
+  if constexpr (H) {
+    bool fits = true;
+    for (int i = 0; i < a.n_jobs; ++i) fits = fits && sk::q4r_fits(*a.W[i]);
+    if (a.cfg.reg_weights && fits && n > kSkHalfFrom && n <= kSkRegMaxRows) {  // this pass's rows
+      sk::Q4rLaunch l;
+      l.jobs = jc;
+      l.tiles = tiles;
+      l.splits = s.splits;
+      l.total = s.total;
+      l.n = n;
+      l.bufs = a.cfg.reg_bufs;
+      l.xh = xh;
+      l.ldy = a.ldy;
+      l.accumulate = a.accumulate;
+      l.halves = s.splits > 1 && a.k_halves;
+      l.partial = a.ws.partial;
+      l.counters = a.ws.counters;
+      sk::launch_q4r(l, stream);
+      return;
     }
   }
   const size_t smem = smem_bytes<T, NG, H>();

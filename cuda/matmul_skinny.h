@@ -39,7 +39,13 @@ constexpr int kSkMaxJobs = 3;
 struct MmSkConfig {
   int target_ctas = 264;
   int col_split_elems = 0;  // > 0: K of the other products too is cut into pieces this long
+  // The half mode's passes of up to kSkRegMaxRows rows load the weights straight into
+  // registers (cuda/matmul_skinny_q4r.cu) instead of through the shared-memory ring;
+  // reg_bufs weight stages (2 or 3) are held in registers.
+  bool reg_weights = true;
+  int reg_bufs = 2;
 };
+constexpr int kSkRegMaxRows = 32;
 
 // The number of CTAs K is split across in a launch whose first matrix is W, for any n:
 // without split_k K stays whole; with it the count depends on W's rows and K only, so a

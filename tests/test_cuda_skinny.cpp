@@ -125,6 +125,54 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
   }
 }
 
+TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3 stages held") {
+  // 17..32 rows of Q4_0 load the weights straight into registers (matmul_skinny_q4r.cu).
+  // Both stage counts do the same arithmetic in the same order (the same bits); the ring
+  // half mode (reg_weights off) sums in another order. K: 5 stages (k-groups of 3 and 2,
+  // loop tails) and 36 (18 each); split and whole K; rows past a partial 64-row tile.
+  uint32_t seed = 990;
+  for (int64_t cols : {int64_t{640}, int64_t{4608}}) {
+    CAPTURE(cols);
+    const int64_t rows = 200;
+    TestWeight w(DType::Q4_0, rows, cols, seed++);
+    for (bool split_k : {false, true}) {
+      CAPTURE(split_k);
+      for (int n : {17, 24, 25, 32}) {
+        CAPTURE(n);
+        REQUIRE(cuda::mm_sk_half(w.W, n));
+        const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
+        TestAct a(x, n, cols);
+        const std::vector<float> ref = reference(w, a, x, n);
+        std::vector<float> out[3];
+        for (int v = 0; v < 3; ++v) {  // ring, 2 stages, 3 stages
+          cuda::MmSkConfig cfg;
+          cfg.reg_weights = v > 0;
+          cfg.reg_bufs = v == 2 ? 3 : 2;
+          Workspace ws(w.W, cfg);
+          Dev<float> y(ref.size());
+          y.upload(std::vector<float>(ref.size(), std::nanf("")));
+          cuda::MmSkArgs m;
+          m.W[0] = &w.W;
+          m.y[0] = y.p();
+          m.x_f16 = a.f16.p();
+          m.n = n;
+          m.ldy = rows;
+          m.split_k = split_k;
+          m.ws = ws.ws();
+          m.cfg = cfg;
+          cuda::mm_sk(m, nullptr);
+          out[v] = y.get();
+          CAPTURE(v);
+          CHECK(rel_err(out[v], ref) < 1e-5);
+          const std::vector<int> counters = ws.counters.get();
+          CHECK(std::all_of(counters.begin(), counters.end(), [](int c) { return c == 0; }));
+        }
+        CHECK(std::memcmp(out[1].data(), out[2].data(), out[1].size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("cuda skinny: matrices sharing a launch give the bits of each launched alone") {
   // q/k/v (and gate/up) run as one launch; each output equals its matrix's own launch.
   uint32_t seed = 920;
@@ -133,7 +181,7 @@ TEST_CASE("cuda skinny: matrices sharing a launch give the bits of each launched
     const int64_t cols = 1024;
     TestWeight w0(t, 200, cols, seed++), w1(t, 64, cols, seed++), w2(t, 96, cols, seed++);
     const TestWeight* ws3[3] = {&w0, &w1, &w2};
-    for (int n : {3, 40}) {
+    for (int n : {3, 24, 40}) {  // 24: the Q4_0 register mode
       CAPTURE(n);
       const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
       TestAct a(x, n, cols);
@@ -195,7 +243,7 @@ TEST_CASE("cuda skinny: k_halves gives the bits of two column slices summed like
         }
       TestWeight whole(t, rows, cols, wv), left(t, rows, half, w0), right(t, rows, half, w1);
       REQUIRE(cuda::mm_sk_supported(left.W));
-      for (int n : {11, 40}) {  // 40: the Q4_0 half mode
+      for (int n : {11, 24, 40}) {  // 24: the Q4_0 register mode, 40: the ring half mode
         CAPTURE(n);
         const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
         std::vector<float> x0(static_cast<size_t>(n * half)), x1(x0.size());
