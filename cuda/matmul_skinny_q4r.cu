@@ -49,18 +49,6 @@ struct WStage {
   uint32_t d[2][2];
 };
 
-__device__ __forceinline__ uint4 ld_stream16(const uint8_t* p) {
-  uint4 v;  // read once: no L1 allocation
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint32_t ld_u16(const uint8_t* p) {
-  unsigned short v;
-  asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(v) : "l"(p));
-  return v;
-}
 template <int W>
 __device__ __forceinline__ uint32_t word(const uint4& v) {
   return W == 0 ? v.x : W == 1 ? v.y : W == 2 ? v.z : v.w;
@@ -124,8 +112,8 @@ __global__ void __launch_bounds__(kThreads, NB == 3 ? 2 : 3)
       for (int h = 0; h < 2; ++h) {
         keep_in_register(q_off[mt][h]);
         keep_in_register(d_off[mt][h]);
-        b.q[mt][h] = ld_stream16(qb + q_off[mt][h]);
-        b.d[mt][h] = ld_u16(db + d_off[mt][h]);
+        b.q[mt][h] = ld16_stream(qb + q_off[mt][h]);  // read once: no L1 allocation
+        b.d[mt][h] = __ldg(reinterpret_cast<const unsigned short*>(db + d_off[mt][h]));
       }
   };
 
