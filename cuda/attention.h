@@ -38,6 +38,15 @@ size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_sp
 void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split,
                       float* workspace, int* counters, cudaStream_t stream);
 
+// The same for steps of many rows, as a persistent grid (attention_decode_persist.cu):
+// blocks_per_sm (1 to 4) blocks per SM of n_sm, each streaming the key and value tiles of
+// every G-th (row, head) item through a ring of shared-memory stages. Keys are not split
+// (no partials, no counters). Fits: head_dim 64 or 128 and at most 64 items per block.
+bool attention_decode_persist_fits(int n_rows, int n_head, int head_dim, int n_sm,
+                                   int blocks_per_sm);
+void attention_decode_persist(const AttnArgs& a, const int32_t* rows, int n_rows, int n_sm,
+                              int blocks_per_sm, cudaStream_t stream);
+
 // Prefill: tiles of up to kPrefillTileRows consecutive rows of one sequence share each
 // K/V tile loaded into shared memory. tiles: (n_tiles) device int4 {row0, n_rows, seq, 0}.
 // n_split > 1 also cuts each tile's keys into that many parts (whole 32-key tiles) computed

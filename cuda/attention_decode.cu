@@ -4,8 +4,8 @@
 // The last block of a (row, head) to finish merges the splits' (max, sum, acc) partials.
 #include <type_traits>
 
-#include "cuda/act.cuh"
 #include "cuda/attention.h"
+#include "cuda/attention_merge.cuh"
 
 namespace llm::cuda {
 
@@ -20,7 +20,7 @@ size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_sp
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kMaxSplit = 32;  // the merge keeps one weight per split in a warp
+constexpr int kMaxSplit = kDecodeMaxSplit;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // DPL: head dims per lane in P·V (1, 2, 4 or 8; head_dim % DPL == 0).
@@ -33,8 +33,6 @@ __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(AttnArgs a, const int32_t* __restrict__ rows, float* __restrict__ ws,
                         int* __restrict__ counters) {
   __shared__ float q_s[256];
-  __shared__ float m_s[kWarps], l_s[kWarps];
-  __shared__ float acc_s[kWarps][256];
   const int split = blockIdx.x, n_split = gridDim.x, h = blockIdx.y, z = blockIdx.z;
   const int row = rows[z];
   const int D = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -165,81 +163,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 
-  // Merge the warps of the block.
-  if (lane == 0) {
-    m_s[warp] = m;
-    l_s[warp] = l;
-  }
-  if (owns_dims) {
-#pragma unroll
-    for (int i = 0; i < DPL; ++i) acc_s[warp][lane * DPL + i] = acc[i];
-  }
-  __syncthreads();
-  float M = -INFINITY;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, m_s[w]);
-  float wt[kWarps], L = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
-    wt[w] = m_s[w] == -INFINITY ? 0.0f : exp2f(m_s[w] - M);
-    L += wt[w] * l_s[w];
-  }
-  if (n_eff == 1) {  // the whole range: write the result directly
-    const ActOut o{a.out, a.out_f16, a.out_q8};
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-      float v = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) v += wt[w] * acc_s[w][d];
-      act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d, v / L);
-    }
-    return;
-  }
-  // Partial of this split: {M, L, acc[D]} (M = -inf, L = 0 for an empty split).
-  float* part = ws + (static_cast<int64_t>(z) * a.n_head + h) * n_split * (D + 2);
-  float* p = part + split * (D + 2);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float v = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) v += wt[w] * acc_s[w][d];
-    p[2 + d] = v;
-  }
-  if (threadIdx.x == 0) {
-    p[0] = M;
-    p[1] = L;
-  }
-  // The last split to arrive merges (threadfence reduction): no second kernel.
-  int* counter = counters + static_cast<int64_t>(z) * a.n_head + h;
-  __shared__ bool last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_eff - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  // out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m). The partials of other
-  // blocks are read around L1 (__ldcg), which is not coherent; all of them at once.
-  __shared__ float wsplit[kMaxSplit];
-  __shared__ float inv_l;
-  if (threadIdx.x < 32) {
-    const int s = threadIdx.x;
-    const float ms = s < n_eff ? __ldcg(part + s * (D + 2)) : -INFINITY;
-    const float ls = s < n_eff ? __ldcg(part + s * (D + 2) + 1) : 0.0f;
-    const float mx = warp_max(ms);
-    const float w = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-    const float lsum = warp_sum(w * ls);
-    if (s < n_eff) wsplit[s] = w;
-    if (s == 0) inv_l = 1.0f / lsum;
-  }
-  __syncthreads();
-  const ActOut o{a.out, a.out_f16, a.out_q8};
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float v = 0.0f;
-#pragma unroll 4
-    for (int s = 0; s < n_eff; ++s) v += wsplit[s] * __ldcg(part + s * (D + 2) + 2 + d);
-    act_store(o, row, static_cast<int64_t>(a.n_head) * D, static_cast<int64_t>(h) * D + d,
-              v * inv_l);
-  }
-  if (threadIdx.x == 0) *counter = 0;  // ready for the next launch
+  __shared__ float acc_s[kWarps * 256];
+  decode_block_finish<kWarps, DPL>(a, ws, counters, acc_s, row, h, z, split, n_split, n_eff, m, l,
+                                   acc);
 }
 
 }  // namespace

@@ -710,7 +710,13 @@ void CudaBackend::record(const Plan& p) {
       // split_ws_rows_ / n_split rows per launch (the partials buffer): all rows at once
       // except in deterministic mode, whose split count does not shrink with the rows.
       const int per_launch = std::max(1, split_ws_rows_ / p.n_split);
-      for (int r0 = 0; r0 < p.n_decode; r0 += per_launch)
+      // Many rows: the persistent kernel (never in deterministic mode: one kernel there).
+      const bool persist =
+          !deterministic_ && attn_persist_rows_ > 0 && p.n_decode >= attn_persist_rows_ &&
+          attention_decode_persist_fits(p.n_decode, c.n_head, c.head_dim, n_sm_, attn_persist_bps_);
+      if (persist)
+        attention_decode_persist(a, p.decode_rows, p.n_decode, n_sm_, attn_persist_bps_, stream_);
+      for (int r0 = 0; !persist && r0 < p.n_decode; r0 += per_launch)
         attention_decode(a, p.decode_rows + r0, std::min(per_launch, p.n_decode - r0), p.n_split,
                          split_ws_.as<float>(), split_counters_.as<int>(), stream_);
       if (p.n_tiles > 0)

@@ -185,6 +185,11 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   if (const char* e = std::getenv("LLM_CUDA_PREFILL_SPLIT")) prefill_split_ = std::atoi(e) != 0;
   // LLM_CUDA_TP_ORDER=0: one sum per row in wo and w_down (MatvecJob::k_split, k_offset).
   if (const char* e = std::getenv("LLM_CUDA_TP_ORDER")) tp_order_ = std::atoi(e) != 0;
+  // LLM_CUDA_ATTN_PERSIST_ROWS: decode steps of at least this many rows use the persistent
+  // decode attention (0: never); _BPS: its blocks per SM (1 to 4).
+  if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_ROWS")) attn_persist_rows_ = std::atoi(e);
+  if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_BPS"))
+    attn_persist_bps_ = std::clamp(std::atoi(e), 1, 4);
   // Deterministic mode: every row through the split-K decode attention (plan_step).
   if (deterministic_) prefill_min_rows_ = INT_MAX;
   // LLM_CUDA_MV_KQ=bits: the GEMV kernel set (cuda/matvec_quant.h; default 15).
