@@ -274,6 +274,26 @@ TEST_CASE(
     }
     CHECK(rel_err(dec2, dec) == 0.0);
 
+    // (b'') 20 copies in a batch: steps of 16+ rows take the persistent decode attention
+    // (head_dim 64) and the 17-32-row products; against the CPU as (b), and every copy's
+    // row is computed alike.
+    const int n20 = 20;
+    std::vector<float> dec20(size_t(N) * V), last20(size_t(N) * V), out20(size_t(n20) * V);
+    for (int p = 0; p < N; ++p) {
+      b.clear();
+      for (int s = 0; s < n20; ++s)
+        b.add_sequence(&toks[size_t(p)], 1, p, linear_blocks(8 * s, N / 16), 16, true);
+      gpu.forward(b, out20.data());
+      std::copy(out20.begin(), out20.begin() + V, dec20.begin() + size_t(p) * V);
+      std::copy(out20.end() - V, out20.end(), last20.begin() + size_t(p) * V);
+    }
+    const Agreement a20 = compare_logits(dec20, ref, V, 0.05);
+    MESSAGE(ft_name << " decode, 20 rows: worst relative error " << a20.worst << ", top-1 wrong "
+                    << a20.top1_wrong);
+    CHECK(a20.worst < c.tol_decode);
+    CHECK(a20.top1_wrong == 0);
+    CHECK(rel_err(last20, dec20) < 1e-6);
+
     // (c) one sequence alone without graphs: the GEMV (f32 activations for F16 weights)
     // where a batch takes the skinny tensor-core products (f16 activations; quantized: the
     // same integer sums in another float order, which q8 requantization downstream
