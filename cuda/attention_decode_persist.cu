@@ -46,12 +46,10 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int CH = D / 8;                       // 16-byte pieces per key row
   constexpr int kCopies = kTile * CH / kThreads;  // per thread and tile, K and V each
   extern __shared__ __align__(16) unsigned char smem[];
-  __half* k_s = reinterpret_cast<__half*>(smem);  // (S, kTile, D)
-  __half* v_s = k_s + S * kTile * D;              // (S, kTile, D)
-  float* q_s = reinterpret_cast<float*>(
-      v_s + S * kTile *
-                D);  // (S, D): item's query
-                     // Block-table entry of each key of a tile, 2S tiles round (tile U at U % 2S).
+  __half* k_s = reinterpret_cast<__half*>(smem);               // (S, kTile, D)
+  __half* v_s = k_s + S * kTile * D;                           // (S, kTile, D)
+  float* q_s = reinterpret_cast<float*>(v_s + S * kTile * D);  // (S, D): the item's query
+  // Block-table entry of each key of a tile, for 2S tiles in turn (tile U at U % 2S).
   __shared__ int tab_s[2 * S][kTile];
   __shared__ int it_row[kMaxItems], it_h[kMaxItems], it_keys[kMaxItems], it_table[kMaxItems];
   __shared__ float acc_s[kWarps * D];

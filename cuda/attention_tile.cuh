@@ -1,7 +1,7 @@
 // One warp's share of a key tile in shared memory, for decode attention that stages the
-// cache (attention_decode_persist.cu): scores with
-// D / 8 lanes per key (16 bytes of the key row each, then a transposing shuffle sum), an
-// online softmax of the warp's own, and P·V with D / 32 head dims per lane.
+// cache (attention_decode_persist.cu): scores with D / 8 lanes per key (16 bytes of the key
+// row each, then a transposing shuffle sum), an online softmax of the warp's own, and P·V
+// with D / 32 head dims per lane.
 #pragma once
 #include "cuda/common.cuh"
 

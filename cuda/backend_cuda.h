@@ -144,11 +144,11 @@ class CudaBackend final : public Backend {
   bool glu_fuse_ = true;              // mm_sk's SwiGLU mode for gate/up (LLM_CUDA_SK_GLU=0: off)
   bool prefill_split_ = true;  // key splits for few prefill tiles (LLM_CUDA_PREFILL_SPLIT=0: off)
   bool tp_order_ = true;       // wo, w_down: sums ordered as over two ranks (linear())
-  int prefill_min_rows_ = 33;
-  int attn_persist_rows_ = 16;  // decode steps of this many rows: persistent attention
-  int attn_persist_bps_ = 4;    // with this many blocks per SM (LLM_CUDA_ATTN_PERSIST_*)
-  // sequences with this many rows in a
-  // step use prefill tiles
+  int prefill_min_rows_ = 33;  // sequences with this many rows in a step use prefill tiles
+  // Decode steps of attn_persist_rows_ rows or more: the persistent attention, with
+  // attn_persist_bps_ blocks per SM (LLM_CUDA_ATTN_PERSIST_ROWS / _BPS).
+  int attn_persist_rows_ = 16;
+  int attn_persist_bps_ = 4;
   MatvecVariant mv_variant_;  // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

@@ -188,40 +188,41 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
     std::vector<int32_t> all_rows(static_cast<size_t>(n));
     std::iota(all_rows.begin(), all_rows.end(), 0);
     Dev<int32_t> drows(all_rows);
+    // The f16 and q8 copies of the output that the next matrix product reads, from a launch
+    // of run(args).
+    const auto check_f16_q8 = [&](const auto& run) {
+      Dev<__half> of16(q.size());
+      Dev<int8_t> oqs(q.size());
+      Dev<float2> ods(q.size() / 32);
+      cuda::AttnArgs b2 = a;
+      b2.out_f16 = of16.p();
+      b2.out_q8 = {oqs.p(), ods.p()};
+      run(b2);
+      const std::vector<__half> hv = of16.get();
+      const std::vector<int8_t> qv = oqs.get();
+      const std::vector<float2> dv = ods.get();
+      std::vector<float> hf(hv.size()), qf(qv.size());
+      for (size_t i = 0; i < hv.size(); ++i) {
+        hf[i] = __half2float(hv[i]);
+        qf[i] = dv[i / 32].x * qv[i];
+      }
+      CHECK(rel_err(hf, ref) < 1e-3);
+      CHECK(rel_err(qf, ref) < 1e-2);
+    };
     for (int split : {1, 3, 16}) {
       CAPTURE(split);
-      const auto decode = [&](const cuda::AttnArgs& args, float* w, int* cnt) {
-        cuda::attention_decode(args, drows.p(), n, split, w, cnt, nullptr);
-      };
-      out.poison();
       Dev<float> ws(cuda::attention_decode_workspace(n, H, D, split) / sizeof(float));
       Dev<int> counters(static_cast<size_t>(n * H));
       cuda::check(cudaMemset(counters.p(), 0, counters.n * sizeof(int)), "zero counters");
+      const auto decode = [&](const cuda::AttnArgs& args) {
+        cuda::attention_decode(args, drows.p(), n, split, ws.p(), counters.p(), nullptr);
+      };
       for (int rep = 0; rep < 2; ++rep) {  // the counters must be back at zero for a second launch
         out.poison();
-        decode(a, ws.p(), counters.p());
+        decode(a);
         CHECK(rel_err(out.get(), ref) < 1e-4);
       }
-      // The f16 and q8 copies of the output that the next matrix product reads.
-      if (D % 32 == 0) {
-        Dev<__half> of16(q.size());
-        Dev<int8_t> oqs(q.size());
-        Dev<float2> ods(q.size() / 32);
-        cuda::AttnArgs b2 = a;
-        b2.out_f16 = of16.p();
-        b2.out_q8 = {oqs.p(), ods.p()};
-        decode(b2, ws.p(), counters.p());
-        const std::vector<__half> hv = of16.get();
-        const std::vector<int8_t> qv = oqs.get();
-        const std::vector<float2> dv = ods.get();
-        std::vector<float> hf(hv.size()), qf(qv.size());
-        for (size_t i = 0; i < hv.size(); ++i) {
-          hf[i] = __half2float(hv[i]);
-          qf[i] = dv[i / 32].x * qv[i];
-        }
-        CHECK(rel_err(hf, ref) < 1e-3);
-        CHECK(rel_err(qf, ref) < 1e-2);
-      }
+      if (D % 32 == 0) check_f16_q8(decode);
     }
     // Every row through the persistent kernel, 1 to 4 blocks per SM, on GPUs of 16 SMs (up
     // to 56 items a block: an item's last tiles meet the next item's first in the ring) and
@@ -232,26 +233,13 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
           CAPTURE(n_sm);
           CAPTURE(bps);
           REQUIRE(cuda::attention_decode_persist_fits(n, H, D, n_sm, bps));
+          const auto decode = [&](const cuda::AttnArgs& args) {
+            cuda::attention_decode_persist(args, drows.p(), n, n_sm, bps, nullptr);
+          };
           out.poison();
-          cuda::attention_decode_persist(a, drows.p(), n, n_sm, bps, nullptr);
+          decode(a);
           CHECK(rel_err(out.get(), ref) < 1e-4);
-          Dev<__half> of16(q.size());
-          Dev<int8_t> oqs(q.size());
-          Dev<float2> ods(q.size() / 32);
-          cuda::AttnArgs b2 = a;
-          b2.out_f16 = of16.p();
-          b2.out_q8 = {oqs.p(), ods.p()};
-          cuda::attention_decode_persist(b2, drows.p(), n, n_sm, bps, nullptr);
-          const std::vector<__half> hv = of16.get();
-          const std::vector<int8_t> qv = oqs.get();
-          const std::vector<float2> dv = ods.get();
-          std::vector<float> hf(hv.size()), qf(qv.size());
-          for (size_t i = 0; i < hv.size(); ++i) {
-            hf[i] = __half2float(hv[i]);
-            qf[i] = dv[i / 32].x * qv[i];
-          }
-          CHECK(rel_err(hf, ref) < 1e-3);
-          CHECK(rel_err(qf, ref) < 1e-2);
+          check_f16_q8(decode);
         }
     // Every row through prefill tiles of <= 32 rows of one sequence.
     std::vector<int4> tiles;
