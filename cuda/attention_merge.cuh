@@ -1,7 +1,8 @@
-// The end of a decode-attention block (attention_decode.cu) or item (attention_decode_persist.cu):
-// the warps' online-softmax states are merged, then either the row's output is written
-// (the block covers all keys) or the split's partial {M, L, acc[D]}, and the last split
-// of the (row, head) to arrive merges them all (threadfence reduction: no second kernel).
+// The end of a decode-attention block (attention_decode.cu) or item
+// (attention_decode_persist.cu): the warps' online-softmax states are merged, then either
+// the row's output is written (the block covers all keys) or the split's partial
+// {M, L, acc[D]}, and the last split of the (row, head) to arrive merges them all
+// (threadfence reduction: no second kernel).
 #pragma once
 #include "cuda/act.cuh"
 #include "cuda/attention.h"
