@@ -304,8 +304,12 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted, bool candidates
   const int n = static_cast<int>(seqs.size());
   std::vector<std::vector<SampleResult>> results(static_cast<size_t>(n));
   std::vector<std::string> errors(static_cast<size_t>(n));
+  // Rows of full logits (a vocabulary each) are worth threads; a few thousand candidates
+  // are not: waking the team costs more than they do (H100 host, 32 greedy rows: update +
+  // sampling 52-101 us a step with threads, 16-20 us without; PERF.md).
+  [[maybe_unused]] const bool threads = n >= 8 && (!candidates || n * cand_.k >= 2048);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (n >= 8)
+#pragma omp parallel for schedule(dynamic, 1) if (threads)
 #endif
   for (int k = 0; k < n; ++k) {
     try {
