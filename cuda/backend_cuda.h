@@ -137,7 +137,7 @@ class CudaBackend final : public Backend {
   int tc_rows_ = 0;         // steps of more rows, up to this many, use cuda/matmul_tc
   int sk_rows_ = 32;        // steps of sk_min_rows_ to this many rows use cuda/matmul_skinny
   int sk_min_rows_ = 2;
-  bool sk_f16_ = false;  // F16 weights too (LLM_CUDA_SK_F16=1; slower than GEMV / cuBLAS)
+  bool sk_f16_ = false;  // F16 weights too (default: with sk_cfg_.f16_wgmma; LLM_CUDA_SK_F16)
   bool sk_rope_ = true;  // sk_rope_fused (LLM_CUDA_SK_ROPE=0: off)
   int sk_rope_rows_ = kSkRegMaxRows;  // up to this many rows (LLM_CUDA_SK_ROPE_ROWS)
   int64_t sk_rowpar_min_k_ = 8192;    // see linear() (LLM_CUDA_SK_ROWPAR_K)

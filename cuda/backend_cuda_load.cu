@@ -147,13 +147,20 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   }
   // Skinny products (cuda/matmul_skinny) for steps of 2..32 rows of quantized weights:
   // measured on an H100 (PERF.md) they beat the GEMV from 2 rows and the f16 GEMM up to 32;
-  // on F16 weights they lose to both, so those stay off. Measurement switches:
+  // F16 weights as below. Measurement switches:
   // LLM_CUDA_SK_ROWS=N (0: never), LLM_CUDA_SK_MIN=N (first row count), LLM_CUDA_SK_F16=1,
   // LLM_CUDA_SK_CTAS=N (grid the split wo / w_down products aim for; default one per SM),
   // LLM_CUDA_SK_KSPLIT=E (split the other products' K every E elements; default whole).
   sk_cfg_.target_ctas = n_sm_;
   if (const char* e = std::getenv("LLM_CUDA_SK_ROWS")) sk_rows_ = std::max(0, std::atoi(e));
   if (const char* e = std::getenv("LLM_CUDA_SK_MIN")) sk_min_rows_ = std::max(2, std::atoi(e));
+  // F16 weights take the skinny products where their warpgroup-MMA kernel runs (sm_90a
+  // builds on an H100 / H200; LLM_CUDA_SK_F16WG=0: not that kernel); elsewhere the GEMV
+  // and cuBLAS, which beat the other F16 forms.
+  sk_cfg_.f16_wgmma = mm_sk_wgmma_available();
+  if (const char* e = std::getenv("LLM_CUDA_SK_F16WG"))
+    sk_cfg_.f16_wgmma = sk_cfg_.f16_wgmma && std::atoi(e) != 0;
+  sk_f16_ = sk_cfg_.f16_wgmma;
   if (const char* e = std::getenv("LLM_CUDA_SK_F16")) sk_f16_ = std::atoi(e) != 0;
   if (const char* e = std::getenv("LLM_CUDA_SK_CTAS"))
     sk_cfg_.target_ctas = std::max(1, std::atoi(e));

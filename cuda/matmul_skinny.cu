@@ -19,6 +19,7 @@
 #include <string>
 
 #include "cuda/matmul_skinny.h"
+#include "cuda/matmul_skinny_f16wg.h"
 #include "cuda/matmul_skinny_jobs.cuh"
 #include "cuda/matmul_skinny_q4r.h"
 #include "cuda/mma.cuh"
@@ -540,6 +541,27 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
     if (o.q8.qs) {
       o.q8.qs += off;
       o.q8.ds += off / 32;
+    }
+  }
+  if constexpr (T == DType::F16) {
+    // Halves: the kernel's stages split in two at K / 2 exactly.
+    const bool halves = s.splits > 1 && a.k_halves;
+    if (a.cfg.f16_wgmma && a.W[0]->cols % (halves ? 128 : 64) == 0) {
+      sk::F16wgLaunch l;
+      l.jobs = jc;
+      l.n_jobs = a.n_jobs;
+      l.tiles = tiles;
+      l.splits = s.splits;
+      l.total = sk::f16wg_stages(a.W[0]->cols);
+      l.n = n;
+      l.xh = xh;
+      l.ldy = a.ldy;
+      l.accumulate = a.accumulate;
+      l.halves = halves;
+      l.partial = a.ws.partial;
+      l.counters = a.ws.counters;
+      sk::launch_f16wg(l, stream);
+      return;
     }
   }
   if constexpr (H) {

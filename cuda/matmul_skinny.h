@@ -44,8 +44,14 @@ struct MmSkConfig {
   // reg_bufs weight stages (2 or 3) are held in registers.
   bool reg_weights = true;
   int reg_bufs = 2;
+  // F16 weights on warpgroup MMA, both operands through shared memory
+  // (cuda/matmul_skinny_f16wg.cu; sm_90a only: mm_sk_wgmma_available). The caller sets it.
+  bool f16_wgmma = false;
 };
 constexpr int kSkRegMaxRows = 32;
+// Whether this build's code for the current device has the warpgroup-MMA kernels (sm_90a:
+// an H100 or H200 built with CMAKE_CUDA_ARCHITECTURES 90a); asks the device each call.
+bool mm_sk_wgmma_available();
 
 // The number of CTAs K is split across in a launch whose first matrix is W, for any n:
 // without split_k K stays whole; with it the count depends on W's rows and K only, so a

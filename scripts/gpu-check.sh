@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem,power.
 nvcc --version | tail -1 || true
 
 stage "build"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 ||
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a >"$OUT/cmake.log" 2>&1 ||
   { tail -30 "$OUT/cmake.log"; echo "FAIL: cmake"; exit 1; }
 CUDA_TESTS="test_cuda_kernels test_cuda_attention test_cuda_skinny test_cuda_backend"
 if ! ninja -C "$BUILD_DIR" -j"$NPROC" llm $CUDA_TESTS >"$OUT/build.log" 2>&1; then

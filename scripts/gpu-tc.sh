@@ -16,7 +16,7 @@ t0=$(date +%s)
 stage() { echo; echo "=== $* ($(($(date +%s) - t0)) s) ==="; }
 
 stage build
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 ||
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a >"$OUT/cmake.log" 2>&1 ||
   { tail -20 "$OUT/cmake.log"; exit 1; }
 ninja -C "$BUILD_DIR" -j"$(nproc)" llm test_cuda_kernels test_cuda_backend >"$OUT/build.log" 2>&1 ||
   { grep -E "error|FAILED" -A5 "$OUT/build.log" | head -40; exit 1; }

@@ -35,7 +35,7 @@ fi
 echo "LLM_NCCL_LIB=${LLM_NCCL_LIB:-unset (the dynamic linker path)}"
 
 stage build
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 ||
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a >"$OUT/cmake.log" 2>&1 ||
   { tail -20 "$OUT/cmake.log"; exit 1; }
 ninja -C "$BUILD_DIR" -j"$(nproc)" llm test_tp test_cuda_tp >"$OUT/build.log" 2>&1 ||
   { grep -E "error|FAILED" -A5 "$OUT/build.log" | head -40; exit 1; }

@@ -207,9 +207,10 @@ TEST_CASE(
   // weights) activations. Both read an f16 KV cache where the CPU keeps f32.
   // Measured on an H100: prefill 5e-4..8e-4 for all four, decode 2.6e-4 (F16) and
   // 1.3e-2..1.4e-2 (int8 activations).
-  // Alone vs in a batch (c): measured on an H100 4.9e-3 (Q8_0), 6.6e-3 (Q4_0); F16 and
-  // Q4_K_M run the GEMV both ways (1e-4 holds).
-  const Case cases[] = {{FileType::F16, 5e-3, 3e-3, 1e-4},
+  // Alone vs in a batch (c): measured on an H100 4.9e-3 (Q8_0), 6.6e-3 (Q4_0), 4.0e-4
+  // (F16: f16 activations in the batch's warpgroup-MMA products on sm_90a, f32 in the
+  // GEMV alone; the GEMV both ways elsewhere); Q4_K_M runs the GEMV both ways (1e-4 holds).
+  const Case cases[] = {{FileType::F16, 5e-3, 3e-3, 2e-3},
                         {FileType::Q8_0, 5e-3, 5e-2, 2e-2},
                         {FileType::Q4_0, 5e-3, 5e-2, 2e-2},
                         {FileType::Q4_K_M, 5e-3, 5e-2, 1e-4}};

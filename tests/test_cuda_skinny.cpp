@@ -24,6 +24,12 @@ using namespace llm::test;
 namespace {
 
 const bool kHaveDevice = require_cuda_device();
+// The warpgroup-MMA kernel runs only on sm_90a code (H100 / H200); its cases skip elsewhere.
+// Asked on first use, not at static initialization (the kernels may not be registered yet).
+bool have_wgmma() {
+  static const bool have = kHaveDevice && cuda::mm_sk_wgmma_available();
+  return have;
+}
 
 // CPU reference of W · x for the values mm_sk multiplies: q8 activation blocks, or
 // f16-rounded activations; in the half mode also f16-rounded dequantized weights.
@@ -67,6 +73,7 @@ struct Workspace {
 }  // namespace
 
 TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
+  if (!have_wgmma()) MESSAGE("no sm_90a device code: the F16 warpgroup-MMA cases are skipped");
   uint32_t seed = 900;
   const DType types[] = {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1};
   // 200 rows: a partial last 64-row tile. K: one with few stages split many ways, one long
@@ -80,9 +87,13 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
       REQUIRE(cuda::mm_sk_supported(w.W));
       // K whole (split only where the staged activations would not fit), and K split
       // across CTAs (4 row tiles: 66 splits wanted, as many as there are stages).
-      for (bool split_k : {false, true}) {
+      // F16 also on the warpgroup-MMA kernel (MmSkConfig::f16_wgmma).
+      for (int v = 0; v < (t == DType::F16 && have_wgmma() ? 4 : 2); ++v) {
+        const bool split_k = v % 2 == 1;
         cuda::MmSkConfig cfg;
+        cfg.f16_wgmma = v >= 2;
         CAPTURE(split_k);
+        CAPTURE(cfg.f16_wgmma);
         Workspace ws(w.W, cfg);
         for (int n : {2, 7, 8, 9, 17, 33, 64, 65, 130}) {
           CAPTURE(n);
@@ -287,7 +298,9 @@ TEST_CASE("cuda skinny: the SwiGLU mode gives the bits of gate/up then the SwiGL
   // f32, f16 and q8 blocks: the same bits as the two products written out and
   // cuda::swiglu run over them.
   uint32_t seed = 940;
-  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_1}) {
+  // F16 (on sm_90a): the warpgroup-MMA kernel.
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::F16}) {
+    if (t == DType::F16 && !have_wgmma()) continue;
     CAPTURE(dtype_name(t));
     const int64_t F = 352, cols = 1024;  // 11 CTAs of 32 + 32 rows
     TestWeight wg(t, F, cols, seed++), wu(t, F, cols, seed++);
@@ -297,6 +310,7 @@ TEST_CASE("cuda skinny: the SwiGLU mode gives the bits of gate/up then the SwiGL
       TestAct a(x, n, cols);
       Workspace ws(wg.W, cuda::MmSkConfig{});
       cuda::MmSkArgs m;
+      m.cfg.f16_wgmma = t == DType::F16;
       m.n_jobs = 2;
       m.W[0] = &wg.W;
       m.W[1] = &wu.W;
@@ -356,9 +370,20 @@ TEST_CASE("cuda skinny: the RoPE epilogue gives the q/k/v store kernel's values"
   uint32_t seed = 960;
   const int hd = 64, n_head = 4, n_head_kv = 2, n_slots = 128;
   const int64_t Q = n_head * hd, KV = n_head_kv * hd, cols = 512;
-  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::F16}) {
+  // F16 twice: the second time on the warpgroup-MMA kernel (sm_90a only).
+  struct Case {
+    DType t;
+    bool wgmma;
+  };
+  for (const Case cs :
+       {Case{DType::Q4_0, false}, Case{DType::Q8_0, false}, Case{DType::Q4_1, false},
+        Case{DType::F16, false}, Case{DType::F16, true}}) {
+    const DType t = cs.t;
+    const bool wgmma = cs.wgmma;
+    if (wgmma && !have_wgmma()) continue;
     for (int rope_dim : {hd, hd / 2}) {
       CAPTURE(dtype_name(t));
+      CAPTURE(wgmma);
       CAPTURE(rope_dim);
       TestWeight wq(t, Q, cols, seed++), wk(t, KV, cols, seed++), wv(t, KV, cols, seed++);
       std::vector<float> inv(static_cast<size_t>(rope_dim / 2));
@@ -385,6 +410,7 @@ TEST_CASE("cuda skinny: the RoPE epilogue gives the q/k/v store kernel's values"
         for (int j = 0; j < 3; ++j) m.W[j] = &w3[j]->W;
         m.x_q8 = a.q8();
         m.x_f16 = a.f16.p();
+        m.cfg.f16_wgmma = wgmma;
         m.n = n;
         m.ws = ws.ws();
         // Reference: the products, then the store kernel.
