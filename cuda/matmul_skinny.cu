@@ -543,24 +543,29 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
       o.q8.ds += off / 32;
     }
   }
+  // The kernels that take f16 activations: the fields they share.
+  auto half_launch = [&](int total, bool halves) {
+    sk::HalfLaunch l;
+    l.jobs = jc;
+    l.n_jobs = a.n_jobs;
+    l.tiles = tiles;
+    l.splits = s.splits;
+    l.total = total;
+    l.n = n;
+    l.bufs = a.cfg.reg_bufs;
+    l.xh = xh;
+    l.ldy = a.ldy;
+    l.accumulate = a.accumulate;
+    l.halves = halves;
+    l.partial = a.ws.partial;
+    l.counters = a.ws.counters;
+    return l;
+  };
+  const bool halves = s.splits > 1 && a.k_halves;
   if constexpr (T == DType::F16) {
     // Halves: the kernel's stages split in two at K / 2 exactly.
-    const bool halves = s.splits > 1 && a.k_halves;
     if (a.cfg.f16_wgmma && a.W[0]->cols % (halves ? 128 : 64) == 0) {
-      sk::F16wgLaunch l;
-      l.jobs = jc;
-      l.n_jobs = a.n_jobs;
-      l.tiles = tiles;
-      l.splits = s.splits;
-      l.total = sk::f16wg_stages(a.W[0]->cols);
-      l.n = n;
-      l.xh = xh;
-      l.ldy = a.ldy;
-      l.accumulate = a.accumulate;
-      l.halves = halves;
-      l.partial = a.ws.partial;
-      l.counters = a.ws.counters;
-      sk::launch_f16wg(l, stream);
+      sk::launch_f16wg(half_launch(sk::f16wg_stages(a.W[0]->cols), halves), stream);
       return;
     }
   }
@@ -568,20 +573,7 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
     bool fits = true;
     for (int i = 0; i < a.n_jobs; ++i) fits = fits && sk::q4r_fits(*a.W[i]);
     if (a.cfg.reg_weights && fits && n > kSkHalfFrom && n <= kSkRegMaxRows) {  // this pass's rows
-      sk::Q4rLaunch l;
-      l.jobs = jc;
-      l.tiles = tiles;
-      l.splits = s.splits;
-      l.total = s.total;
-      l.n = n;
-      l.bufs = a.cfg.reg_bufs;
-      l.xh = xh;
-      l.ldy = a.ldy;
-      l.accumulate = a.accumulate;
-      l.halves = s.splits > 1 && a.k_halves;
-      l.partial = a.ws.partial;
-      l.counters = a.ws.counters;
-      sk::launch_q4r(l, stream);
+      sk::launch_q4r(half_launch(s.total, halves), stream);
       return;
     }
   }
@@ -590,7 +582,7 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
       mm_sk_kernel<T, NG, H>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(s.splits));
   launch(mm_sk_kernel<T, NG, H>, grid, kRowWarps * k_groups(NG) * 32, smem, stream, jc, xq, xh, n,
-         a.ldy, a.accumulate, s.total, s.splits > 1 && a.k_halves, a.ws.partial, a.ws.counters);
+         a.ldy, a.accumulate, s.total, halves, a.ws.partial, a.ws.counters);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -293,7 +293,7 @@ CUtensorMap f16_map(const void* p, int64_t rows, int64_t cols, int64_t stride, i
 }
 
 template <int NG>
-void launch_ng(const F16wgLaunch& l, cudaStream_t stream) {
+void launch_ng(const HalfLaunch& l, cudaStream_t stream) {
   constexpr int NC = 8 * NG;
   Maps maps{};
   const int n_jobs = l.jobs.glu ? 2 : l.n_jobs;
@@ -316,7 +316,7 @@ void launch_ng(const F16wgLaunch& l, cudaStream_t stream) {
 
 }  // namespace
 
-void launch_f16wg(const F16wgLaunch& l, cudaStream_t stream) {
+void launch_f16wg(const HalfLaunch& l, cudaStream_t stream) {
   if (l.jobs.W[0].type != DType::F16) throw Error("mm_sk: the wgmma mode is F16 only");
   if (l.jobs.W[0].cols % kStageElems != 0)
     throw Error("mm_sk: the wgmma mode needs rows of whole 64-element stages");

@@ -29,6 +29,22 @@ struct Jobs {
   RopeStore rope[kSkMaxJobs];
 };
 
+// A launch of one of the kernels that take f16 activations (the Q4_0 register kernel,
+// the F16 TMA kernel): `tiles` 64-row tiles (32 of gate and 32 of up in the SwiGLU mode)
+// and `splits` CTAs per tile along K (total: the kernel's stages of a row), n activation
+// rows (f16, (n, K)); the rest as mm_sk's own kernel takes it.
+struct HalfLaunch {
+  Jobs jobs;
+  int n_jobs = 1;  // matrices in jobs (the SwiGLU mode: 2)
+  int tiles = 0, splits = 1, total = 0, n = 0;
+  int bufs = 2;  // the register kernel's weight stages held in registers (2 or 3)
+  const __half* xh = nullptr;
+  int64_t ldy = 0;
+  bool accumulate = false, halves = false;
+  float* partial = nullptr;
+  int* counters = nullptr;
+};
+
 // The matrix of tile `tile`; in the SwiGLU mode the tile's row half (0 gate, 1 up) picks it.
 __device__ __forceinline__ int job_of(const Jobs& jobs, int tile, int glu_half) {
   return jobs.glu ? glu_half : tile < jobs.tile_end[0] ? 0 : tile < jobs.tile_end[1] ? 1 : 2;

@@ -285,7 +285,7 @@ __global__ void __launch_bounds__(kThreads, NB == 3 ? 2 : 3)
 }
 
 template <int NG, int NB>
-void launch_ng(const Q4rLaunch& l, cudaStream_t stream) {
+void launch_ng(const HalfLaunch& l, cudaStream_t stream) {
   constexpr int NC = 8 * NG;
   const size_t ring = static_cast<size_t>(kXStages) * kKG * NC * kXB;
   const size_t gl = static_cast<size_t>(kTileRows) * (NC + 1) * sizeof(float);
@@ -300,7 +300,7 @@ void launch_ng(const Q4rLaunch& l, cudaStream_t stream) {
 }
 
 template <int NG>
-void launch_bufs(const Q4rLaunch& l, cudaStream_t stream) {
+void launch_bufs(const HalfLaunch& l, cudaStream_t stream) {
   if (l.bufs == 3)
     launch_ng<NG, 3>(l, stream);
   else
@@ -309,7 +309,7 @@ void launch_bufs(const Q4rLaunch& l, cudaStream_t stream) {
 
 }  // namespace
 
-void launch_q4r(const Q4rLaunch& l, cudaStream_t stream) {
+void launch_q4r(const HalfLaunch& l, cudaStream_t stream) {
   if (l.jobs.W[0].type != DType::Q4_0) throw Error("mm_sk: the register mode is Q4_0 only");
   switch ((l.n + 7) / 8) {
     case 3:

@@ -6,20 +6,8 @@
 
 namespace llm::cuda::sk {
 
-// One launch over `tiles` 64-row tiles (32 of gate and 32 of up in the SwiGLU mode) and
-// `splits` CTAs per tile along K (total: 128-element stages of a row), n activation rows
-// (f16, (n, K)); the rest as mm_sk's own kernel takes it. bufs: weight stages held in
-// registers (2 or 3).
-struct Q4rLaunch {
-  Jobs jobs;
-  int tiles = 0, splits = 1, total = 0, n = 0, bufs = 2;
-  const __half* xh = nullptr;
-  int64_t ldy = 0;
-  bool accumulate = false, halves = false;
-  float* partial = nullptr;
-  int* counters = nullptr;
-};
-void launch_q4r(const Q4rLaunch& l, cudaStream_t stream);
+// total: 128-element stages of a row; bufs: weight stages held in registers (2 or 3).
+void launch_q4r(const HalfLaunch& l, cudaStream_t stream);
 // Whether W's rows are addressed with 32-bit offsets (under 4 GiB of nibbles and scales).
 inline bool q4r_fits(const DevMatrix& W) {
   return W.rows * W.qs_stride < (int64_t{1} << 32) && W.rows * W.sc_stride < (int64_t{1} << 32);
