@@ -22,6 +22,7 @@
 #include "engine/block_pool.h"
 #include "engine/model.h"
 #include "engine/spec_decode.h"
+#include "engine/topk.h"
 
 namespace llm {
 
@@ -58,7 +59,7 @@ class DraftModelProposer : public Proposer {
   void run(std::vector<DraftRequest>& reqs, const std::vector<std::vector<int32_t>>* forced);
   void truncate(SeqState& st, int n_tokens);  // keeps the K/V of positions [0, n_tokens)
   bool evict_one();                           // frees the LRU state not used by this call
-  void forward();
+  void forward(bool top1);  // top1: one candidate a row into cand_, else logits_
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<Backend> backend_;
@@ -70,6 +71,7 @@ class DraftModelProposer : public Proposer {
   int64_t forwards_ = 0;
   Batch batch_;
   std::vector<float> logits_;  // (batch_.n_logits(), n_vocab)
+  LogitCandidates cand_;       // (batch_.n_logits(), 1) where every choice is an argmax
 };
 
 // Throws llm::Error unless `draft` can propose tokens for `target`: the same vocabulary

@@ -231,7 +231,7 @@ bool Engine::step_once() {
         spec_->fill_batch(out, batch_, pool_.block_size());
       else
         out.fill_batch(batch_, pool_.block_size());
-      k_cand = drafted ? 0 : candidates_for(out);
+      k_cand = candidates_for(out, drafted);
       if (k_cand == 0) logits_.resize(static_cast<size_t>(batch_.n_logits()) * n_vocab_);
       const double t_fwd = now();
       for (const BlockCopy& c : out.copies) backend_.copy_kv_block(c.src, c.dst);
@@ -268,14 +268,20 @@ bool Engine::step_once() {
   return sched_.has_work();
 }
 
-int Engine::candidates_for(const ScheduleOutput& out) const {
+int Engine::candidates_for(const ScheduleOutput& out, bool drafted) const {
   if (!use_candidates_) return 0;
   int k = 0;
-  for (const ScheduledSeq& s : out.seqs) {
+  for (size_t i = 0; i < out.seqs.size(); ++i) {
+    const ScheduledSeq& s = out.seqs[i];
     if (!s.sample) continue;
     const Active& a = active_.at(s.seq->id);
     const int need = a.constraint ? 0 : a.sampler->candidates_needed();
     if (need == 0) return 0;
+    // Rejection sampling needs the whole distributions; greedy verification only what
+    // sampling the row would need (SpecDecoder::verify_candidates).
+    if (drafted && spec_->has_drafts(static_cast<int>(i)) &&
+        a.sampler->params().temperature > 0)
+      return 0;
     k = std::max(k, need);
   }
   return k <= kMaxCandidates ? k : 0;  // k == 0: nothing samples
@@ -314,7 +320,11 @@ void Engine::sample_all(const ScheduleOutput& out, bool drafted, bool candidates
   for (int k = 0; k < n; ++k) {
     try {
       const int row = drafted ? spec_->logit_row(idx[k]) : k;
-      if (candidates) {  // no constraint, no drafts: Engine::candidates_for
+      if (candidates && verifies(k)) {  // greedy, no constraint: Engine::candidates_for
+        results[k] = spec_->verify_candidates(idx[k], *samplers[k], cand_, row);
+        continue;
+      }
+      if (candidates) {  // no constraint
         SampleResult r = samplers[k]->sample_candidates(cand_.row_ids(row), cand_.row_logits(row),
                                                         cand_.k, cand_.stats[row]);
         samplers[k]->accept(r.id);

@@ -196,8 +196,9 @@ class Engine {
   void drain_inbox();
   void finish(RequestId id, FinishReason reason, const std::string& error, TokenEvent* ev);
   void emit(const TokenEvent& ev);
-  // Candidates per row for this step's sampling rows, or 0: full logits.
-  int candidates_for(const ScheduleOutput& out) const;
+  // Candidates per row for this step's sampling rows, or 0: full logits. drafted: the
+  // step verifies drafts (which then must be greedy to take candidates).
+  int candidates_for(const ScheduleOutput& out, bool drafted) const;
   void sample_all(const ScheduleOutput& out, bool drafted, bool candidates);
   void publish_metrics();
   void loop();

@@ -311,11 +311,36 @@ std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, TokenCons
     if (last) break;
     ++accepted;
   }
+  note_verdict(c, accepted, k);
+  return out;
+}
+
+std::vector<SampleResult> SpecDecoder::verify_candidates(int i, Sampler& sampler,
+                                                         const LogitCandidates& cand, int row0) {
+  Cur& c = cur_[static_cast<size_t>(i)];
+  assert(sampler.params().temperature <= 0);
+  const int k = static_cast<int>(c.draft.size());
+  std::vector<SampleResult> out;
+  int accepted = 0;
+  for (int j = 0; j <= k; ++j) {
+    const int row = row0 + j;
+    SampleResult r = sampler.sample_candidates(cand.row_ids(row), cand.row_logits(row), cand.k,
+                                               cand.stats[static_cast<size_t>(row)]);
+    const bool last = j == k || r.id != c.draft[static_cast<size_t>(j)];
+    sampler.accept(r.id);
+    out.push_back(std::move(r));
+    if (last) break;
+    ++accepted;
+  }
+  note_verdict(c, accepted, k);
+  return out;
+}
+
+void SpecDecoder::note_verdict(Cur& c, int accepted, int k) {
   c.n_accepted = accepted;
   // Positions tried: the accepted ones and the first rejected one, if any.
   c.st->hits = kDecay * c.st->hits + accepted;
   c.st->tries = kDecay * c.st->tries + std::min(accepted + 1, k);
-  return out;
 }
 
 void SpecDecoder::commit(int i, Sequence* seq, BlockPool& pool) {

@@ -49,6 +49,7 @@
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "engine/token_constraint.h"
+#include "engine/topk.h"
 
 namespace llm {
 
@@ -176,6 +177,11 @@ class SpecDecoder {
   // Thread-safe for distinct i.
   std::vector<SampleResult> verify(int i, Sampler& sampler, TokenConstraint* constraint,
                                    float* logits);
+  // The same for a greedy sequence without a constraint, from the candidates of its k+1
+  // rows (cand rows row0..row0+k, cand.k >= sampler.candidates_needed() > 0): the same
+  // tokens and logprobs as verify() on the full rows (Sampler::sample_candidates).
+  std::vector<SampleResult> verify_candidates(int i, Sampler& sampler,
+                                              const LogitCandidates& cand, int row0);
 
   // After the engine appended the verified tokens to out.seqs[i] (seq; nullptr when the
   // request finished in this step): its K/V of the accepted positions counts as computed,
@@ -202,6 +208,7 @@ class SpecDecoder {
     int n_accepted = 0;
   };
   int choose_k(SeqState& st);
+  void note_verdict(Cur& c, int accepted, int k);  // the verdict's statistics
 
   SpecConfig cfg_;
   int n_vocab_;

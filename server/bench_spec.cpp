@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/model.h"
+#include "engine/topk.h"
 
 namespace llm {
 namespace {
@@ -59,7 +60,7 @@ class ForwardTimer {
   }
 
   // Median seconds of one forward of n_seqs sequences x m positions (ctx..ctx+m-1), with
-  // logits for every row, as a verification asks.
+  // the best candidate of every row, as a greedy verification (and a greedy draft) asks.
   double time(int n_seqs, int m, int reps) {
     Batch b;
     std::vector<int32_t> toks(static_cast<size_t>(m));
@@ -70,12 +71,12 @@ class ForwardTimer {
                      false);
       for (int r = 0; r < m; ++r) b.logit_rows.push_back(first + r);
     }
-    std::vector<float> logits(static_cast<size_t>(b.n_logits()) * be_.config().n_vocab);
-    for (int i = 0; i < 2; ++i) be_.forward(b, logits.data());  // warm-up (graphs, caches)
+    LogitCandidates cand;
+    for (int i = 0; i < 2; ++i) be_.forward_candidates(b, 1, cand);  // warm-up (graphs, caches)
     std::vector<double> t;
     for (int i = 0; i < reps; ++i) {
       const auto t0 = Clock::now();
-      be_.forward(b, logits.data());
+      be_.forward_candidates(b, 1, cand);
       t.push_back(seconds_since(t0));
     }
     return median(t);

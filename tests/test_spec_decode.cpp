@@ -461,6 +461,87 @@ TEST_CASE("spec: greedy output is the target's for every proposer, synthetic mod
   }
 }
 
+namespace {
+
+// A CPU backend that counts whole logit rows sent back outside forward_candidates (its
+// default form runs forward() inside, which is not counted).
+class CountingBackend : public CpuBackend {
+ public:
+  using CpuBackend::CpuBackend;
+  void forward(const Batch& batch, float* logits) override {
+    if (!in_candidates_ && logits && batch.n_logits() > 0) ++full_rows_;
+    CpuBackend::forward(batch, logits);
+  }
+  void forward_candidates(const Batch& batch, int k, LogitCandidates& out) override {
+    ++candidate_calls_;
+    in_candidates_ = true;
+    CpuBackend::forward_candidates(batch, k, out);
+    in_candidates_ = false;
+  }
+  int full_rows_ = 0, candidate_calls_ = 0;
+
+ private:
+  bool in_candidates_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("spec: greedy verification and greedy drafts take candidates, with the same results") {
+  const std::string path = synthetic("spec-target.gguf", "tiny", FileType::F16, 1, 2);
+  const std::unique_ptr<Model> model = Model::load(path);
+  std::mt19937 rng(9);
+  std::vector<int32_t> text;
+  for (int i = 0; i < 40; ++i) text.push_back(std::uniform_int_distribution<int>(3, 511)(rng));
+  std::vector<Request> reqs = mixed_requests(text, model->config.n_vocab);
+  for (size_t i = 0; i < reqs.size(); i += 3) reqs[i].sampling.n_probs = 3;  // top logprobs too
+
+  struct Run {
+    Outcome o;
+    int target_full = 0, target_cand = 0, draft_full = 0, draft_cand = 0;
+  };
+  auto run_with = [&](bool candidates) {
+    auto dm = make_quantized_copy(*model, DType::Q8_0, 2);
+    auto dbe = std::make_unique<CountingBackend>(*dm, cpu_opt(2048));
+    CountingBackend* draft_be = dbe.get();
+    DraftModelProposer proposer(std::move(dm), std::move(dbe), "self q8_0");
+    CountingBackend target(*model, cpu_opt(2048));
+    EngineConfig cfg = spec_cfg(&proposer, 4);
+    cfg.logit_candidates = candidates;
+    Run r;
+    r.o = run(target, cfg, reqs);
+    r.target_full = target.full_rows_;
+    r.target_cand = target.candidate_calls_;
+    r.draft_full = draft_be->full_rows_;
+    r.draft_cand = draft_be->candidate_calls_;
+    return r;
+  };
+  const Run full = run_with(false), cand = run_with(true);
+  CHECK(cand.o.metrics.spec.verifications > 0);
+  CHECK(cand.o.metrics.spec.accepted > 0);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(cand.o.results[i].tokens == full.o.results[i].tokens);
+    CHECK(cand.o.results[i].logprobs == full.o.results[i].logprobs);
+    REQUIRE(cand.o.results[i].top.size() == full.o.results[i].top.size());
+    for (size_t t = 0; t < cand.o.results[i].top.size(); ++t) {
+      REQUIRE(cand.o.results[i].top[t].size() == full.o.results[i].top[t].size());
+      for (size_t j = 0; j < cand.o.results[i].top[t].size(); ++j) {
+        CHECK(cand.o.results[i].top[t][j].id == full.o.results[i].top[t][j].id);
+        CHECK(cand.o.results[i].top[t][j].logprob == full.o.results[i].top[t][j].logprob);
+      }
+    }
+  }
+  // Greedy requests without penalties: no whole logit row crosses back, in the target
+  // (its verifications included) or in the draft, once candidates are on.
+  CHECK(full.target_cand == 0);
+  CHECK(full.target_full > 0);
+  CHECK(cand.target_full == 0);
+  CHECK(cand.target_cand > 0);
+  CHECK(cand.draft_full == 0);
+  CHECK(cand.draft_cand > 0);
+  CHECK(full.draft_full == 0);  // the draft's own choice does not depend on the engine's
+}
+
 // --- streaming, stops, lengths -------------------------------------------------------------
 
 TEST_CASE("spec: stops inside a verified run; events in order and nothing after the last") {
