@@ -146,10 +146,7 @@ SpecDecoder::SpecDecoder(const SpecConfig& cfg, int n_vocab) : cfg_(cfg), n_voca
 
 int SpecDecoder::choose_k(SeqState& st) {
   if (!cfg_.adaptive) return cfg_.k_max;
-  const double a = st.hits / st.tries;
-  const double threshold = cfg_.min_gain + cost_;
-  int k = 0;
-  for (double g = a; k < cfg_.k_max && g > threshold; g *= a) ++k;
+  const int k = best_k(st.hits / st.tries, cost_, cfg_);
   if (k > 0) {
     st.idle = 0;
     return k;
@@ -159,6 +156,24 @@ int SpecDecoder::choose_k(SeqState& st) {
     return 1;
   }
   return 0;
+}
+
+int best_k(double alpha, double cost, const SpecConfig& cfg) {
+  const double a = std::clamp(alpha, 0.0, 1.0);
+  // Guesses 1..k all accepted with chance a^k: expected tokens per verification
+  // 1 + a + ... + a^k, for a time of 1 (the target step) + k (cost + verify_cost).
+  double best = 1.0 + cfg.min_gain, tokens = 1.0, ak = 1.0;
+  int k_best = 0;
+  for (int k = 1; k <= cfg.k_max; ++k) {
+    ak *= a;
+    tokens += ak;
+    const double rate = tokens / (1.0 + k * (std::max(cost, 0.0) + cfg.verify_cost));
+    if (rate > best) {
+      best = rate;
+      k_best = k;
+    }
+  }
+  return k_best;
 }
 
 bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& samplers,

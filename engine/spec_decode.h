@@ -30,9 +30,10 @@
 // handling see only real tokens.
 //
 // Adaptive: each sequence keeps a decayed estimate α̂ of its per-token acceptance; its k is
-// the largest j <= k_max with α̂^j (the chance that draft j is accepted) above a threshold
-// (min_gain plus the measured draft cost per token relative to a target step). At α̂^1
-// below it the sequence stops speculating and probes with k = 1 now and then. A step with
+// the one (<= k_max) with the most tokens per unit of time (best_k): (1 + α̂ + ... + α̂^k)
+// tokens for a target step plus k guesses, each costing the measured draft cost (relative
+// to a target step) and verify_cost. Where no k beats plain decoding by min_gain the
+// sequence stops speculating and probes with k = 1 now and then. A step with
 // more decoding sequences than off_batch does not speculate at all (verification stops
 // being nearly free once the step is bound by compute rather than weight reads).
 #pragma once
@@ -130,9 +131,17 @@ struct SpecConfig {
   int k_max = 5;                 // drafts per sequence and step at most
   int off_batch = 4;             // no speculation in steps with more decoding sequences
   bool adaptive = true;          // false: always k_max (benchmarks)
-  double min_gain = 0.1;         // draft j is worth proposing while α̂^j exceeds this + cost
+  double min_gain = 0.1;         // speculate where tokens per unit of time gain this much
+  // Target step time per extra verified position, relative to one position: r(k) ≈ 1 +
+  // verify_cost * k (H100, 7B F16 target, batch 1: r(8) = 1.20; PERF.md).
+  double verify_cost = 0.02;
   int probe_interval = 16;       // steps between k = 1 probes of a sequence that stopped
 };
+
+// The k (0..cfg.k_max) with the most tokens per unit of time for per-token acceptance
+// alpha and a guess's cost relative to a target step (SpecDecoder's adaptive rule); 0 where
+// none beats plain decoding by cfg.min_gain.
+int best_k(double alpha, double cost, const SpecConfig& cfg);
 
 // Counters since the engine started.
 struct SpecStats {

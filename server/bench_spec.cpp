@@ -197,6 +197,9 @@ void add_bench_spec_flags(Args& a) {
   a.flag("--draft-model", "FILE",
          "a draft-shaped model: c, and the cost of drafting in the replay");
   a.flag("--spec-k", "N", "draft tokens per step (r(k) for k = 1..N; k of the replay)", "8");
+  a.flag("--spec-adaptive", "",
+         "the replay picks k per sequence as serving does (at most --spec-k), instead of always "
+         "--spec-k");
   a.flag("--spec-batches", "LIST", "batch sizes", "1,8,32");
 }
 
@@ -212,6 +215,7 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
   const int K = static_cast<int>(a.i64("spec-k", 8));
   const std::vector<int> batches = parse_list(a.str("spec-batches", "1,8,32"));
   const bool replay = a.has("spec-replay");
+  const bool adaptive = a.on("spec-adaptive");
   const double alpha = a.f64("spec-replay", 0.8);
   if (ctx < 1 || n_gen < 2 || K < 1 || K > 32)
     throw Error("bench: the speculation harness needs -p >= 1, -n >= 2 and --spec-k in 1..32");
@@ -283,15 +287,15 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
 
   // End to end: the target alone, a recording pass, the replay.
   std::printf(
-      "\nreplay: alpha %.2f, k %d, %d tokens per sequence after a %d-token prompt (prefix "
+      "\nreplay: alpha %.2f, k %s%d, %d tokens per sequence after a %d-token prompt (prefix "
       "cached); speed-up = TPOT of the target alone / TPOT with speculation\n",
-      alpha, K, n_gen, ctx);
+      alpha, adaptive ? "adaptive, at most " : "", K, n_gen, ctx);
   std::printf(
-      "| batch | alone ms/tok | spec ms/tok | speed-up | tok/step | alpha meas. | ideal | "
+      "| batch | alone ms/tok | spec ms/tok | speed-up |     k | tok/step | alpha meas. | ideal | "
       "%% of ideal | ideal(meas.) | %% | same output |\n");
   std::printf(
-      "|-------|--------------|-------------|----------|----------|-------------|-------|------"
-      "------|--------------|----|-------------|\n");
+      "|-------|--------------|-------------|----------|-------|----------|-------------|-------|---"
+      "---------|--------------|----|-------------|\n");
   for (int b : batches) {
     std::mt19937_64 g(100 + static_cast<uint64_t>(b));
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(b));
@@ -300,12 +304,12 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
       while (static_cast<int>(p.size()) < ctx)
         p.push_back(static_cast<int32_t>(3 + g() % static_cast<uint64_t>(V - 3)));
     }
-    auto run_pass = [&](Proposer* prop) {
+    auto run_pass = [&](Proposer* prop, bool adapt) {
       EngineConfig cfg;
       cfg.sched.max_num_seqs = std::max(256, b);
       cfg.spec.proposer = prop;
       cfg.spec.k_max = K;
-      cfg.spec.adaptive = false;
+      cfg.spec.adaptive = adapt;
       cfg.spec.off_batch = 1 << 20;
       Engine e(*target, cfg);
       std::vector<Request> reqs;
@@ -334,13 +338,13 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
       out.spec.verifications = after.verifications - before.verifications;
       return out;
     };
-    const Pass alone = run_pass(nullptr);
+    const Pass alone = run_pass(nullptr, false);
     // The recording: every guess wrong, so each step verifies k+1 positions and keeps the
     // target's own token; its arithmetic is the replay's (on a GPU, a forward over k+1
     // rows may round differently from one over 1, and free-running greedy output of
     // random weights follows the rounding).
     ReplayProposer junk(0.0, V, ctx, nullptr, 7);
-    const Pass rec = run_pass(&junk);
+    const Pass rec = run_pass(&junk, false);
     ReplayProposer rp(alpha, V, ctx, draft.get(), 11);
     for (int i = 0; i < b; ++i) {
       std::vector<int32_t> full = prompts[static_cast<size_t>(i)];
@@ -348,28 +352,38 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
                   rec.tokens[static_cast<size_t>(i)].end());
       rp.record(full);
     }
-    const Pass spec = run_pass(&rp);
+    const Pass spec = run_pass(&rp, adaptive);
     int same = 0;
     for (int i = 0; i < b; ++i)
       same += spec.tokens[static_cast<size_t>(i)] == rec.tokens[static_cast<size_t>(i)];
     const double speedup = alone.tpot / spec.tpot;
     const double cb = draft ? c[b] : 0.0;
-    const double rk = r[b][static_cast<size_t>(K)];
     const double mean_acc =
         spec.spec.verifications ? double(spec.spec.accepted) / spec.spec.verifications : 0;
-    const double a_meas = alpha_from_mean(mean_acc, K);
-    const double ideal = ideal_speedup(alpha, cb, K, rk),
-                 ideal_m = ideal_speedup(a_meas, cb, K, rk);
+    const double mean_k =
+        spec.spec.verifications ? double(spec.spec.drafted) / spec.spec.verifications : 0;
+    // Adaptive: the ideal of the best k for these c and r(k), and alpha from the k it used.
+    int k_ideal = K;
+    if (adaptive)
+      for (int k = 1; k < K; ++k)
+        if (ideal_speedup(alpha, cb, k, r[b][static_cast<size_t>(k)]) >
+            ideal_speedup(alpha, cb, k_ideal, r[b][static_cast<size_t>(k_ideal)]))
+          k_ideal = k;
+    const int k_used = adaptive ? std::clamp(static_cast<int>(std::lround(mean_k)), 1, K) : K;
+    const double a_meas = alpha_from_mean(mean_acc, k_used);
+    const double ideal = ideal_speedup(alpha, cb, k_ideal, r[b][static_cast<size_t>(k_ideal)]),
+                 ideal_m = ideal_speedup(a_meas, cb, k_used, r[b][static_cast<size_t>(k_used)]);
     std::printf(
-        "| %5d | %12.3f | %11.3f | %7.2fx | %8.2f | %11.3f | %5.2f | %9.0f%% | %12.2f | %3.0f%% | "
-        "%5d/%-5d |\n",
-        b, alone.tpot * 1e3, spec.tpot * 1e3, speedup, spec.spec.tokens_per_step(), a_meas, ideal,
-        100 * speedup / ideal, ideal_m, 100 * speedup / ideal_m, same, b);
+        "| %5d | %12.3f | %11.3f | %7.2fx | %5.2f | %8.2f | %11.3f | %5.2f | %9.0f%% | %12.2f | "
+        "%3.0f%% | %5d/%-5d |\n",
+        b, alone.tpot * 1e3, spec.tpot * 1e3, speedup, mean_k, spec.spec.tokens_per_step(), a_meas,
+        ideal, 100 * speedup / ideal, ideal_m, 100 * speedup / ideal_m, same, b);
     std::fflush(stdout);
   }
   std::printf(
-      "\nideal = (1 - a^(k+1)) / ((1 - a)(c*k + r(k))) with c (0 without --draft-model) and r(k) "
-      "measured above at the same batch. In serving, speculation turns itself off in steps with "
+      "\nk: guesses per verification (mean). ideal = (1 - a^(k+1)) / ((1 - a)(c*k + r(k))) with c (0 "
+      "without --draft-model) and r(k) measured above at the same batch (--spec-adaptive: the "
+      "best k's; ideal(meas.) at the k used). In serving, speculation turns itself off in steps with "
       "more than --spec-off-batch decoding sequences (default 4): set it below the first batch "
       "whose speed-up falls under 1.\n");
   return 0;

@@ -916,6 +916,39 @@ class ScriptedProposer : public Proposer {
 
 }  // namespace
 
+TEST_CASE("spec: the adaptive k maximises tokens per unit of time") {
+  SpecConfig cfg;
+  cfg.k_max = 8;
+  cfg.min_gain = 0.1;
+  cfg.verify_cost = 0.02;
+  // alpha 0.8, a guess at 0.15 of a target step: tokens / time for k = 1..8 are 1.54, 1.82,
+  // 1.955, 2.001, 1.994, 1.956, 1.90, 1.83 (the ideal speed-up with r(k) = 1 +
+  // 0.02 k): k = 4, not the 7 that "accept chance above cost" would give.
+  CHECK(best_k(0.8, 0.15, cfg) == 4);
+  // The same by brute force over the ideal formula, for a grid of alpha and cost.
+  for (double a : {0.05, 0.3, 0.5, 0.7, 0.8, 0.9, 0.97}) {
+    for (double c : {0.0, 0.02, 0.1, 0.15, 0.3, 0.6}) {
+      CAPTURE(a);
+      CAPTURE(c);
+      double best = 1.0 + cfg.min_gain;
+      int want = 0;
+      for (int k = 1; k <= cfg.k_max; ++k) {
+        const double ideal = (1 - std::pow(a, k + 1)) / ((1 - a) * (c * k + 1 + 0.02 * k));
+        if (ideal > best + 1e-12) {
+          best = ideal;
+          want = k;
+        }
+      }
+      CHECK(best_k(a, c, cfg) == want);
+    }
+  }
+  CHECK(best_k(1.0, 0.0, cfg) == 8);  // always right and free: as many as allowed
+  CHECK(best_k(0.0, 0.0, cfg) == 0);  // always wrong: none
+  CHECK(best_k(0.3, 0.5, cfg) == 0);  // 1.3 tokens for 1.52 steps: not worth it
+  cfg.k_max = 3;
+  CHECK(best_k(0.95, 0.01, cfg) == 3);
+}
+
 TEST_CASE("spec: k follows acceptance; speculation steps aside for large batches") {
   auto model = load_stories();
   const std::string ids = test::shared_file("models/stories260K.greedy200.ids");
@@ -1040,6 +1073,15 @@ TEST_CASE("spec: llm bench's speculation harness runs end to end") {
     CAPTURE(s);
     CHECK(r.out.find(s) != std::string::npos);
   }
+  // The replay with serving's adaptive k: the same output (CPU sums do not depend on the
+  // rows of a step), and the k it used.
+  const test::CommandResult ra = test::run_command(
+      test::llm_binary() + " bench -m " + target + " --draft-model " + draft +
+      " --device cpu -t 1 -p 20 -n 12 -r 1 --spec-k 3 --spec-batches 1 --spec-replay 0.9 "
+      "--spec-adaptive");
+  REQUIRE(ra.exit_code == 0);
+  CHECK(ra.out.find("k adaptive, at most 3") != std::string::npos);
+  CHECK(ra.out.find("1/1") != std::string::npos);
   // Without a draft model: r(k) only.
   const test::CommandResult r2 = test::run_command(test::llm_binary() + " bench -m " + target +
                                                    " --device cpu -t 1 -p 8 --spec-bench "
