@@ -16,6 +16,11 @@
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/topk.h"
+#include "server/op_profile.h"
+
+#ifdef LLM_HAVE_CUDA
+#include "cuda/backend_cuda.h"
+#endif
 
 namespace llm {
 namespace {
@@ -62,15 +67,7 @@ class ForwardTimer {
   // Median seconds of one forward of n_seqs sequences x m positions (ctx..ctx+m-1), with
   // the best candidate of every row, as a greedy verification (and a greedy draft) asks.
   double time(int n_seqs, int m, int reps) {
-    Batch b;
-    std::vector<int32_t> toks(static_cast<size_t>(m));
-    for (int i = 0; i < m; ++i) toks[static_cast<size_t>(i)] = 3 + (17 * i) % (vocab_ - 3);
-    for (int s = 0; s < n_seqs; ++s) {
-      const int first = b.n_tokens();
-      b.add_sequence(toks.data(), m, ctx_, tables_[static_cast<size_t>(s)], be_.block_size(),
-                     false);
-      for (int r = 0; r < m; ++r) b.logit_rows.push_back(first + r);
-    }
+    const Batch b = batch(n_seqs, m);
     LogitCandidates cand;
     for (int i = 0; i < 2; ++i) be_.forward_candidates(b, 1, cand);  // warm-up (graphs, caches)
     std::vector<double> t;
@@ -82,7 +79,27 @@ class ForwardTimer {
     return median(t);
   }
 
+  // The same forward `times` times, untimed (a profiler measures them).
+  void run(int n_seqs, int m, int times) {
+    const Batch b = batch(n_seqs, m);
+    LogitCandidates cand;
+    for (int i = 0; i < times; ++i) be_.forward_candidates(b, 1, cand);
+  }
+
  private:
+  Batch batch(int n_seqs, int m) const {
+    Batch b;
+    std::vector<int32_t> toks(static_cast<size_t>(m));
+    for (int i = 0; i < m; ++i) toks[static_cast<size_t>(i)] = 3 + (17 * i) % (vocab_ - 3);
+    for (int s = 0; s < n_seqs; ++s) {
+      const int first = b.n_tokens();
+      b.add_sequence(toks.data(), m, ctx_, tables_[static_cast<size_t>(s)], be_.block_size(),
+                     false);
+      for (int r = 0; r < m; ++r) b.logit_rows.push_back(first + r);
+    }
+    return b;
+  }
+
   Backend& be_;
   int ctx_, vocab_;
   std::vector<std::vector<int32_t>> tables_;
@@ -199,7 +216,9 @@ void add_bench_spec_flags(Args& a) {
   a.flag("--spec-k", "N", "draft tokens per step (r(k) for k = 1..N; k of the replay)", "8");
   a.flag("--spec-adaptive", "",
          "the replay picks k per sequence as serving does (at most --spec-k), instead of always "
-         "--spec-k");
+         "--spec-k. On a GPU a forward over another number of rows may round differently, and "
+         "random weights' greedy text then leaves the recording: acceptance falls below ALPHA "
+         "(compare fixed k values there)");
   a.flag("--spec-batches", "LIST", "batch sizes", "1,8,32");
 }
 
@@ -270,6 +289,20 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
       std::printf("\n");
       std::fflush(stdout);
     }
+#ifdef LLM_HAVE_CUDA
+    // --profile: where the time of the forwards behind r(K-1) and r(K) goes, batch 1.
+    auto* cb = dynamic_cast<cuda::CudaBackend*>(target.get());
+    if (a.on("profile") && cb) {
+      for (int m : {K, K + 1}) {
+        cb->set_profiling(true);
+        timer.run(1, m, reps);
+        const std::string what =
+            "a target forward over " + std::to_string(m) + " positions (batch 1)";
+        print_op_profile(*model, cb->profile(), reps, what.c_str());
+        cb->set_profiling(false);
+      }
+    }
+#endif
   }
   if (draft) {
     ForwardTimer timer(draft->backend(), max_b, ctx, K + 1, V, 2);
