@@ -682,8 +682,15 @@ void CudaBackend::record(const Plan& p) {
       // except in deterministic mode, whose split count does not shrink with the rows.
       const int per_launch = std::max(1, split_ws_rows_ / p.n_split);
       // Many rows: the persistent kernel (never in deterministic mode: one kernel there).
+      // Also wherever the rows' (row, head) pairs alone give 2 blocks per SM, so that the
+      // split-K kernel would not split keys: a verification's k + 1 rows (H100, 7B F16,
+      // 9 rows at 512 positions: r(8) 1.20 -> 1.13; PERF.md). Whole-model heads, so that a
+      // tensor-parallel rank decides as one GPU does.
+      const int64_t heads = static_cast<int64_t>(c.n_head) * (comm_ ? comm_->world() : 1);
       const bool persist =
-          !deterministic_ && attn_persist_rows_ > 0 && p.n_decode >= attn_persist_rows_ &&
+          !deterministic_ && attn_persist_rows_ > 0 &&
+          (p.n_decode >= attn_persist_rows_ ||
+           (attn_persist_fill_ && p.n_decode * heads >= 2 * n_sm_)) &&
           attention_decode_persist_fits(p.n_decode, c.n_head, c.head_dim, n_sm_, attn_persist_bps_);
       if (persist)
         attention_decode_persist(a, p.decode_rows, p.n_decode, n_sm_, attn_persist_bps_, stream_);

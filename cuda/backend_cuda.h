@@ -148,6 +148,9 @@ class CudaBackend final : public Backend {
   // Decode steps of attn_persist_rows_ rows or more: the persistent attention, with
   // attn_persist_bps_ blocks per SM (LLM_CUDA_ATTN_PERSIST_ROWS / _BPS).
   int attn_persist_rows_ = 16;
+  // Also from as many rows as fill 2 blocks per SM with (row, head) pairs (record();
+  // LLM_CUDA_ATTN_PERSIST_FILL=0: from attn_persist_rows_ only).
+  bool attn_persist_fill_ = true;
   int attn_persist_bps_ = 4;
   MatvecVariant mv_variant_;  // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;

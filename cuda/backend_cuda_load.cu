@@ -195,6 +195,8 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_ATTN_PERSIST_ROWS: decode steps of at least this many rows use the persistent
   // decode attention (0: never); _BPS: its blocks per SM (1 to 4).
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_ROWS")) attn_persist_rows_ = std::atoi(e);
+  if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_FILL"))
+    attn_persist_fill_ = std::atoi(e) != 0;
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_BPS"))
     attn_persist_bps_ = std::clamp(std::atoi(e), 1, 4);
   // Deterministic mode: every row through the split-K decode attention (plan_step).
