@@ -141,8 +141,8 @@ void DraftModelProposer::run(std::vector<DraftRequest>& reqs,
   // instead of whole logit rows (a CUDA draft step: 0.80 -> 0.70 ms; PERF.md).
   bool top1 = true;
   for (const Job& j : jobs)
-    top1 = top1 && (forced || (!j.constraint && (!j.sampler || (j.greedy &&
-                                                               j.sampler->candidates_needed() > 0))));
+    top1 = top1 && (forced || (!j.constraint &&
+                               (!j.sampler || (j.greedy && j.sampler->candidates_needed() > 0))));
 
   // The draft's choice at position i of the forward's logits (the row masked by the
   // grammar, if any). A position where nothing can be chosen ends that request's guesses.

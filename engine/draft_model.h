@@ -59,7 +59,7 @@ class DraftModelProposer : public Proposer {
   void run(std::vector<DraftRequest>& reqs, const std::vector<std::vector<int32_t>>* forced);
   void truncate(SeqState& st, int n_tokens);  // keeps the K/V of positions [0, n_tokens)
   bool evict_one();                           // frees the LRU state not used by this call
-  void forward(bool top1);  // top1: one candidate a row into cand_, else logits_
+  void forward(bool top1);                    // top1: one candidate a row into cand_, else logits_
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<Backend> backend_;

@@ -279,8 +279,7 @@ int Engine::candidates_for(const ScheduleOutput& out, bool drafted) const {
     if (need == 0) return 0;
     // Rejection sampling needs the whole distributions; greedy verification only what
     // sampling the row would need (SpecDecoder::verify_candidates).
-    if (drafted && spec_->has_drafts(static_cast<int>(i)) &&
-        a.sampler->params().temperature > 0)
+    if (drafted && spec_->has_drafts(static_cast<int>(i)) && a.sampler->params().temperature > 0)
       return 0;
     k = std::max(k, need);
   }

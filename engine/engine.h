@@ -215,9 +215,9 @@ class Engine {
   Scheduler sched_;
   std::unordered_map<RequestId, Active> active_;
   Batch batch_;
-  std::vector<float> logits_;  // (n_sample, n_vocab)
-  LogitCandidates cand_;       // (n_sample, k) in steps that use candidates
-  EngineMetrics totals_;       // the finished-request part of the metrics
+  std::vector<float> logits_;          // (n_sample, n_vocab)
+  LogitCandidates cand_;               // (n_sample, k) in steps that use candidates
+  EngineMetrics totals_;               // the finished-request part of the metrics
   std::unique_ptr<SpecDecoder> spec_;  // null without speculation
 
   // Shared with submitters, guarded by mu_.

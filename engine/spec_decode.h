@@ -135,7 +135,7 @@ struct SpecConfig {
   // Target step time per extra verified position, relative to one position: r(k) ≈ 1 +
   // verify_cost * k (H100, 7B F16 target, batch 1: r(8) = 1.20; PERF.md).
   double verify_cost = 0.02;
-  int probe_interval = 16;       // steps between k = 1 probes of a sequence that stopped
+  int probe_interval = 16;  // steps between k = 1 probes of a sequence that stopped
 };
 
 // The k (0..cfg.k_max) with the most tokens per unit of time for per-token acceptance
@@ -189,8 +189,8 @@ class SpecDecoder {
   // The same for a greedy sequence without a constraint, from the candidates of its k+1
   // rows (cand rows row0..row0+k, cand.k >= sampler.candidates_needed() > 0): the same
   // tokens and logprobs as verify() on the full rows (Sampler::sample_candidates).
-  std::vector<SampleResult> verify_candidates(int i, Sampler& sampler,
-                                              const LogitCandidates& cand, int row0);
+  std::vector<SampleResult> verify_candidates(int i, Sampler& sampler, const LogitCandidates& cand,
+                                              int row0);
 
   // After the engine appended the verified tokens to out.seqs[i] (seq; nullptr when the
   // request finished in this step): its K/V of the accepted positions counts as computed,

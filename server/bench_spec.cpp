@@ -327,7 +327,8 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
       "| batch | alone ms/tok | spec ms/tok | speed-up |     k | tok/step | alpha meas. | ideal | "
       "%% of ideal | ideal(meas.) | %% | same output |\n");
   std::printf(
-      "|-------|--------------|-------------|----------|-------|----------|-------------|-------|---"
+      "|-------|--------------|-------------|----------|-------|----------|-------------|-------|--"
+      "-"
       "---------|--------------|----|-------------|\n");
   for (int b : batches) {
     std::mt19937_64 g(100 + static_cast<uint64_t>(b));
@@ -414,9 +415,11 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
     std::fflush(stdout);
   }
   std::printf(
-      "\nk: guesses per verification (mean). ideal = (1 - a^(k+1)) / ((1 - a)(c*k + r(k))) with c (0 "
+      "\nk: guesses per verification (mean). ideal = (1 - a^(k+1)) / ((1 - a)(c*k + r(k))) with c "
+      "(0 "
       "without --draft-model) and r(k) measured above at the same batch (--spec-adaptive: the "
-      "best k's; ideal(meas.) at the k used). In serving, speculation turns itself off in steps with "
+      "best k's; ideal(meas.) at the k used). In serving, speculation turns itself off in steps "
+      "with "
       "more than --spec-off-batch decoding sequences (default 4): set it below the first batch "
       "whose speed-up falls under 1.\n");
   return 0;

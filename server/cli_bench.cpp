@@ -100,7 +100,6 @@ struct Result {
   std::vector<double> runs;  // tok/s of each run
 };
 
-
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
