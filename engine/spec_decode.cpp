@@ -288,38 +288,17 @@ void SpecDecoder::fill_batch(const ScheduleOutput& out, Batch& batch, int block_
   }
 }
 
-std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, TokenConstraint* constraint,
-                                              float* logits) {
-  Cur& c = cur_[static_cast<size_t>(i)];
+// Rows 0..k of a verification: step(j, last) gives row j's token (and whether it ends
+// the run), which the constraint and the sampler then accept.
+template <typename Step>
+std::vector<SampleResult> SpecDecoder::verify_rows(Cur& c, Sampler& sampler,
+                                                   TokenConstraint* constraint, const Step& step) {
   const int k = static_cast<int>(c.draft.size());
-  const bool greedy = sampler.params().temperature <= 0;
   std::vector<SampleResult> out;
   int accepted = 0;
   for (int j = 0; j <= k; ++j) {
-    float* row = logits + static_cast<size_t>(j) * n_vocab_;
-    // A guess the grammar refuses gets probability 0 here, so it is never kept.
-    if (constraint) constraint->mask(row);
-    SampleResult r;
-    bool last;
-    if (greedy) {
-      // The target's own choice, computed as without speculation; a draft survives by
-      // being that choice.
-      r = sampler.sample(row);
-      last = j == k || r.id != c.draft[static_cast<size_t>(j)];
-    } else {
-      const TokenDist p = sampler.distribution(row);
-      int32_t tok;
-      if (j < k) {
-        const TokenDist* q = c.q.empty() ? nullptr : &c.q[static_cast<size_t>(j)];
-        const SpecVerdict v = speculative_step(p, q, c.draft[static_cast<size_t>(j)], c.st->rng);
-        tok = v.token;
-        last = !v.accepted;
-      } else {
-        tok = dist_sample(p, c.st->rng.uniform());  // the bonus token, from p alone
-        last = true;
-      }
-      r = sampler.score(row, tok);
-    }
+    bool last = true;
+    SampleResult r = step(j, last);
     if (constraint) constraint->accept(r.id);
     sampler.accept(r.id);
     out.push_back(std::move(r));
@@ -330,25 +309,49 @@ std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, TokenCons
   return out;
 }
 
+std::vector<SampleResult> SpecDecoder::verify(int i, Sampler& sampler, TokenConstraint* constraint,
+                                              float* logits) {
+  Cur& c = cur_[static_cast<size_t>(i)];
+  const int k = static_cast<int>(c.draft.size());
+  const bool greedy = sampler.params().temperature <= 0;
+  return verify_rows(c, sampler, constraint, [&](int j, bool& last) {
+    float* row = logits + static_cast<size_t>(j) * n_vocab_;
+    // A guess the grammar refuses gets probability 0 here, so it is never kept.
+    if (constraint) constraint->mask(row);
+    if (greedy) {
+      // The target's own choice, computed as without speculation; a draft survives by
+      // being that choice.
+      SampleResult r = sampler.sample(row);
+      last = j == k || r.id != c.draft[static_cast<size_t>(j)];
+      return r;
+    }
+    const TokenDist p = sampler.distribution(row);
+    int32_t tok;
+    if (j < k) {
+      const TokenDist* q = c.q.empty() ? nullptr : &c.q[static_cast<size_t>(j)];
+      const SpecVerdict v = speculative_step(p, q, c.draft[static_cast<size_t>(j)], c.st->rng);
+      tok = v.token;
+      last = !v.accepted;
+    } else {
+      tok = dist_sample(p, c.st->rng.uniform());  // the bonus token, from p alone
+      last = true;
+    }
+    return sampler.score(row, tok);
+  });
+}
+
 std::vector<SampleResult> SpecDecoder::verify_candidates(int i, Sampler& sampler,
                                                          const LogitCandidates& cand, int row0) {
-  Cur& c = cur_[static_cast<size_t>(i)];
   assert(sampler.params().temperature <= 0);
+  Cur& c = cur_[static_cast<size_t>(i)];
   const int k = static_cast<int>(c.draft.size());
-  std::vector<SampleResult> out;
-  int accepted = 0;
-  for (int j = 0; j <= k; ++j) {
+  return verify_rows(c, sampler, nullptr, [&](int j, bool& last) {
     const int row = row0 + j;
     SampleResult r = sampler.sample_candidates(cand.row_ids(row), cand.row_logits(row), cand.k,
                                                cand.stats[static_cast<size_t>(row)]);
-    const bool last = j == k || r.id != c.draft[static_cast<size_t>(j)];
-    sampler.accept(r.id);
-    out.push_back(std::move(r));
-    if (last) break;
-    ++accepted;
-  }
-  note_verdict(c, accepted, k);
-  return out;
+    last = j == k || r.id != c.draft[static_cast<size_t>(j)];
+    return r;
+  });
 }
 
 void SpecDecoder::note_verdict(Cur& c, int accepted, int k) {

@@ -218,6 +218,9 @@ class SpecDecoder {
   };
   int choose_k(SeqState& st);
   void note_verdict(Cur& c, int accepted, int k);  // the verdict's statistics
+  template <typename Step>
+  std::vector<SampleResult> verify_rows(Cur& c, Sampler& sampler, TokenConstraint* constraint,
+                                        const Step& step);
 
   SpecConfig cfg_;
   int n_vocab_;
