@@ -144,9 +144,9 @@ SpecDecoder::SpecDecoder(const SpecConfig& cfg, int n_vocab) : cfg_(cfg), n_voca
   if (cfg_.probe_interval < 1) cfg_.probe_interval = 1;
 }
 
-int SpecDecoder::choose_k(SeqState& st) {
+int SpecDecoder::choose_k(SeqState& st, int n_seqs) {
   if (!cfg_.adaptive) return cfg_.k_max;
-  const int k = best_k(st.hits / st.tries, cost_, cfg_);
+  const int k = best_k(st.hits / st.tries, cost_, cfg_, n_seqs);
   if (k > 0) {
     st.idle = 0;
     return k;
@@ -158,16 +158,21 @@ int SpecDecoder::choose_k(SeqState& st) {
   return 0;
 }
 
-int best_k(double alpha, double cost, const SpecConfig& cfg) {
+double verify_cost(const SpecConfig& cfg, int n_seqs) {
+  return cfg.verify_cost + cfg.verify_cost_per_seq * std::max(n_seqs, 1);
+}
+
+int best_k(double alpha, double cost, const SpecConfig& cfg, int n_seqs) {
   const double a = std::clamp(alpha, 0.0, 1.0);
+  const double per_guess = std::max(cost, 0.0) + verify_cost(cfg, n_seqs);
   // Guesses 1..k all accepted with chance a^k: expected tokens per verification
-  // 1 + a + ... + a^k, for a time of 1 (the target step) + k (cost + verify_cost).
+  // 1 + a + ... + a^k, for a time of 1 (the target step) + k (cost + verify cost).
   double best = 1.0 + cfg.min_gain, tokens = 1.0, ak = 1.0;
   int k_best = 0;
   for (int k = 1; k <= cfg.k_max; ++k) {
     ak *= a;
     tokens += ak;
-    const double rate = tokens / (1.0 + k * (std::max(cost, 0.0) + cfg.verify_cost));
+    const double rate = tokens / (1.0 + k * per_guess);
     if (rate > best) {
       best = rate;
       k_best = k;
@@ -203,7 +208,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
     SeqState& st = it->second;
     if (fresh) st.rng = Xoshiro256(samplers[i]->seed() ^ kSeedSalt);
     cur_[i].st = &st;
-    int k = choose_k(st);
+    int k = choose_k(st, n_decoding);
     // Tokens past max_tokens would be thrown away; positions past max_model_len must not
     // be written. The verified step yields up to k + 1 tokens.
     k = std::min(
@@ -221,6 +226,7 @@ bool SpecDecoder::plan(ScheduleOutput& out, const std::vector<Sampler*>& sampler
     first_time = first_time || fresh;
   }
   if (reqs.empty()) return false;
+  last_n_ = n_decoding;
 
   const auto t0 = std::chrono::steady_clock::now();
   cfg_.proposer->propose(reqs);
@@ -378,9 +384,12 @@ void SpecDecoder::commit(int i, Sequence* seq, BlockPool& pool) {
 
 void SpecDecoder::observe_forward(double seconds) {
   if (last_k_ <= 0 || !(seconds > 0)) return;
-  // Capped: a guess dearer than a target step is not worth making anyway, and one slow
-  // step (a draft catching up after eviction) must not silence speculation for long.
-  const double sample = std::min(2.0, last_propose_s_ / (last_k_ * seconds));
+  // The step verified up to last_k_ guesses a sequence: the step without them is
+  // seconds / r(last_k_) by the model of best_k. Capped: a guess dearer than a target step
+  // is not worth making anyway, and one slow step (a draft catching up after eviction)
+  // must not silence speculation for long.
+  const double r = 1.0 + last_k_ * verify_cost(cfg_, last_n_);
+  const double sample = std::min(2.0, last_propose_s_ * r / (last_k_ * seconds));
   cost_ = cost_ == 0 ? sample : 0.8 * cost_ + 0.2 * sample;
   last_k_ = 0;
 }

@@ -129,19 +129,23 @@ SpecMethod parse_spec_method(const std::string& s);
 struct SpecConfig {
   Proposer* proposer = nullptr;  // not owned, outlives the engine; nullptr: no speculation
   int k_max = 5;                 // drafts per sequence and step at most
-  int off_batch = 4;             // no speculation in steps with more decoding sequences
+  int off_batch = 32;            // no speculation in steps with more decoding sequences
   bool adaptive = true;          // false: always k_max (benchmarks)
   double min_gain = 0.1;         // speculate where tokens per unit of time gain this much
-  // Target step time per extra verified position, relative to one position: r(k) ≈ 1 +
-  // verify_cost * k (H100, 7B F16 target, batch 1: r(8) = 1.20; PERF.md).
+  // Target step time with k guesses per sequence, relative to the step without: r(k) ≈ 1 +
+  // k (verify_cost + verify_cost_per_seq * sequences) (H100, 7B F16 target, 512 positions:
+  // r(3) 1.07 / 1.22 / 1.45 / 1.60 at 1 / 8 / 16 / 32 sequences; PERF.md).
   double verify_cost = 0.02;
+  double verify_cost_per_seq = 0.006;
   int probe_interval = 16;  // steps between k = 1 probes of a sequence that stopped
 };
 
 // The k (0..cfg.k_max) with the most tokens per unit of time for per-token acceptance
-// alpha and a guess's cost relative to a target step (SpecDecoder's adaptive rule); 0 where
-// none beats plain decoding by cfg.min_gain.
-int best_k(double alpha, double cost, const SpecConfig& cfg);
+// alpha, a guess's cost relative to a target step and a step of n_seqs decoding sequences
+// (SpecDecoder's adaptive rule); 0 where none beats plain decoding by cfg.min_gain.
+int best_k(double alpha, double cost, const SpecConfig& cfg, int n_seqs = 1);
+// A guessed position's share of a target step's time in a step of n_seqs sequences.
+double verify_cost(const SpecConfig& cfg, int n_seqs);
 
 // Counters since the engine started.
 struct SpecStats {
@@ -216,7 +220,7 @@ class SpecDecoder {
     int logit_row = 0;
     int n_accepted = 0;
   };
-  int choose_k(SeqState& st);
+  int choose_k(SeqState& st, int n_seqs);
   void note_verdict(Cur& c, int accepted, int k);  // the verdict's statistics
   template <typename Step>
   std::vector<SampleResult> verify_rows(Cur& c, Sampler& sampler, TokenConstraint* constraint,
@@ -225,7 +229,9 @@ class SpecDecoder {
   SpecConfig cfg_;
   int n_vocab_;
   SpecStats stats_;
-  double cost_ = 0;  // measured proposer time per draft position / forward time (EWMA)
+  // Measured proposer time per draft position / the target step without guesses (EWMA).
+  double cost_ = 0;
+  int last_n_ = 0;  // decoding sequences of the last drafted step
   double last_propose_s_ = 0;
   int last_k_ = 0;
   std::unordered_map<RequestId, SeqState> seqs_;

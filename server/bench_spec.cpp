@@ -420,7 +420,7 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
       "without --draft-model) and r(k) measured above at the same batch (--spec-adaptive: the "
       "best k's; ideal(meas.) at the k used). In serving, speculation turns itself off in steps "
       "with "
-      "more than --spec-off-batch decoding sequences (default 4): set it below the first batch "
+      "more than --spec-off-batch decoding sequences (default 32): set it below the first batch "
       "whose speed-up falls under 1.\n");
   return 0;
 }

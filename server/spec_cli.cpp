@@ -19,10 +19,11 @@ void add_spec_flags(Args& a) {
   a.flag("--spec-k", "N", "draft tokens per sequence and step at most (adapted to acceptance)",
          "5");
   a.flag("--spec-off-batch", "N",
-         "no speculation in steps with more than N decoding sequences (on an H100, a 7B F16 "
-         "target with a 1.1B Q4_0 draft at 80% acceptance: 2.0x alone with k 5, 1.2x at 8 "
-         "sequences with k 8; PERF.md)",
-         "4");
+         "no speculation in steps with more than N decoding sequences; below, each sequence's "
+         "k (0 included) follows its acceptance and the batch (on an H100, a 7B F16 target "
+         "with a 1.1B Q4_0 draft at 80% acceptance: 2.0x alone with k 5, 1.46x at 8 "
+         "sequences and 1.07x at 32 with k 3; PERF.md)",
+         "32");
 }
 
 std::string SpecSetup::describe() const {
@@ -43,7 +44,7 @@ SpecSetup make_spec(const Args& a, const Model& target, const BackendOptions& bo
   std::string m = a.str("spec");
   if (m.empty()) m = !draft_path.empty() ? "draft" : a.has("draft-quant") ? "self" : "none";
   s.method = parse_spec_method(m);
-  const int64_t k = a.i64("spec-k", 5), off = a.i64("spec-off-batch", 4);
+  const int64_t k = a.i64("spec-k", 5), off = a.i64("spec-off-batch", 32);
   if (k < 1 || k > 64) throw Error(cmd + "--spec-k must be between 1 and 64");
   if (off < 0 || off > (1 << 20)) throw Error(cmd + "--spec-off-batch must not be negative");
   s.config.k_max = static_cast<int>(k);

@@ -921,6 +921,7 @@ TEST_CASE("spec: the adaptive k maximises tokens per unit of time") {
   cfg.k_max = 8;
   cfg.min_gain = 0.1;
   cfg.verify_cost = 0.02;
+  cfg.verify_cost_per_seq = 0.0;  // one sequence: r(k) = 1 + 0.02 k
   // alpha 0.8, a guess at 0.15 of a target step: tokens / time for k = 1..8 are 1.54, 1.82,
   // 1.955, 2.001, 1.994, 1.956, 1.90, 1.83 (the ideal speed-up with r(k) = 1 +
   // 0.02 k): k = 4, not the 7 that "accept chance above cost" would give.
@@ -947,6 +948,18 @@ TEST_CASE("spec: the adaptive k maximises tokens per unit of time") {
   CHECK(best_k(0.3, 0.5, cfg) == 0);  // 1.3 tokens for 1.52 steps: not worth it
   cfg.k_max = 3;
   CHECK(best_k(0.95, 0.01, cfg) == 3);
+
+  // Larger batches: verification dearer (the defaults' r(k) = 1 + k (0.02 + 0.006 n)) and
+  // guesses dearer (c measured on an H100 at 8 / 32 sequences: 0.24 / 0.29), so fewer
+  // guesses, and none where speculation stops paying.
+  SpecConfig d;
+  d.k_max = 8;
+  CHECK(verify_cost(d, 1) == doctest::Approx(0.026));
+  CHECK(best_k(0.8, 0.157, d, 1) == 4);
+  CHECK(best_k(0.8, 0.24, d, 8) == 3);
+  CHECK(best_k(0.8, 0.29, d, 32) == 2);
+  CHECK(best_k(0.8, 0.30, d, 64) == 0);
+  CHECK(best_k(0.6, 0.29, d, 32) == 0);
 }
 
 TEST_CASE("spec: k follows acceptance; speculation steps aside for large batches") {
