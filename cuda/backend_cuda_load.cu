@@ -128,6 +128,9 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
              : " (--tp N splits the weights over N of the " + std::to_string(count) + " GPUs)"));
 
   verbose_ = opt.verbose;
+  // LLM_CUDA_GRAPHS=0: every step eager (a switch for measurements and debugging).
+  if (const char* g = std::getenv("LLM_CUDA_GRAPHS"); g && std::string(g) == "0")
+    use_graphs_ = false;
   upload_weights(model);
   bool all_float = true;
   for (const Layer& L : layers_)
@@ -387,7 +390,15 @@ void CudaBackend::allocate_scratch() {
   const size_t E = static_cast<size_t>(cfg_.n_embd), Q = static_cast<size_t>(cfg_.q_dim()),
                KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff),
                K = static_cast<size_t>(kmax_), V = static_cast<size_t>(cfg_.n_vocab);
-  h_ = DeviceBuffer(cap * E * 4);
+  // Tensor-parallel: the residual stream is what the ranks all-reduce, twice a layer;
+  // in the collective's fast buffer (an NCCL symmetric window) NCCL reduces it with its
+  // low-latency kernels.
+  if (comm_) h_shared_ = comm_->fast_buffer(cap * E * 4);
+  if (!h_shared_) h_ = DeviceBuffer(cap * E * 4);
+  if (comm_ && verbose_)
+    std::fprintf(stderr, "tensor parallel: residual stream %s (%s)\n",
+                 h_shared_ ? "in an NCCL symmetric window" : "in ordinary device memory",
+                 gib(static_cast<double>(cap * E * 4)).c_str());
   act_f32_ = DeviceBuffer(cap * K * 4);
   act_f16_ = DeviceBuffer(cap * K * 2);
   act_qs_ = DeviceBuffer(cap * K);

@@ -35,6 +35,15 @@ void gpu_spin(cudaStream_t stream, double microseconds) {
   CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+__global__ void fence_kernel() {}
+}  // namespace
+
+void full_dependency_fence(cudaStream_t stream) {
+  fence_kernel<<<1, 32, 0, stream>>>();
+  CUDA_CHECK_LAUNCH();
+}
+
 bool pdl_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("LLM_CUDA_PDL");

@@ -125,6 +125,12 @@ __host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
 // events between kernels time the kernels rather than the host's launch rate.
 void gpu_spin(cudaStream_t stream, double microseconds);
 
+// An empty kernel launched without the PDL attribute and without an early trigger: work
+// queued after it cannot start before everything queued before it has completed, even
+// work launched by a library with the PDL attribute (NCCL's symmetric kernels: see
+// CudaBackend::all_reduce_h).
+void full_dependency_fence(cudaStream_t stream);
+
 // Whether kernels are launched with Programmatic Dependent Launch: on for sm_90+, off
 // with LLM_CUDA_PDL=0 in the environment (a switch for measurements and debugging).
 bool pdl_enabled();

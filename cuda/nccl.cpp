@@ -3,7 +3,9 @@
 #include <dlfcn.h>
 #include <glob.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -51,12 +53,24 @@ void resolve(void* lib, const char* name, F& fn, const std::string& path) {
   if (!fn) throw Error(path + " has no symbol " + name + " (is it NCCL 2.x?)");
 }
 
+// An entry point of newer NCCL versions: nullptr where the library lacks it.
+template <class F>
+void resolve_optional(void* lib, const char* name, F& fn) {
+  fn = reinterpret_cast<F>(dlsym(lib, name));
+}
+
+void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(std::string(what) + " failed: " + cudaGetErrorString(e));
+}
+
 class NcclCollective final : public Collective {
  public:
   NcclCollective(std::shared_ptr<const Nccl> api, Nccl::Comm comm, int rank, int world)
       : api_(std::move(api)), comm_(comm), rank_(rank), world_(world) {}
   ~NcclCollective() override {
+    // Destroying the communicator releases its windows; the memory goes after it.
     if (Nccl::Comm c = comm_.load()) api_->comm_destroy(c);
+    for (void* p : buffers_) api_->mem_free(p);
   }
   NcclCollective(const NcclCollective&) = delete;
   NcclCollective& operator=(const NcclCollective&) = delete;
@@ -71,6 +85,43 @@ class NcclCollective final : public Collective {
                                  static_cast<cudaStream_t>(stream)),
                 "ncclAllReduce");
   }
+  float* fast_buffer(size_t bytes) override {
+    const char* env = std::getenv("LLM_NCCL_SYMMETRIC");
+    if (env && std::string(env) == "0") return nullptr;
+    if (!api_->mem_alloc || !api_->mem_free || !api_->window_register || api_->version < 22700)
+      return nullptr;
+    Nccl::Comm c = comm_.load();
+    if (!c || world_ < 2) return nullptr;
+    void* p = nullptr;
+    const bool ok = api_->mem_alloc(&p, bytes) == 0 && p;
+    // Registration is collective: every rank registers or none does, so the ranks first
+    // agree (a sum of "allocated" flags) through an ordinary all-reduce.
+    if (agreed(c, ok ? 1.0f : 0.0f) != static_cast<float>(world_)) {
+      if (ok) api_->mem_free(p);
+      return nullptr;
+    }
+    void* win = nullptr;
+    const Nccl::Result r = api_->window_register(c, p, bytes, &win, Nccl::kWinCollSymmetric);
+    if (r != 0) {
+      api_->mem_free(p);
+      api_->check(r, "ncclCommWindowRegister");
+    }
+    buffers_.push_back(p);
+    // NCCL picks its symmetric kernels for buffers in the window; their sums are checked
+    // here once, on every rank, before the model relies on them.
+    const size_t n = bytes / sizeof(float);
+    bool good = true;
+    for (size_t count : {std::min<size_t>(n, 4096), n}) good = good && sums_right(c, p, count);
+    if (agreed(c, good ? 1.0f : 0.0f) != static_cast<float>(world_)) {
+      if (rank_ == 0)
+        std::fprintf(stderr,
+                     "warning: NCCL %d's all-reduce in a symmetric window gave wrong sums; "
+                     "tensor parallelism uses ordinary memory\n",
+                     api_->version);
+      return nullptr;  // the window stays registered until the communicator goes
+    }
+    return static_cast<float*>(p);
+  }
   // Another rank failed mid-step: this rank's pending all-reduces would wait for it
   // forever. The communicator is gone afterwards; later calls fail with an error.
   // (Called from the failed rank's thread; a rank enqueueing at that very moment may
@@ -80,9 +131,68 @@ class NcclCollective final : public Collective {
   }
 
  private:
+  // Whether an in-place all-reduce of `count` floats at `buf` gives the exact sums of a
+  // pattern of small integers (every rank fills its own).
+  bool sums_right(Nccl::Comm c, void* buf, size_t count) {
+    std::vector<float> v(count);
+    auto value = [](size_t i, int r) {
+      return static_cast<float>((r + 1) * 1000 + (i * 7 + r) % 977);
+    };
+    for (size_t i = 0; i < count; ++i) v[i] = value(i, rank_);
+    cudaStream_t s = nullptr;
+    cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    try {
+      cuda_check(cudaMemcpyAsync(buf, v.data(), count * 4, cudaMemcpyHostToDevice, s),
+                 "cudaMemcpy");
+      api_->check(api_->all_reduce(buf, buf, count, Nccl::kFloat32, Nccl::kSum, c, s),
+                  "ncclAllReduce");
+      cuda_check(cudaMemcpyAsync(v.data(), buf, count * 4, cudaMemcpyDeviceToHost, s),
+                 "cudaMemcpy");
+      cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    } catch (...) {
+      cudaStreamDestroy(s);
+      throw;
+    }
+    cudaStreamDestroy(s);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; ++i) {
+      float want = 0;
+      for (int r = 0; r < world_; ++r) want += value(i, r);
+      bad += v[i] != want;
+    }
+    if (bad)
+      std::fprintf(stderr,
+                   "rank %d: NCCL's all-reduce of %zu floats in a symmetric window: %zu wrong\n",
+                   rank_, count, bad);
+    return bad == 0;
+  }
+
+  // The sum over ranks of `mine`, outside any graph capture.
+  float agreed(Nccl::Comm c, float mine) {
+    float* d = nullptr;
+    cudaStream_t s = nullptr;
+    cuda_check(cudaMalloc(reinterpret_cast<void**>(&d), sizeof(float)), "cudaMalloc");
+    float sum = 0;
+    try {
+      cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+      cuda_check(cudaMemcpyAsync(d, &mine, sizeof(float), cudaMemcpyHostToDevice, s), "cudaMemcpy");
+      api_->check(api_->all_reduce(d, d, 1, Nccl::kFloat32, Nccl::kSum, c, s), "ncclAllReduce");
+      cuda_check(cudaMemcpyAsync(&sum, d, sizeof(float), cudaMemcpyDeviceToHost, s), "cudaMemcpy");
+      cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    } catch (...) {
+      if (s) cudaStreamDestroy(s);
+      cudaFree(d);
+      throw;
+    }
+    cudaStreamDestroy(s);
+    cudaFree(d);
+    return sum;
+  }
+
   std::shared_ptr<const Nccl> api_;
   std::atomic<Nccl::Comm> comm_;
   int rank_, world_;
+  std::vector<void*> buffers_;  // fast_buffer()'s windows, freed after the communicator
 };
 
 }  // namespace
@@ -109,6 +219,9 @@ std::shared_ptr<const Nccl> load_nccl() {
     resolve(lib, "ncclCommDestroy", api->comm_destroy, path);
     resolve(lib, "ncclCommAbort", api->comm_abort, path);
     resolve(lib, "ncclAllReduce", api->all_reduce, path);
+    resolve_optional(lib, "ncclMemAlloc", api->mem_alloc);
+    resolve_optional(lib, "ncclMemFree", api->mem_free);
+    resolve_optional(lib, "ncclCommWindowRegister", api->window_register);
     api->check(api->get_version(&api->version), "ncclGetVersion");
     if (api->version < 20900)
       throw Error(path + " is NCCL " + std::to_string(api->version) +

@@ -17,6 +17,15 @@ class Collective {
   // reduction is enqueued on `stream` (a cudaStream_t; it may be under graph capture).
   // Every rank must call it, in the same order, with the same n.
   virtual void all_reduce_sum(float* data, size_t n, void* stream) = 0;
+  // A buffer of `bytes` in the rank's memory that all_reduce_sum reduces fastest (CUDA
+  // ranks on NCCL >= 2.27: a symmetric window, which NCCL's low-latency kernels need),
+  // owned by the collective until it is destroyed; nullptr where the transport has none
+  // or could not make one on every rank (the caller then allocates its own). Collective:
+  // every rank calls it, in the same order, with the same size.
+  virtual float* fast_buffer(size_t bytes) {
+    (void)bytes;
+    return nullptr;
+  }
   // Called when this rank failed mid-step: ranks waiting for it in all_reduce_sum should
   // throw rather than wait forever (where the transport can tell them).
   virtual void abort() {}

@@ -148,6 +148,20 @@ TEST_CASE("cuda tp: two GPUs give the one-GPU logits and greedy runs") {
     CHECK(worst_rel(teacher_forced(tp, toks, 24), got, V) < 1e-5);
     for (int r = 0; r < 2; ++r) dynamic_cast<cuda::CudaBackend&>(tp.rank(r)).set_graphs(true);
 
+    // NCCL >= 2.27 all-reduces the residual stream in a symmetric window (its low-latency
+    // kernels); LLM_NCCL_SYMMETRIC=0 keeps ordinary memory. A sum of two f32 terms is the
+    // same in either order, so both give the same bits.
+    if (cuda::load_nccl()->version >= 22700) {
+      for (int r = 0; r < 2; ++r)
+        CHECK(dynamic_cast<cuda::CudaBackend&>(tp.rank(r)).residual_in_fast_buffer());
+      setenv("LLM_NCCL_SYMMETRIC", "0", 1);
+      auto plain = make_backend(*m, gpu_opt(2));
+      unsetenv("LLM_NCCL_SYMMETRIC");
+      auto& ptp = dynamic_cast<TpBackend&>(*plain);
+      CHECK_FALSE(dynamic_cast<cuda::CudaBackend&>(ptp.rank(0)).residual_in_fast_buffer());
+      CHECK(worst_rel(teacher_forced(ptp, toks, 24), got, V) < 1e-6);
+    }
+
     // A copied block serves a sequence that continues from it on every rank.
     const auto prefix = prompt_tokens(V, 16);  // exactly block 3 in teacher_forced
     auto one = make_cuda_backend(*m, gpu_opt(1));
