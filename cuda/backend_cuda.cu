@@ -544,7 +544,7 @@ void CudaBackend::record(const Plan& p) {
   const ModelConfig& c = cfg_;
   const int E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.n_vocab;
   const int n = p.n;
-  float* h = hbuf();
+  float* h = hbuf(n);
   float* qkv = qkv_.as<float>();
   float* gu = gu_.as<float>();
   float* attn = attn_.as<float>();
@@ -781,8 +781,9 @@ void CudaBackend::all_reduce_h(int n) {
   // launch early), and their barrier then passes before h is complete: wrong sums, more
   // often inside graphs (2 x H200, NCCL 2.28.9, run 45). The fence kernel has to end
   // first, and ends only after the product has.
-  if (h_shared_) full_dependency_fence(stream_);
-  comm_->all_reduce_sum(hbuf(), static_cast<size_t>(n) * cfg_.n_embd, stream_);
+  float* h = hbuf(n);
+  if (h == h_win_) full_dependency_fence(stream_);
+  comm_->all_reduce_sum(h, static_cast<size_t>(n) * cfg_.n_embd, stream_);
   mark("all-reduce");
 }
 

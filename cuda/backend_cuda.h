@@ -41,7 +41,7 @@ class CudaBackend final : public Backend {
   // Turns CUDA graphs for decode steps off (tests compare both ways).
   void set_graphs(bool on) { use_graphs_ = on; }
   // Tensor-parallel: whether the residual stream lives in the collective's fast buffer.
-  bool residual_in_fast_buffer() const { return h_shared_ != nullptr; }
+  bool residual_in_fast_buffer() const { return h_win_ != nullptr; }
 
   // Per-op timing: while on, steps run without graphs and with an event after every op;
   // profile() returns the accumulated time of each op name since profiling was turned on.
@@ -172,10 +172,13 @@ class CudaBackend final : public Backend {
   int cap_tokens_ = 0;
   int cap_logits_ = 0;
   bool verbose_ = true;
-  int64_t kmax_ = 0;           // widest activation: max(n_embd, q_dim, n_ff)
-  DeviceBuffer h_;             // (cap, n_embd) f32 residual stream, unless in h_shared_
-  float* h_shared_ = nullptr;  // tensor-parallel: the same in comm_'s fast_buffer()
-  float* hbuf() { return h_shared_ ? h_shared_ : h_.as<float>(); }
+  int64_t kmax_ = 0;  // widest activation: max(n_embd, q_dim, n_ff)
+  DeviceBuffer h_;    // (cap, n_embd) f32 residual stream
+  // Tensor-parallel: (win_rows_, n_embd) f32 in comm_'s fast_buffer() (an NCCL symmetric
+  // window), the residual stream of steps of at most win_rows_ rows.
+  float* h_win_ = nullptr;
+  int win_rows_ = 0;
+  float* hbuf(int n) { return n <= win_rows_ ? h_win_ : h_.as<float>(); }
   DeviceBuffer act_f32_;         // (cap, kmax) f32
   DeviceBuffer act_f16_;         // (cap, kmax) f16
   DeviceBuffer act_qs_;          // (cap, kmax) int8

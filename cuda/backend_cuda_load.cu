@@ -390,15 +390,28 @@ void CudaBackend::allocate_scratch() {
   const size_t E = static_cast<size_t>(cfg_.n_embd), Q = static_cast<size_t>(cfg_.q_dim()),
                KV = static_cast<size_t>(cfg_.kv_dim()), F = static_cast<size_t>(cfg_.n_ff),
                K = static_cast<size_t>(kmax_), V = static_cast<size_t>(cfg_.n_vocab);
-  // Tensor-parallel: the residual stream is what the ranks all-reduce, twice a layer;
-  // in the collective's fast buffer (an NCCL symmetric window) NCCL reduces it with its
-  // low-latency kernels.
-  if (comm_) h_shared_ = comm_->fast_buffer(cap * E * 4);
-  if (!h_shared_) h_ = DeviceBuffer(cap * E * 4);
-  if (comm_ && verbose_)
-    std::fprintf(stderr, "tensor parallel: residual stream %s (%s)\n",
-                 h_shared_ ? "in an NCCL symmetric window" : "in ordinary device memory",
-                 gib(static_cast<double>(cap * E * 4)).c_str());
+  h_ = DeviceBuffer(cap * E * 4);
+  // Tensor-parallel: the residual stream is what the ranks all-reduce, twice a layer. In
+  // the collective's fast buffer (an NCCL symmetric window) NCCL sums small messages with
+  // its low-latency kernels. Llama-2-7B F16, two H200s, decode tok/s with the window for
+  // every step / never: 1 sequence 334-339 / 320-328, 2: 581-589 / 577-584, 4: 1,113-1,129
+  // / 1,111-1,150, 8: 2,006-2,075 / 2,097-2,211 (PERF.md, run 47). So only steps whose
+  // all-reduce is at most LLM_NCCL_SYMMETRIC_MAX_KB (default 32: 2 rows of n_embd 4096)
+  // use it.
+  if (comm_) {
+    size_t max_kb = 32;
+    if (const char* e = std::getenv("LLM_NCCL_SYMMETRIC_MAX_KB"))
+      max_kb = std::strtoull(e, nullptr, 10);
+    const size_t rows = std::min(cap, max_kb * 1024 / (E * 4));
+    if (rows > 0) h_win_ = comm_->fast_buffer(rows * E * 4);
+    if (h_win_) win_rows_ = static_cast<int>(rows);
+    if (verbose_)
+      std::fprintf(stderr, "tensor parallel: %s\n",
+                   h_win_ ? ("steps of up to " + std::to_string(rows) +
+                             " rows all-reduce in an NCCL symmetric window")
+                                .c_str()
+                          : "all-reduces in ordinary device memory");
+  }
   act_f32_ = DeviceBuffer(cap * K * 4);
   act_f16_ = DeviceBuffer(cap * K * 2);
   act_qs_ = DeviceBuffer(cap * K);
