@@ -139,21 +139,7 @@ class NcclCollective final : public Collective {
       return static_cast<float>((r + 1) * 1000 + (i * 7 + r) % 977);
     };
     for (size_t i = 0; i < count; ++i) v[i] = value(i, rank_);
-    cudaStream_t s = nullptr;
-    cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
-    try {
-      cuda_check(cudaMemcpyAsync(buf, v.data(), count * 4, cudaMemcpyHostToDevice, s),
-                 "cudaMemcpy");
-      api_->check(api_->all_reduce(buf, buf, count, Nccl::kFloat32, Nccl::kSum, c, s),
-                  "ncclAllReduce");
-      cuda_check(cudaMemcpyAsync(v.data(), buf, count * 4, cudaMemcpyDeviceToHost, s),
-                 "cudaMemcpy");
-      cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-    } catch (...) {
-      cudaStreamDestroy(s);
-      throw;
-    }
-    cudaStreamDestroy(s);
+    reduce_through(c, buf, v.data(), count);
     size_t bad = 0;
     for (size_t i = 0; i < count; ++i) {
       float want = 0;
@@ -167,26 +153,37 @@ class NcclCollective final : public Collective {
     return bad == 0;
   }
 
-  // The sum over ranks of `mine`, outside any graph capture.
+  // The sum over ranks of `mine`.
   float agreed(Nccl::Comm c, float mine) {
     float* d = nullptr;
-    cudaStream_t s = nullptr;
     cuda_check(cudaMalloc(reinterpret_cast<void**>(&d), sizeof(float)), "cudaMalloc");
-    float sum = 0;
     try {
-      cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
-      cuda_check(cudaMemcpyAsync(d, &mine, sizeof(float), cudaMemcpyHostToDevice, s), "cudaMemcpy");
-      api_->check(api_->all_reduce(d, d, 1, Nccl::kFloat32, Nccl::kSum, c, s), "ncclAllReduce");
-      cuda_check(cudaMemcpyAsync(&sum, d, sizeof(float), cudaMemcpyDeviceToHost, s), "cudaMemcpy");
-      cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+      reduce_through(c, d, &mine, 1);
     } catch (...) {
-      if (s) cudaStreamDestroy(s);
       cudaFree(d);
       throw;
     }
-    cudaStreamDestroy(s);
     cudaFree(d);
-    return sum;
+    return mine;
+  }
+
+  // host[0, count) = the sum over ranks of every rank's host[0, count), all-reduced in
+  // place in the device buffer `dev`; outside any graph capture, on a stream of its own.
+  void reduce_through(Nccl::Comm c, void* dev, float* host, size_t count) {
+    cudaStream_t s = nullptr;
+    cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+    try {
+      const size_t bytes = count * sizeof(float);
+      cuda_check(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpy");
+      api_->check(api_->all_reduce(dev, dev, count, Nccl::kFloat32, Nccl::kSum, c, s),
+                  "ncclAllReduce");
+      cuda_check(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, s), "cudaMemcpy");
+      cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    } catch (...) {
+      cudaStreamDestroy(s);
+      throw;
+    }
+    cudaStreamDestroy(s);
   }
 
   std::shared_ptr<const Nccl> api_;
