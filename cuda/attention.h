@@ -38,6 +38,17 @@ size_t attention_decode_workspace(int n_rows, int n_head, int head_dim, int n_sp
 void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_split,
                       float* workspace, int* counters, cudaStream_t stream);
 
+// A few consecutive rows of one sequence at once on the tensor cores (attention_rows.cu):
+// groups (n_groups) device int4 {first row, rows (1..16), sequence, first partials row};
+// the rows must be in position order. n_split cuts each group's keys as attention_decode
+// does; workspace: attention_decode_workspace(partials rows, ...) bytes, counters
+// (partials rows, n_head) ints, zero before the first use. head_dim 64 or 128.
+constexpr int kAttnGroupRows = 16;
+constexpr int kAttnRowsMaxSplit = 32;  // its merge keeps one split a lane
+bool attention_rows_supported(int head_dim);
+void attention_rows(const AttnArgs& a, const int4* groups, int n_groups, int n_split,
+                    float* workspace, int* counters, cudaStream_t stream);
+
 // The same for steps of many rows, as a persistent grid (attention_decode_persist.cu):
 // blocks_per_sm (1 to 4) blocks per SM of n_sm, each streaming the key and value tiles of
 // every G-th (row, head) item through a ring of shared-memory stages. Keys are not split

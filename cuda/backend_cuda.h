@@ -69,7 +69,9 @@ class CudaBackend final : public Backend {
     int n_logits = 0;
     int n_decode = 0;  // rows for the decode attention kernel
     int n_split = 1;
-    int n_tiles = 0;       // prefill attention tiles
+    int n_tiles = 0;   // prefill attention tiles
+    int n_groups = 0;  // groups of a few rows of one sequence (attention_rows)
+    int n_group_split = 1;
     int n_tile_split = 1;  // key splits of each prefill tile (attention_prefill)
     bool matvec = true;    // GEMV path (few rows) or GEMM
     bool tc = false;       // not matvec: tensor-core products (cuda/matmul_tc) where supported
@@ -78,6 +80,7 @@ class CudaBackend final : public Backend {
     const int32_t *logit_rows = nullptr, *decode_rows = nullptr, *table_start = nullptr,
                   *tables = nullptr;
     const int4* tiles = nullptr;
+    const int4* groups = nullptr;
   };
   struct Input;  // where a linear layer reads its activations
 
@@ -154,6 +157,10 @@ class CudaBackend final : public Backend {
   // LLM_CUDA_ATTN_PERSIST_FILL=0: from attn_persist_rows_ only).
   bool attn_persist_fill_ = true;
   int attn_persist_bps_ = 4;
+  // Non-graph steps: sequences with this many rows or more, below prefill_min_rows_, take
+  // attention_rows in groups (LLM_CUDA_ATTN_ROWS=N; 0: never, and never in deterministic
+  // mode, whose rows take the split-K kernel alike).
+  int attn_rows_from_ = 4;    // 3 rows: r(2) 1.15 -> 1.22 at batch 8 on an H100 (PERF.md, run 60)
   MatvecVariant mv_variant_;  // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

@@ -198,6 +198,11 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_ATTN_PERSIST_ROWS: decode steps of at least this many rows use the persistent
   // decode attention (0: never); _BPS: its blocks per SM (1 to 4).
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_ROWS")) attn_persist_rows_ = std::atoi(e);
+  // LLM_CUDA_ATTN_ROWS=N: a sequence's N to 32 rows in a step share K/V tiles on the tensor
+  // cores (attention_rows; default 4; 0: each row on its own).
+  if (const char* e = std::getenv("LLM_CUDA_ATTN_ROWS"))
+    attn_rows_from_ = std::max(0, std::atoi(e));
+  if (deterministic_ || !attention_rows_supported(cfg_.head_dim)) attn_rows_from_ = 0;
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_FILL"))
     attn_persist_fill_ = std::atoi(e) != 0;
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_BPS"))

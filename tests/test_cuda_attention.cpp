@@ -265,5 +265,63 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
         CHECK(rel_err(out.get(), ref) < 1e-4);
       }
     }
+    // Every row through groups of <= 16 rows of one sequence on the tensor cores (q and
+    // the softmax weights rounded to f16: a looser bound), keys whole and cut into 3 or 32
+    // parts, twice each; and the f16 / q8 copies of the output.
+    if (cuda::attention_rows_supported(D)) {
+      std::vector<int4> groups;
+      int z = 0;
+      for (int s = 0; s < b.n_seqs(); ++s)
+        for (int r = b.seq_start[static_cast<size_t>(s)];
+             r < b.seq_start[static_cast<size_t>(s) + 1]; r += cuda::kAttnGroupRows) {
+          const int len =
+              std::min(cuda::kAttnGroupRows, b.seq_start[static_cast<size_t>(s) + 1] - r);
+          groups.push_back(make_int4(r, len, s, z));
+          z += len;
+        }
+      Dev<int4> dgroups(groups);
+      const int ng = static_cast<int>(groups.size());
+      for (int split : {1, 3, 32}) {
+        CAPTURE(split);
+        Dev<float> ws(cuda::attention_decode_workspace(n, H, D, split) / sizeof(float));
+        Dev<int> counters(static_cast<size_t>(n * H));
+        cuda::check(cudaMemset(counters.p(), 0, counters.n * sizeof(int)), "zero counters");
+        const auto rows = [&](const cuda::AttnArgs& args) {
+          cuda::attention_rows(args, dgroups.p(), ng, split, ws.p(), counters.p(), nullptr);
+        };
+        for (int rep = 0; rep < 2; ++rep) {
+          out.poison();
+          rows(a);
+          const double err = rel_err(out.get(), ref);
+          MESSAGE("attention_rows D " << D << " split " << split << ": relative error " << err);
+          CHECK(err < 4e-3);
+        }
+        check_f16_q8(rows);
+      }
+      // A row's result does not depend on the other rows of its group (where a speculative
+      // step's rows start): groups of at most 5 rows give the same bits, keys split in
+      // 64-key parts (the backend's split count for contexts up to 2,048).
+      std::vector<int4> small;
+      z = 0;
+      for (int s = 0; s < b.n_seqs(); ++s)
+        for (int r = b.seq_start[static_cast<size_t>(s)];
+             r < b.seq_start[static_cast<size_t>(s) + 1]; r += 5) {
+          const int len = std::min(5, b.seq_start[static_cast<size_t>(s) + 1] - r);
+          small.push_back(make_int4(r, len, s, z));
+          z += len;
+        }
+      Dev<int4> dsmall(small);
+      Dev<float> ws(cuda::attention_decode_workspace(n, H, D, 32) / sizeof(float));
+      Dev<int> counters(static_cast<size_t>(n * H));
+      cuda::check(cudaMemset(counters.p(), 0, counters.n * sizeof(int)), "zero counters");
+      out.poison();
+      cuda::attention_rows(a, dgroups.p(), ng, 32, ws.p(), counters.p(), nullptr);
+      const std::vector<float> by16 = out.get();
+      out.poison();
+      cuda::attention_rows(a, dsmall.p(), static_cast<int>(small.size()), 32, ws.p(), counters.p(),
+                           nullptr);
+      const std::vector<float> by5 = out.get();
+      CHECK(std::equal(by16.begin(), by16.end(), by5.begin()));
+    }
   }
 }
