@@ -65,13 +65,7 @@ __device__ __forceinline__ void decode_block_finish(const AttnArgs& a, float* __
     p[1] = L;
   }
   int* counter = counters + static_cast<int64_t>(z) * a.n_head + h;
-  __shared__ bool last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_eff - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (!last_arrival(counter, n_eff)) return;
   // out = sum_s w_s acc_s / sum_s w_s l_s, w_s = 2^(m_s - max m). The partials of other
   // blocks are read around L1 (__ldcg), which is not coherent; all of them at once.
   __shared__ float wsplit[kDecodeMaxSplit];

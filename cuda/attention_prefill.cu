@@ -190,13 +190,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // The tile's last block to arrive merges: out = sum_s w_s acc_s / sum_s w_s l_s with
   // w_s = 2^(m_s - max m). Other blocks' partials are read around L1 (__ldcg).
   int* counter = counters + static_cast<int64_t>(blockIdx.x) * a.n_head + h;
-  __shared__ int last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_split - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (!last_arrival(counter, n_split)) return;
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int r = warp * kRowsPerWarp + i;
     if (r >= n_rows) continue;  // warp-uniform

@@ -273,13 +273,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (n_eff == 1) return;
   // The group's last split to arrive merges all of them, row by row.
   int* counter = counters + static_cast<int64_t>(grp.w) * a.n_head + h;
-  __shared__ bool last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_eff - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (!last_arrival(counter, n_eff)) return;
   for (int r = warp; r < G; r += kWarps) {
     const float* part = ws + ((static_cast<int64_t>(grp.w) + r) * a.n_head + h) * n_split * (D + 2);
     const float ms = lane < n_eff ? __ldcg(part + lane * (D + 2)) : -INFINITY;

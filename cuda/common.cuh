@@ -52,6 +52,21 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   return warp_max(v);
 }
 
+// Split-K arrival on one counter: after every thread of the block stored its partials,
+// counts the block in and returns, in every thread, whether it is the last of `arrivals`
+// blocks; that one then reads the others' partials (around L1: __ldcg) and resets the
+// counter to zero for the next launch.
+__device__ __forceinline__ bool last_arrival(int* counter, int arrivals) {
+  __shared__ int flag;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) flag = atomicAdd(counter, 1) == arrivals - 1;
+  __syncthreads();
+  const bool last = flag != 0;
+  if (last) __threadfence();
+  return last;
+}
+
 // --- vector loads (read-only path, 16/8/4 bytes; callers guarantee alignment) -----
 __device__ __forceinline__ uint4 ld16(const void* p) {
   return __ldg(static_cast<const uint4*>(p));
