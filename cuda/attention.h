@@ -40,9 +40,11 @@ void attention_decode(const AttnArgs& a, const int32_t* rows, int n_rows, int n_
 
 // A few consecutive rows of one sequence at once on the tensor cores (attention_rows.cu):
 // groups (n_groups) device int4 {first row, rows (1..16), sequence, first partials row};
-// the rows must be in position order. n_split cuts each group's keys as attention_decode
-// does; workspace: attention_decode_workspace(partials rows, ...) bytes, counters
-// (partials rows, n_head) ints, zero before the first use. head_dim 64 or 128.
+// the rows must be in position order. A group's keys are cut into parts of 64 (a 16-key
+// tile a warp), or into n_split longer ones where 64-key parts would be more: a row's
+// parts, and so its bits, do not depend on the other rows of its group. The last block to
+// finish merges them: workspace attention_decode_workspace(partials rows, ...) bytes,
+// counters (partials rows, n_head) ints, zero before the first use. head_dim 64 or 128.
 constexpr int kAttnGroupRows = 16;
 constexpr int kAttnRowsMaxSplit = 32;  // its merge keeps one split a lane
 bool attention_rows_supported(int head_dim);
