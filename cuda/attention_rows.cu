@@ -13,7 +13,7 @@
 
 #include "cuda/act.cuh"
 #include "cuda/attention.h"
-#include "cuda/attention_merge.cuh"
+#include "cuda/attention_tile.cuh"
 #include "cuda/mma.cuh"
 
 namespace llm::cuda {
@@ -21,7 +21,6 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kKeys = 16;  // keys per warp tile
-constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   const __half2 h = __floats2half2_rn(lo, hi);
@@ -95,12 +94,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                                  : 0;
       const uint32_t sk = static_cast<uint32_t>(__cvta_generic_to_shared(ks + r * DP + piece * 8));
       const uint32_t sv = static_cast<uint32_t>(__cvta_generic_to_shared(vs + r * DP + piece * 8));
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(sk),
-                   "l"(kbase + slot * kv_stride + piece * 8), "r"(valid ? 16 : 0)
-                   : "memory");
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(sv),
-                   "l"(vbase + slot * kv_stride + piece * 8), "r"(valid ? 16 : 0)
-                   : "memory");
+      cp_async16_zfill(sk, kbase + slot * kv_stride + piece * 8, valid);
+      cp_async16_zfill(sv, vbase + slot * kv_stride + piece * 8, valid);
     }
     cp_async_commit();
   };
@@ -112,7 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // The group's queries, scaled for a base-2 softmax, into shared memory as f16 (float4
   // loads by the whole block; rows past G zero), then as A fragments by ldmatrix.
   __half* q_s = reinterpret_cast<__half*>(smem + rows_tiles_smem<D>());
-  const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;
+  const float scale = rsqrtf(static_cast<float>(D)) * kAttnLog2e;
   for (int i = threadIdx.x; i < 16 * (D / 4); i += kWarps * 32) {
     const int r = i / (D / 4), d = (i % (D / 4)) * 4;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
