@@ -94,7 +94,9 @@ class CudaBackend final : public Backend {
   // Either output: logits (n_logits, n_vocab), or cand (resized here) when not null.
   void forward_rows(const Batch& batch, float* logits, LogitCandidates* cand);
   void run(const Batch& b, float* logits, LogitCandidates* cand);  // n_tokens <= cap_tokens_
-  Plan plan_step(const Batch& b, bool graph_mode, int n_padded);
+  // graph_mode: every sequence has rows_per_seq rows; the plan pads to n_seqs_padded of
+  // them (rows at the sink block) and fixes every launch shape for any context length.
+  Plan plan_step(const Batch& b, bool graph_mode, int n_seqs_padded, int rows_per_seq);
   void ensure_input_capacity(size_t bytes);
   void record(const Plan& p);
   void matvec_jobs(MatvecJob* jobs, int n_jobs, const Input& in, int n);
@@ -157,7 +159,7 @@ class CudaBackend final : public Backend {
   // LLM_CUDA_ATTN_PERSIST_FILL=0: from attn_persist_rows_ only).
   bool attn_persist_fill_ = true;
   int attn_persist_bps_ = 4;
-  // Non-graph steps: sequences with this many rows or more, below prefill_min_rows_, take
+  // Sequences with this many rows or more in a step, below prefill_min_rows_, take
   // attention_rows in groups (LLM_CUDA_ATTN_ROWS=N; 0: never, and never in deterministic
   // mode, whose rows take the split-K kernel alike).
   int attn_rows_from_ = 4;    // 3 rows: r(2) 1.15 -> 1.22 at batch 8 on an H100 (PERF.md, run 60)
@@ -219,7 +221,9 @@ class CudaBackend final : public Backend {
   PinnedBuffer in_host_;
   DeviceBuffer in_dev_;
 
-  // Decode graphs by padded batch size.
+  // Graphs by rows per sequence and padded sequence count (run()); steps of up to
+  // graph_rows_ rows a sequence take them (LLM_CUDA_GRAPH_ROWS; 1: pure decode only).
+  int graph_rows_ = 16;
   struct Graph {
     cudaGraphExec_t exec = nullptr;
   };

@@ -131,6 +131,9 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_GRAPHS=0: every step eager (a switch for measurements and debugging).
   if (const char* g = std::getenv("LLM_CUDA_GRAPHS"); g && std::string(g) == "0")
     use_graphs_ = false;
+  // LLM_CUDA_GRAPH_ROWS=N: steps of up to N rows a sequence replay graphs (default 16;
+  // 1: pure decode steps only).
+  if (const char* g = std::getenv("LLM_CUDA_GRAPH_ROWS")) graph_rows_ = std::max(1, std::atoi(g));
   upload_weights(model);
   bool all_float = true;
   for (const Layer& L : layers_)

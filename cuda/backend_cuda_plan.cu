@@ -44,12 +44,14 @@ InLayout in_layout(int n, int n_seqs, int n_logits, int n_decode, int n_tiles, i
 
 }  // namespace
 
-CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_padded) {
+CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_seqs_padded,
+                                         int rows_per_seq) {
   const int n_real = b.n_tokens();
+  const int m = rows_per_seq;
   Plan p;
-  p.n = graph_mode ? n_padded : n_real;
-  p.n_seqs = graph_mode ? n_padded : b.n_seqs();
-  p.n_logits = graph_mode ? n_padded : b.n_logits();
+  p.n = graph_mode ? n_seqs_padded * m : n_real;
+  p.n_seqs = graph_mode ? n_seqs_padded : b.n_seqs();
+  p.n_logits = graph_mode ? p.n : b.n_logits();
   p.matvec = p.n <= matvec_cutoff_;
   p.tc = !p.matvec && p.n <= tc_rows_;
   p.sk = p.n >= sk_min_rows_ && p.n <= sk_rows_;
@@ -62,6 +64,19 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
   std::vector<int4> tiles, groups;
   int64_t max_keys = 0, max_tile_keys = 0, max_group_keys = 0;
   int group_rows = 0;
+  // A few rows of one sequence (a speculative step's k + 1): groups that share K/V. Not
+  // 9+ rows of a lone sequence, which the persistent kernel's fill rule takes faster
+  // (H100, 7B F16, 512 positions: r(8) 1.13 against 1.15; PERF.md, run 60).
+  auto grouped = [&](int rows) {
+    return attn_rows_from_ > 0 && rows >= attn_rows_from_ && (b.n_seqs() > 1 || rows <= 8);
+  };
+  auto add_groups = [&](int r0, int r1, int s) {
+    for (int q = r0; q < r1; q += kAttnGroupRows) {
+      const int len = std::min(kAttnGroupRows, r1 - q);
+      groups.push_back(make_int4(q, len, s, group_rows));
+      group_rows += len;
+    }
+  };
   for (int s = 0; s < b.n_seqs(); ++s) {
     const int r0 = b.seq_start[static_cast<size_t>(s)],
               r1 = b.seq_start[static_cast<size_t>(s) + 1];
@@ -74,29 +89,28 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
       for (int q = r0; q < r1; q += kPrefillTileRows)
         tiles.push_back(make_int4(q, std::min(kPrefillTileRows, r1 - q), s, 0));
       max_tile_keys = std::max<int64_t>(max_tile_keys, last + 1);
-    } else if (!graph_mode && attn_rows_from_ > 0 && r1 - r0 >= attn_rows_from_ &&
-               (b.n_seqs() > 1 || r1 - r0 <= 8)) {
-      // A few rows of one sequence (a speculative step's k + 1): groups that share K/V.
-      // Not 9+ rows of a lone sequence, which the persistent kernel's fill rule takes
-      // faster (H100, 7B F16, 512 positions: r(8) 1.13 against 1.15; PERF.md, run 60).
-      for (int q = r0; q < r1; q += kAttnGroupRows) {
-        const int len = std::min(kAttnGroupRows, r1 - q);
-        groups.push_back(make_int4(q, len, s, group_rows));
-        group_rows += len;
-      }
+    } else if (grouped(r1 - r0)) {
+      add_groups(r0, r1, s);
       max_group_keys = std::max<int64_t>(max_group_keys, last + 1);
     } else {
       for (int r = r0; r < r1; ++r) decode_rows.push_back(r);
       max_keys = std::max<int64_t>(max_keys, last + 1);
     }
   }
-  for (int s = b.n_seqs(); s < p.n_seqs; ++s) {  // padding sequences: one row at the sink block
+  for (int s = b.n_seqs(); s < p.n_seqs; ++s) {  // padding sequences: m rows at the sink block
     table_start[static_cast<size_t>(s)] = static_cast<int32_t>(tables.size());
     tables.push_back(kv_blocks_);
-    row_seq[static_cast<size_t>(s)] = s;
-    decode_rows.push_back(s);
+    for (int r = s * m; r < (s + 1) * m; ++r) row_seq[static_cast<size_t>(r)] = s;
+    if (grouped(m)) {
+      add_groups(s * m, (s + 1) * m, s);
+    } else {
+      for (int r = s * m; r < (s + 1) * m; ++r) decode_rows.push_back(r);
+    }
   }
-  if (graph_mode) max_keys = INT_MAX;  // a graph serves every context length
+  if (graph_mode) {  // a graph serves every context length
+    max_keys = INT_MAX;
+    max_group_keys = INT_MAX;
+  }
   p.n_decode = static_cast<int>(decode_rows.size());
   p.n_tiles = static_cast<int>(tiles.size());
   p.n_groups = static_cast<int>(groups.size());
@@ -146,8 +160,16 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     reinterpret_cast<int32_t*>(h + L.slots)[r] = kv_blocks_ * block_size_;
   }
   put(L.row_seq, row_seq.data(), 4 * row_seq.size());
-  if (graph_mode) {
-    for (int r = 0; r < p.n; ++r) reinterpret_cast<int32_t*>(h + L.logit_rows)[r] = r;
+  if (graph_mode) {  // the wanted rows first, then every other row (the graph's fixed count)
+    int32_t* lr = reinterpret_cast<int32_t*>(h + L.logit_rows);
+    std::vector<char> wanted(static_cast<size_t>(p.n), 0);
+    int k = 0;
+    for (int32_t r : b.logit_rows) {
+      lr[k++] = r;
+      wanted[static_cast<size_t>(r)] = 1;
+    }
+    for (int r = 0; r < p.n; ++r)
+      if (!wanted[static_cast<size_t>(r)]) lr[k++] = r;
   } else {
     put(L.logit_rows, b.logit_rows.data(), 4 * b.logit_rows.size());
   }

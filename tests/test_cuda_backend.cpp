@@ -309,6 +309,12 @@ TEST_CASE(
     const double e_alone = rel_err(one, dec);
     MESSAGE(ft_name << " alone vs batch: relative difference " << e_alone);
     CHECK(e_alone < c.tol_alone);
+    // The GEMV alone against the CPU too, not only against the batch.
+    const Agreement a1 = compare_logits(one, ref, V, 0.05);
+    MESSAGE(ft_name << " alone: worst relative error " << a1.worst << ", top-1 wrong "
+                    << a1.top1_wrong);
+    CHECK(a1.worst < c.tol_decode);
+    CHECK(a1.top1_wrong == 0);
   }
 }
 
@@ -354,4 +360,45 @@ TEST_CASE(
   CHECK(em.preemptions > 0);
   CHECK(em.prefix_hit_tokens > 0);
   CHECK(em.kv.used == 0);
+}
+
+TEST_CASE("cuda backend: steps of m rows a sequence replay graphs with the eager step's logits") {
+  // A speculative verification (every sequence k + 1 rows, logits for all of them) replays
+  // the graph of (m, the sequence count's power of two). From 4 rows a sequence the rows
+  // take attention_rows, whose key splits a graph fixes at the most the workspace allows:
+  // the same ranges, so the same bits as the eager step. Below, the per-row attention's
+  // split count follows the context eagerly and not in a graph: within rounding.
+  const std::string path = write_synthetic(FileType::F16, "llama", "synth_graph_rows.gguf");
+  auto model = Model::load(path);
+  const int V = model->config.n_vocab, P = 100;
+  std::mt19937 rng(5);
+  std::vector<int32_t> toks(P + 8);
+  for (int32_t& t : toks) t = static_cast<int32_t>(rng() % V);
+  cuda::CudaBackend gpu(*model, gpu_options());
+  for (int n_seqs : {1, 3}) {
+    Batch b;  // the prompts: sequence s in blocks 10 s ..
+    for (int s = 0; s < n_seqs; ++s)
+      b.add_sequence(toks.data(), P, 0, linear_blocks(10 * s, 8), 16, s == n_seqs - 1);
+    std::vector<float> pre(size_t(1) * V);
+    gpu.forward(b, pre.data());
+    for (int m : {2, 5, 8}) {
+      CAPTURE(n_seqs);
+      CAPTURE(m);
+      b.clear();
+      for (int s = 0; s < n_seqs; ++s)
+        b.add_sequence(&toks[P], m, P, linear_blocks(10 * s, 8), 16, false);
+      for (int i = 0; i < n_seqs * m; ++i) b.logit_rows.push_back(i);
+      std::vector<float> graph(size_t(n_seqs) * m * V), eager(graph.size()), again(graph.size());
+      gpu.set_graphs(true);
+      gpu.forward(b, graph.data());  // captures
+      gpu.forward(b, again.data());  // replays
+      gpu.set_graphs(false);
+      gpu.forward(b, eager.data());
+      CHECK(same_bits(again, graph, "replay vs capture"));
+      if (m >= 4)
+        CHECK(same_bits(graph, eager, "graph vs eager"));
+      else
+        CHECK(rel_err(graph, eager) < 1e-4);
+    }
+  }
 }
