@@ -43,8 +43,48 @@ void DraftModelProposer::propose_forced(std::vector<DraftRequest>& reqs,
 void DraftModelProposer::release(RequestId id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
-  pool_.free(it->second.table);
+  if (keep_finished_ > 0 && !it->second.cached.empty()) {
+    kept_.push_back(std::move(it->second));
+    if (kept_.size() > keep_finished_) drop_kept(0);
+  } else {
+    pool_.free(it->second.table);
+  }
   seqs_.erase(it);
+}
+
+void DraftModelProposer::set_keep_finished(int n) {
+  keep_finished_ = static_cast<size_t>(std::max(0, n));
+  while (kept_.size() > keep_finished_) drop_kept(0);
+}
+
+int DraftModelProposer::kept_blocks() const {
+  int n = 0;
+  for (const SeqState& s : kept_) n += static_cast<int>(s.table.blocks.size());
+  return n;
+}
+
+void DraftModelProposer::drop_kept(size_t i) {
+  pool_.free(kept_[i].table);
+  kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+void DraftModelProposer::adopt(SeqState& st, const std::vector<int32_t>& tokens) {
+  size_t best = kept_.size(), best_len = 0;
+  for (size_t i = 0; i < kept_.size(); ++i) {
+    const std::vector<int32_t>& c = kept_[i].cached;
+    const size_t lim = std::min(c.size(), tokens.size());
+    const size_t len = static_cast<size_t>(
+        std::mismatch(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(lim), tokens.begin())
+            .first -
+        c.begin());
+    if (len > best_len) {
+      best = i;
+      best_len = len;
+    }
+  }
+  if (best == kept_.size()) return;
+  st = std::move(kept_[best]);
+  kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(best));
 }
 
 void DraftModelProposer::truncate(SeqState& st, int n_tokens) {
@@ -53,6 +93,10 @@ void DraftModelProposer::truncate(SeqState& st, int n_tokens) {
 }
 
 bool DraftModelProposer::evict_one() {
+  if (!kept_.empty()) {  // finished requests' states first, the oldest
+    drop_kept(0);
+    return true;
+  }
   auto victim = seqs_.end();
   for (auto it = seqs_.begin(); it != seqs_.end(); ++it) {
     if (it->second.last_used == clock_ || it->second.table.empty()) continue;  // in this call
@@ -72,6 +116,7 @@ void DraftModelProposer::forward(bool top1) {
     backend_->forward(batch_, logits_.data());
   }
   ++forwards_;
+  rows_ += batch_.n_tokens();
 }
 
 namespace {
@@ -108,6 +153,7 @@ void DraftModelProposer::run(std::vector<DraftRequest>& reqs,
     const int n = static_cast<int>(t.size());
     auto [it, fresh] = seqs_.try_emplace(req.id);
     SeqState& st = it->second;
+    if (fresh) adopt(st, t);
     if (fresh && req.sampler) st.rng = Xoshiro256(req.sampler->seed() ^ 0xd4af7ull);
     st.last_used = clock_;
     // Keep the K/V of the longest prefix still valid; the last token is always computed

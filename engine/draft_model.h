@@ -44,6 +44,14 @@ class DraftModelProposer : public Proposer {
   void propose_forced(std::vector<DraftRequest>& reqs,
                       const std::vector<std::vector<int32_t>>& forced);
 
+  // Finished requests' draft K/V kept for later requests that start with the same tokens
+  // (a chat's next turn, a prompt sent again), as the target's prefix cache does: at most
+  // n states, the least recently finished evicted first, and any of them when the pool
+  // runs short (default 64; 0: freed when the request finishes).
+  void set_keep_finished(int n);
+  int kept_blocks() const;                // blocks the kept states hold
+  int64_t rows() const { return rows_; }  // draft rows computed so far (catch-up + guesses)
+
   const Model& model() const { return *model_; }
   Backend& backend() { return *backend_; }
   int64_t forwards() const { return forwards_; }   // draft forward steps so far
@@ -60,6 +68,9 @@ class DraftModelProposer : public Proposer {
   void truncate(SeqState& st, int n_tokens);  // keeps the K/V of positions [0, n_tokens)
   bool evict_one();                           // frees the LRU state not used by this call
   void forward(bool top1);                    // top1: one candidate a row into cand_, else logits_
+  // A fresh request's state: the kept one sharing the longest prefix with tokens, if any.
+  void adopt(SeqState& st, const std::vector<int32_t>& tokens);
+  void drop_kept(size_t i);
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<Backend> backend_;
@@ -67,6 +78,9 @@ class DraftModelProposer : public Proposer {
   int max_batch_tokens_;
   BlockPool pool_;
   std::unordered_map<RequestId, SeqState> seqs_;
+  std::vector<SeqState> kept_;  // finished requests' states, oldest first
+  size_t keep_finished_ = 64;
+  int64_t rows_ = 0;
   uint64_t clock_ = 0;  // propose() calls so far
   int64_t forwards_ = 0;
   Batch batch_;

@@ -220,6 +220,10 @@ void add_bench_spec_flags(Args& a) {
          "random weights' greedy text then leaves the recording: acceptance falls below ALPHA "
          "(compare fixed k values there)");
   a.flag("--spec-batches", "LIST", "batch sizes", "1,8,32");
+  a.flag("--spec-cold-draft", "",
+         "the replay's draft model meets each prompt inside the timed pass (a first turn: its "
+         "prompt processing counts), instead of keeping the K/V of the untimed pass that cached "
+         "the prompts, as it does for a request that starts with a finished one's tokens");
 }
 
 bool bench_spec_requested(const Args& a) {
@@ -235,6 +239,7 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
   const std::vector<int> batches = parse_list(a.str("spec-batches", "1,8,32"));
   const bool replay = a.has("spec-replay");
   const bool adaptive = a.on("spec-adaptive");
+  const bool cold_draft = a.on("spec-cold-draft");
   const double alpha = a.f64("spec-replay", 0.8);
   if (ctx < 1 || n_gen < 2 || K < 1 || K > 32)
     throw Error("bench: the speculation harness needs -p >= 1, -n >= 2 and --spec-k in 1..32");
@@ -258,6 +263,8 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
     BackendOptions dopt = opt;
     auto be = make_backend(*dm, dopt);  // the draft first: CUDA's target KV takes the rest
     draft = std::make_unique<DraftModelProposer>(std::move(dm), std::move(be), draft_path);
+    // Every sequence of the untimed pass kept for its timed twin (or none: cold).
+    draft->set_keep_finished(cold_draft ? 0 : std::max(64, max_b));
   }
   auto target = make_backend(*model, opt);
 
@@ -352,7 +359,8 @@ int run_bench_spec(const Args& a, BackendOptions opt) {
         q.prompt = p;
         q.sampling.temperature = 0;
         q.stop.ignore_eos = true;
-        q.stop.max_tokens = 1;
+        // Two tokens: one step speculates, so a draft model processes the prompt too.
+        q.stop.max_tokens = 2;
         reqs.push_back(q);
       }
       e.generate_all(reqs);  // the prompts' full blocks into the prefix cache

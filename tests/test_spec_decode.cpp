@@ -436,7 +436,7 @@ TEST_CASE("spec: greedy output is the target's for every proposer, stories260K")
     check_identity(*model, *p, mixed_requests(golden, model->config.n_vocab), false);
     check_identity(*model, *p, mixed_requests(golden, model->config.n_vocab), true);
     if (auto* dp = dynamic_cast<DraftModelProposer*>(p.get()))
-      CHECK(dp->pool().usage().used == 0);  // every finished request released its draft cache
+      CHECK(dp->pool().usage().used == dp->kept_blocks());  // only finished requests' kept K/V
   }
 }
 
@@ -583,7 +583,44 @@ TEST_CASE("spec: stops inside a verified run; events in order and nothing after 
     CHECK(o.results[0].tokens ==
           std::vector<int32_t>(golden.begin() + 1, golden.begin() + 1 + len));
   }
+  CHECK(self->pool().usage().used == self->kept_blocks());
+  self->set_keep_finished(0);
   CHECK(self->pool().usage().used == 0);
+}
+
+TEST_CASE("spec: the draft model keeps finished requests' K/V for a request with their prefix") {
+  auto model = load_stories();
+  const std::string ids = test::shared_file("models/stories260K.greedy200.ids");
+  if (!model || ids.empty()) LLM_SKIP("../shared/models/stories260K.* absent");
+  const std::vector<int32_t> golden = read_ids(ids);
+  REQUIRE(golden.size() == 201);
+  auto keep = draft_proposer(make_quantized_copy(*model, DType::Q8_0, 2), "kept");
+  auto cold = draft_proposer(make_quantized_copy(*model, DType::Q8_0, 2), "cold");
+  cold->set_keep_finished(0);
+  CpuBackend be(*model, cpu_opt(2048));
+  // A first turn (60 prompt tokens, 20 generated), then a request whose prompt is that
+  // turn's text and 10 more tokens: the kept draft computes only what the first did not.
+  const std::vector<int32_t> p1(golden.begin(), golden.begin() + 60),
+      p2(golden.begin(), golden.begin() + 90);
+  std::vector<int64_t> rows;
+  std::vector<std::vector<int32_t>> out;
+  for (DraftModelProposer* p : {keep.get(), cold.get()}) {
+    const Outcome a = run(be, spec_cfg(p, 4), {greedy(p1, 20)});
+    CHECK(a.results[0].tokens == std::vector<int32_t>(golden.begin() + 60, golden.begin() + 80));
+    const int64_t r0 = p->rows();
+    const Outcome b = run(be, spec_cfg(p, 4), {greedy(p2, 20)});
+    rows.push_back(p->rows() - r0);
+    out.push_back(b.results[0].tokens);
+  }
+  CHECK(out[0] == std::vector<int32_t>(golden.begin() + 90, golden.begin() + 110));
+  CHECK(out[1] == out[0]);
+  MESSAGE("second request's draft rows: kept " << rows[0] << ", cold " << rows[1]);
+  CHECK(rows[0] + 70 <= rows[1]);  // at least the first turn's 60 + 20 - 10 positions
+  CHECK(keep->pool().usage().used == keep->kept_blocks());
+  CHECK(keep->kept_blocks() > 0);
+  CHECK(cold->pool().usage().used == 0);
+  keep->set_keep_finished(0);
+  CHECK(keep->pool().usage().used == 0);
 }
 
 TEST_CASE("spec: grammar-constrained requests under speculation") {
