@@ -38,9 +38,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int D = a.head_dim, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kvh = h / (a.n_head / a.n_head_kv);
   const int n_keys = a.positions[row] + 1;
-  // Only as many splits as give every warp a 32-key tile work (a graph is captured with
-  // the most splits any context needs; short contexts use fewer). Splits cover whole tiles.
-  const int n_eff = min(n_split, static_cast<int>(ceil_div(n_keys, kWarps * 32)));
+  // Only as many splits as give each at least kAttnSplitKeys keys (a graph is captured with
+  // the most splits any context needs; short contexts use fewer). Splits cover whole
+  // 32-key tiles; a split of 64 keys leaves two of the block's warps without one.
+  const int n_eff = min(n_split, static_cast<int>(ceil_div(n_keys, kAttnSplitKeys)));
   if (split >= n_eff) return;
   const int chunk = static_cast<int>(ceil_div(ceil_div(n_keys, n_eff), 32) * 32);
   const int start = split * chunk, end = min(n_keys, start + chunk);

@@ -126,7 +126,8 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     // splits, so the same sums, on one GPU as on each rank.
     const int64_t heads = static_cast<int64_t>(cfg_.n_head) * (comm_ ? comm_->world() : 1);
     int64_t s = ceil_div(2 * n_sm_, static_cast<int64_t>(p.n_decode) * heads);
-    s = std::min<int64_t>({s, kMaxSplit, ceil_div(max_keys, 128), split_ws_rows_ / p.n_decode});
+    s = std::min<int64_t>(
+        {s, kMaxSplit, ceil_div(max_keys, kAttnSplitKeys), split_ws_rows_ / p.n_decode});
     p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
   }
   if (p.n_tiles > 0 && prefill_split_) {
