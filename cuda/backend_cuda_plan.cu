@@ -125,7 +125,11 @@ CudaBackend::Plan CudaBackend::plan_step(const Batch& b, bool graph_mode, int n_
     // Heads of the whole model (a tensor-parallel rank holds 1/world of them): the same
     // splits, so the same sums, on one GPU as on each rank.
     const int64_t heads = static_cast<int64_t>(cfg_.n_head) * (comm_ ? comm_->world() : 1);
-    int64_t s = ceil_div(2 * n_sm_, static_cast<int64_t>(p.n_decode) * heads);
+    // Splits for 2 blocks per SM, 4 where the (row, head) pairs are fewer than the SMs
+    // (H100, one row at 2,048 positions: 7B F16 5.64 -> 5.56 ms, the llama-1b draft 0.85 ->
+    // 0.80-0.84; at 8 rows 4 lost: 2,384-2,394 -> 2,265-2,280 tok/s; PERF.md, runs 77-78).
+    const int64_t pairs = static_cast<int64_t>(p.n_decode) * heads;
+    int64_t s = ceil_div((pairs < n_sm_ ? 4 : 2) * static_cast<int64_t>(n_sm_), pairs);
     s = std::min<int64_t>(
         {s, kMaxSplit, ceil_div(max_keys, kAttnSplitKeys), split_ws_rows_ / p.n_decode});
     p.n_split = static_cast<int>(std::max<int64_t>(s, 1));
