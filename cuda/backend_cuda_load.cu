@@ -214,6 +214,7 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   if (deterministic_) prefill_min_rows_ = INT_MAX;
   // LLM_CUDA_MV_KQ=bits: the GEMV kernel set (cuda/matvec_quant.h; default 15).
   mv_variant_ = matvec_variant_from_env();
+  if (mv_variant_.pairs_below > 0) mv_variant_.pairs_below = 8 * static_cast<int64_t>(n_sm_);
   if (verbose_ && (mv_variant_.kquant || mv_variant_.q8))
     std::fprintf(stderr, "matvec kernels (LLM_CUDA_MV_KQ):%s%s%s%s%s\n",
                  mv_variant_.kquant ? " k-quant" : "", mv_variant_.q8 ? " q8_0" : "",

@@ -15,6 +15,7 @@ struct Jobs {
   MatvecJob job[kMaxJobs];
   int64_t group_start[kMaxJobs + 1];  // prefix sums of row groups per job
   int n_jobs;
+  bool pairs;  // MatvecVariant::pairs_below allows a warp pair per row group
 };
 
 // Finds the job and first row of this warp's row group; false when past the end.
@@ -71,16 +72,18 @@ __device__ __forceinline__ void finish(const MatvecJob& job, int64_t r0, int n,
 }
 
 // Two sums kept apart (MatvecJob::k_split), no epilogue: y = (y + S0) + S1, or S0 + S1.
+// acc1_reduced: acc1 already holds the warp sums (another warp's, handed over).
 template <int R, int NC>
 __device__ __forceinline__ void finish_split(const MatvecJob& job, int64_t r0, int n,
-                                             float (&acc0)[R][NC], float (&acc1)[R][NC]) {
+                                             float (&acc0)[R][NC], float (&acc1)[R][NC],
+                                             bool acc1_reduced = false) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       acc0[r][c] = warp_sum(acc0[r][c]);
-      acc1[r][c] = warp_sum(acc1[r][c]);
+      if (!acc1_reduced) acc1[r][c] = warp_sum(acc1[r][c]);
     }
 #pragma unroll
   for (int r = 0; r < R; ++r)

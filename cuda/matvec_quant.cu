@@ -3,6 +3,7 @@
 // the weight loads are 16 bytes wide and bypass L1, the activations (read by every warp)
 // stay in L1. Partial sums meet in a warp reduction.
 #include <cstdlib>
+#include <string>
 
 #include "cuda/matvec_jobs.cuh"
 #include "cuda/matvec_quant.h"
@@ -20,13 +21,18 @@ using mv::locate;
 
 // Lane l takes the units u with (u + lane_offset) % 32 == l, in increasing order, U at a time;
 // the sums over units below `split` go to acc0, the rest to acc1 (split 0: all to acc0).
-template <DType T, int R, int NC, int U>
+// PAIRS (one job with k_split, one column): two warps per row group, warp 2i the units below
+// `split`, warp 2i + 1 the rest, each lane the same units in the same order as one warp
+// would, so the same bits in half the chain; the second hands its reduced sums over.
+template <DType T, int R, int NC, int U, bool PAIRS>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, int n) {
-  const int lane = threadIdx.x & 31;
-  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  __shared__ float handed[PAIRS ? kWarps / 2 : 1][R][NC];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   int j;
   int64_t r0;
-  if (!locate<R>(J, g, j, r0)) return;
+  if (!locate<R>(J, PAIRS ? g / 2 : g, j, r0)) return;
+  const int half = PAIRS ? static_cast<int>(g & 1) : 0;
   const MatvecJob& job = J.job[j];
   const DevMatrix& W = job.W;
   const int64_t nu = W.cols / 32;
@@ -53,17 +59,20 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
       for (int r = 0; r < R; ++r)
         if (u0 + 32 * i < nu) dst[i][r] = load_unit<T>(W, rows[r], u0 + 32 * i);
   };
-  const int64_t start = ((lane - lane_offset) % 32 + 32) % 32;
+  // The lane's units: from its first at or after `first` (0, or split for the second warp
+  // of a pair), below `last`.
+  const int64_t first = half ? split : 0, last = PAIRS && !half ? split : nu;
+  const int64_t start = first + ((lane - lane_offset - first) % 32 + 32) % 32;
   load(w, start);
   pdl_wait();
   pdl_trigger();
-  for (int64_t u0 = start; u0 < nu; u0 += 32 * U) {
+  for (int64_t u0 = start; u0 < last; u0 += 32 * U) {
     Unit next[U][R];
-    if (u0 + 32 * U < nu) load(next, u0 + 32 * U);
+    if (u0 + 32 * U < last) load(next, u0 + 32 * U);
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int64_t u = u0 + 32 * i;
-      if (u >= nu) break;
+      if (u >= last) break;
       const bool low = u < split;
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
@@ -90,6 +99,27 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
     for (int i = 0; i < U; ++i)
 #pragma unroll
       for (int r = 0; r < R; ++r) w[i][r] = next[i][r];
+  }
+  if constexpr (PAIRS) {
+    // The second warp's sums (acc1) reach the first through shared memory; a barrier of
+    // the pair's 64 threads (both warps of a pair exist or neither does).
+    if (half) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+          const float v = warp_sum(acc1[r][c]);
+          if (lane == 0) handed[warp / 2][r][c] = v;
+        }
+    }
+    asm volatile("bar.sync %0, 64;" ::"r"(1 + warp / 2));
+    if (half) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int c = 0; c < NC; ++c) acc1[r][c] = handed[warp / 2][r][c];
+    finish_split<R, NC>(job, r0, n, acc0, acc1, true);
+    return;
   }
   if (split < nu)
     finish_split<R, NC>(job, r0, n, acc0, acc1);
@@ -269,7 +299,18 @@ void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaS
     else
       launch(matvec_f_scalar_kernel<T, NC>, blocks, kWarps * 32, 0, stream, J, x_f32, n);
   } else {
-    launch(matvec_q_kernel<T, kRows, NC, U>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
+    // One job split in two halves of K at one column: a warp pair per row group (the
+    // launch's group count doubles). H100, llama-1b-shaped Q4_0 draft: PERF.md, run 80.
+    bool pairs = false;
+    if constexpr (NC == 1)
+      pairs = J.pairs && J.n_jobs == 1 && J.job[0].k_split > 0 &&
+              J.job[0].k_split < J.job[0].W.cols && J.job[0].epilogue == Epilogue::None;
+    if (pairs) {
+      const unsigned b2 = static_cast<unsigned>(ceil_div(2 * J.group_start[1], kWarps));
+      launch(matvec_q_kernel<T, kRows, 1, U, true>, b2, kWarps * 32, 0, stream, J, x_q8, n);
+    } else {
+      launch(matvec_q_kernel<T, kRows, NC, U, false>, blocks, kWarps * 32, 0, stream, J, x_q8, n);
+    }
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -317,6 +358,9 @@ MatvecVariant matvec_variant_from_env() {
   v.mixed = (bits & 4) != 0;
   v.uncapped = (bits & 8) != 0;
   v.q8_deep = (bits & 16) != 0;
+  // LLM_CUDA_MV_PAIRS=0: a k_split product at one column in one warp per row group.
+  if (const char* p = std::getenv("LLM_CUDA_MV_PAIRS"); p && std::string(p) == "0")
+    v.pairs_below = 0;
   return v;
 }
 
@@ -351,6 +395,7 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
     const int rows_per_group = scalar ? 1 : kRows;
     Jobs J{};
     J.n_jobs = n_jobs;
+    J.pairs = ceil_div(jobs[0].W.rows, static_cast<int64_t>(kRows)) < variant.pairs_below;
     J.group_start[0] = 0;
     for (int i = 0; i < n_jobs; ++i) {
       J.job[i] = jobs[i];

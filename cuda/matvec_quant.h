@@ -67,6 +67,11 @@ struct MatvecVariant {
   bool mixed = false;
   bool uncapped = false;
   bool q8_deep = false;
+  // A product split in two halves of K (MatvecJob::k_split) at one column with fewer row
+  // groups (2 rows) than this: a warp for each half, the same sums (generic quantized
+  // kernel). The backend sets 8 per SM (H100: the llama-1b draft's wo / w_down, 1,024
+  // groups, gained; a 7B's 2,048 lost 6 %; PERF.md, run 80); LLM_CUDA_MV_PAIRS=0: never.
+  int64_t pairs_below = INT64_MAX;
 };
 // Parses LLM_CUDA_MV_KQ (unset: 15); throws llm::Error for a value that is not a
 // number from 0 to 31.
