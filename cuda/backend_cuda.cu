@@ -149,8 +149,8 @@ void CudaBackend::run(const Batch& b, float* logits, LogitCandidates* cand) {
   // Every sequence m rows (pure decode: 1; a speculative verification: k + 1), logits for
   // distinct rows: replay the graph of m rows a sequence and the sequence count's power of
   // two (padding sequences at the end), which computes logits for every row, the wanted
-  // ones first (plan_step). Verifications on graphs: H100, 7B F16 one row 196.6 tok/s with
-  // its graph, 191.1 without (PERF.md, run 66).
+  // ones first (plan_step). Verifications on graphs: H100, 7B F16, batch-1 r(8) 1.14 ->
+  // 1.11 (PERF.md, run 68).
   const int m = b.n_seqs() > 0 ? n / b.n_seqs() : 0;
   bool graph = use_graphs_ && !profiling_ && m >= 1 && m <= graph_rows_;
   for (int s = 0; graph && s < b.n_seqs(); ++s)

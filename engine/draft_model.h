@@ -66,8 +66,8 @@ class DraftModelProposer : public Proposer {
   };
   void run(std::vector<DraftRequest>& reqs, const std::vector<std::vector<int32_t>>* forced);
   void truncate(SeqState& st, int n_tokens);  // keeps the K/V of positions [0, n_tokens)
-  bool evict_one();                           // frees the LRU state not used by this call
-  void forward(bool top1);                    // top1: one candidate a row into cand_, else logits_
+  bool evict_one();         // frees the oldest kept state, else the LRU state not used by this call
+  void forward(bool top1);  // top1: one candidate a row into cand_, else logits_
   // A fresh request's state: the kept one sharing the longest prefix with tokens, if any.
   void adopt(SeqState& st, const std::vector<int32_t>& tokens);
   void drop_kept(size_t i);
