@@ -24,6 +24,11 @@ struct AttnArgs {
   // next matrix product, saving a conversion pass. Null: not wanted.
   __half* out_f16 = nullptr;
   ActQ8 out_q8;
+  // Keys that earlier steps wrote are read before the PDL wait (attention_decode and
+  // attention_rows; the kernel before writes only this step's rows): 0 never; 1 the first
+  // tile's keys into registers and its values prefetched to L2 (rows: the first tile's
+  // copies); 2 the values to L1; 3 keys only.
+  int prefetch = 0;
 };
 
 // head_dim must be a multiple of 8 and at most 256.

@@ -51,16 +51,42 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
   const int t_first = start + warp * 32;  // the warp's first tile
   const int64_t slot_first = t_first + lane < end ? slot_of(t_first + lane) : 0;
+  const int64_t kv_stride = static_cast<int64_t>(a.n_head_kv) * D;  // halves per slot
+  const __half* kbase = a.k_cache + static_cast<int64_t>(kvh) * D;
+  const __half* vbase = a.v_cache + static_cast<int64_t>(kvh) * D;
+
+  // Keys below `stable` were written by earlier steps; the kernel before this one writes
+  // the row's own position (and those of its sequence's other rows, which come before it:
+  // then nothing is read early). The first tile's key rows load before the PDL wait, and
+  // its value rows are prefetched, so that the wait is followed by arithmetic, not DRAM.
+  constexpr int kChunks = DPL >= 4 ? 16 : 4 * DPL;  // 16-byte chunks of a key row per pass
+  const int chunks = D / 8;
+  uint4 raw[kChunks];  // the whole key row (up to 128 dims) in flight at once
+  bool early = false;
+  if (a.prefetch > 0 && chunks <= kChunks) {
+    const int seq = a.row_seq[row];
+    const int stable = row > 0 && a.row_seq[row - 1] == seq ? 0 : n_keys - 1;
+    early = t_first + lane < min(end, stable);
+    if (early) {
+      const __half* kp = kbase + slot_first * kv_stride;
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c)
+        if (c < chunks) raw[c] = ld16(kp + 8 * c);
+      const char* vp = reinterpret_cast<const char*>(vbase + slot_first * kv_stride);
+      for (int b = 0; a.prefetch <= 2 && b < 2 * D; b += 128) {
+        if (a.prefetch == 1)
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(vp + b));
+        else
+          asm volatile("prefetch.global.L1 [%0];" ::"l"(vp + b));
+      }
+    }
+  }
   pdl_wait();
   pdl_trigger();
   const float scale = rsqrtf(static_cast<float>(D)) * kLog2e;  // softmax in base 2
   for (int d = threadIdx.x; d < D; d += blockDim.x)
     q_s[d] = a.q[(static_cast<int64_t>(row) * a.n_head + h) * D + d] * scale;
   __syncthreads();
-
-  const int64_t kv_stride = static_cast<int64_t>(a.n_head_kv) * D;  // halves per slot
-  const __half* kbase = a.k_cache + static_cast<int64_t>(kvh) * D;
-  const __half* vbase = a.v_cache + static_cast<int64_t>(kvh) * D;
   const bool owns_dims = lane * DPL < D;
   using VecT =
       typename std::conditional<DPL == 8, uint4,
@@ -105,8 +131,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int i = 0; i < DPL; ++i) acc[i] = 0.0f;
 
-  constexpr int kChunks = DPL >= 4 ? 16 : 4 * DPL;  // 16-byte chunks of a key row per pass
-  const int chunks = D / 8;
   for (int t0 = t_first; t0 < end; t0 += kWarps * 32) {
     const int key = t0 + lane;
     const bool valid = key < end;
@@ -117,10 +141,12 @@ __global__ void __launch_bounds__(kWarps * 32)
       const __half* kp = kbase + slot * kv_stride;
       float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four chains: latency, not throughput
       for (int c0 = 0; c0 < chunks; c0 += kChunks) {
-        uint4 raw[kChunks];  // the whole key row (up to 128 dims) in flight at once
+        if (!early) {
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c)
-          if (c0 + c < chunks) raw[c] = ld16(kp + 8 * (c0 + c));
+          for (int c = 0; c < kChunks; ++c)
+            if (c0 + c < chunks) raw[c] = ld16(kp + 8 * (c0 + c));
+        }
+        early = false;  // the early loads were the first tile's (one pass)
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
           if (c0 + c >= chunks) break;

@@ -100,9 +100,15 @@ __global__ void __launch_bounds__(kWarps * 32)
     cp_async_commit();
   };
   const int first = start + warp * kKeys, step = kWarps * kKeys;
-  pdl_wait();  // q and this step's K/V rows come from the kernel before
+  // Keys below the position of the sequence's first row in this step were written by
+  // earlier steps: a first tile of only those is copied before the PDL wait (AttnArgs::
+  // prefetch); q and this step's K/V rows come from the kernel before.
+  const bool early = a.prefetch > 0 && first < end && (row0 == 0 || a.row_seq[row0 - 1] != grp.z) &&
+                     min(first + kKeys, end) <= a.positions[row0];
+  if (early) issue(first, 0);
+  pdl_wait();
   pdl_trigger();
-  if (first < end) issue(first, 0);
+  if (first < end && !early) issue(first, 0);
 
   // The group's queries, scaled for a base-2 softmax, into shared memory as f16 (float4
   // loads by the whole block; rows past G zero), then as A fragments by ldmatrix.

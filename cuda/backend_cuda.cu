@@ -10,6 +10,7 @@
 #include "cuda/kv_store.h"
 #include "cuda/matmul.h"
 #include "cuda/matmul_tc.h"
+#include "cuda/matvec_glu.h"
 #include "cuda/matvec_quant.h"
 #include "cuda/quantize.h"
 #include "cuda/rmsnorm.h"
@@ -261,6 +262,15 @@ bool CudaBackend::glu_fused(const Plan& p, const Layer& L) const {
          g.rows == u.rows && g.rows % 32 == 0 && sk_cfg_.col_split_elems == 0 && p.n <= kSkMaxCols;
 }
 
+bool CudaBackend::mv_glu_fused(const Plan& p, const Layer& L) const {
+  // Not in deterministic mode, whose one-row and batched steps share the GEMV's path.
+  // Blocks of 512 threads, two per SM: more than one wave lost (H100, 7B Q4_0's 344 blocks:
+  // tg128 481 -> 474 tok/s; the llama-1b draft's 256 gained; PERF.md, run 82).
+  return mv_glu_ > 0 && !deterministic_ && p.matvec && p.n == 1 &&
+         matvec_glu_supported(L.w_gate, L.w_up) &&
+         matvec_glu_blocks(L.w_gate) <= 2 * static_cast<int64_t>(n_sm_);
+}
+
 bool CudaBackend::sk_rope_fused(const Plan& p, const Layer& L) const {
   const DevMatrix &q = L.wq, &k = L.wk, &v = L.wv;
   // Q4_0 up to 32 rows with the half mode's register kernel (H100, 32 rows: 6.90 -> 6.73 ms per
@@ -450,15 +460,13 @@ void CudaBackend::record(const Plan& p) {
     // Attention block: h += wo · attn(rope(wq·xn), rope(wk·xn), wv·xn), xn = rmsnorm(h).
     const DevMatrix* Wqkv[3] = {&L.wq, &L.wk, &L.wv};
     const ActOut xa = act_for(Wqkv, 3, p, E, false);
-    rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
-    mark("rmsnorm");
     // Decode: bias, RoPE and the K/V store happen in the matvec's epilogue (rows 2i, 2i+1
     // of a head meet in one warp; llama's Norm pairing only).
     const bool fused_rope = p.matvec && !use_sk(p, L.wq) && !use_sk(p, L.wk) && !use_sk(p, L.wv) &&
                             c.rope_type == RopeType::Norm && matvec_pairs_rows(L.wq) &&
                             matvec_pairs_rows(L.wk) && matvec_pairs_rows(L.wv);
+    MatvecJob jobs[3];
     if (fused_rope) {
-      MatvecJob jobs[3];
       const Epilogue ep[3] = {Epilogue::RopeToY, Epilogue::RopeToCache, Epilogue::ToCache};
       const float* bias[3] = {L.bq, L.bk, L.bv};
       __half* cache[3] = {nullptr, kc, vc};
@@ -475,6 +483,22 @@ void CudaBackend::record(const Plan& p) {
       }
       jobs[0].y = q_rot_.as<float>();
       jobs[0].ldy = Q;
+    }
+    // One-row steps: the q/k/v product normalizes h itself where it can (mv_norm_).
+    const bool qkv_norm =
+        fused_rope && mv_norm_ && !deterministic_ && matvec_norm_supported(jobs, 3, n);
+    if (!qkv_norm) {
+      rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
+      mark("rmsnorm");
+    }
+    if (qkv_norm) {
+      MatvecNorm norm;
+      norm.h = h;
+      norm.w = L.attn_norm;
+      norm.eps = c.rms_eps;
+      matvec(jobs, 3, nullptr, xa.q8, n, stream_, mv_variant_, &norm);
+      mark("rmsnorm+qkv+rope+kv_store");
+    } else if (fused_rope) {
       matvec_jobs(jobs, 3, input_of(xa, nullptr), n);
       mark("qkv+rope+kv_store");
     } else if (sk_rope_fused(p, L)) {
@@ -545,6 +569,7 @@ void CudaBackend::record(const Plan& p) {
     a.head_dim = c.head_dim;
     a.block_size = block_size_;
     a.out = attn;
+    a.prefetch = attn_prefetch_;
     {
       const DevMatrix* W[1] = {&L.wo};
       ActOut ao = act_for(W, 1, p, Q, false);
@@ -593,12 +618,17 @@ void CudaBackend::record(const Plan& p) {
     const DevMatrix* Wd[1] = {&L.w_down};
     ActOut ma = act_for(Wd, 1, p, F, false);  // the down product's input formats
     const bool glu = glu_fused(p, L);
+    const bool mv_glu = !glu && mv_glu_fused(p, L);
     {
       const DevMatrix* W[2] = {&L.w_gate, &L.w_up};
       float* Y[2] = {gu, gu + F};
       const ActOut xa = act_for(W, 2, p, E, false);
-      rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
-      mark("rmsnorm");
+      // matvec_glu normalizes h itself where it can (mv_glu_ 1).
+      const bool norm_in = mv_glu && mv_glu_ == 1 && matvec_glu_norm_supported(E);
+      if (!norm_in) {
+        rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
+        mark("rmsnorm");
+      }
       if (glu) {
         // The skinny product's SwiGLU mode writes the down product's input itself, into
         // gu_ (its activations are read from act_*: another buffer).
@@ -615,6 +645,17 @@ void CudaBackend::record(const Plan& p) {
         sk_shared(s);
         mm_sk(s, stream_);
         mark("gate+up+swiglu");
+      } else if (mv_glu) {
+        ma = glu_out_formats(ma);  // not act_*, which the product reads
+        GluInput gi;
+        gi.x_q8 = xa.q8;
+        if (norm_in) {
+          gi.h = h;
+          gi.norm_w = L.ffn_norm;
+          gi.eps = c.rms_eps;
+        }
+        matvec_glu(L.w_gate, L.w_up, gi, ma, stream_);
+        mark(norm_in ? "rmsnorm+gate+up+swiglu" : "gate+up+swiglu");
       } else {
         linear(W, Y, 2, 2 * F, false, input_of(xa, nullptr), p);
         mark("gate+up");
@@ -623,7 +664,7 @@ void CudaBackend::record(const Plan& p) {
     {
       const DevMatrix* const* W = Wd;
       float* Y[1] = {h};
-      if (!glu) {
+      if (!glu && !mv_glu) {
         swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
         mark("swiglu");
       }

@@ -110,6 +110,9 @@ class CudaBackend final : public Backend {
   // Whether gate/up run in mm_sk's SwiGLU mode (writing the down product's input in the
   // formats of glu_out_formats, inside gu_) instead of gate/up then the SwiGLU kernel.
   bool glu_fused(const Plan& p, const Layer& L) const;
+  // One-row steps: gate/up and the SwiGLU in one GEMV launch (matvec_glu), written to the
+  // formats of glu_out_formats like the skinny products' SwiGLU mode.
+  bool mv_glu_fused(const Plan& p, const Layer& L) const;
   // The skinny products' split-K workspace and configuration, the same for every launch.
   void sk_shared(MmSkArgs& s);
   ActOut glu_out_formats(const ActOut& want) const;
@@ -162,6 +165,17 @@ class CudaBackend final : public Backend {
   // Sequences with this many rows or more in a step, below prefill_min_rows_, take
   // attention_rows in groups (LLM_CUDA_ATTN_ROWS=N; 0: never, and never in deterministic
   // mode, whose rows take the split-K kernel alike).
+  // Decode attention reads the keys of earlier steps before the PDL wait (AttnArgs::prefetch;
+  // LLM_CUDA_ATTN_PREFETCH=0..3). H100 tg128, off / 1: llama-1b draft 1,677-1,688 / 1,724-1,735,
+  // 7B Q4_0 469 / 481, F16 195-196 / 198; keys alone (3) gained nothing (PERF.md, run 82).
+  int attn_prefetch_ = 1;
+  // One-row gate/up + SwiGLU in one launch (mv_glu_fused), which also normalizes its input
+  // where it can (LLM_CUDA_MV_GLU: 1; 2 without the norm; 0 off).
+  int mv_glu_ = 1;
+  // One-row q/k/v products normalize their input themselves where matvec can
+  // (matvec_norm_supported; LLM_CUDA_MV_NORM=0: a separate RMSNorm launch). H100, llama-1b
+  // draft tg128: 1,958 -> 2,044 tok/s (PERF.md, run 83).
+  bool mv_norm_ = true;
   int attn_rows_from_ = 4;    // 3 rows: r(2) 1.15 -> 1.22 at batch 8 on an H100 (PERF.md, run 60)
   MatvecVariant mv_variant_;  // LLM_CUDA_MV_KQ: alternative GEMV kernels (default: none)
   cudaStream_t stream_ = nullptr;

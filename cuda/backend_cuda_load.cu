@@ -206,6 +206,10 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   if (const char* e = std::getenv("LLM_CUDA_ATTN_ROWS"))
     attn_rows_from_ = std::max(0, std::atoi(e));
   if (deterministic_ || !attention_rows_supported(cfg_.head_dim)) attn_rows_from_ = 0;
+  if (const char* e = std::getenv("LLM_CUDA_MV_GLU")) mv_glu_ = std::clamp(std::atoi(e), 0, 2);
+  if (const char* e = std::getenv("LLM_CUDA_MV_NORM")) mv_norm_ = std::atoi(e) != 0;
+  if (const char* e = std::getenv("LLM_CUDA_ATTN_PREFETCH"))
+    attn_prefetch_ = std::clamp(std::atoi(e), 0, 3);
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_FILL"))
     attn_persist_fill_ = std::atoi(e) != 0;
   if (const char* e = std::getenv("LLM_CUDA_ATTN_PERSIST_BPS"))

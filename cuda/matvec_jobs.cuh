@@ -15,7 +15,8 @@ struct Jobs {
   MatvecJob job[kMaxJobs];
   int64_t group_start[kMaxJobs + 1];  // prefix sums of row groups per job
   int n_jobs;
-  bool pairs;  // MatvecVariant::pairs_below allows a warp pair per row group
+  bool pairs;       // MatvecVariant::pairs_below allows a warp pair per row group
+  MatvecNorm norm;  // the generic kernel's NORM mode (matvec_norm_supported)
 };
 
 // Finds the job and first row of this warp's row group; false when past the end.

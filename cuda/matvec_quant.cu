@@ -5,9 +5,11 @@
 #include <cstdlib>
 #include <string>
 
+#include "cuda/act.cuh"
 #include "cuda/matvec_jobs.cuh"
 #include "cuda/matvec_quant.h"
 #include "cuda/qweight.cuh"
+#include "cuda/rmsnorm.h"
 
 namespace llm::cuda {
 namespace {
@@ -24,14 +26,26 @@ using mv::locate;
 // PAIRS (one job with k_split, one column): two warps per row group, warp 2i the units below
 // `split`, warp 2i + 1 the rest, each lane the same units in the same order as one warp
 // would, so the same bits in half the chain; the second hands its reduced sums over.
-template <DType T, int R, int NC, int U, bool PAIRS>
-__global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, int n) {
+// NORM (one column, no pairs): blocks of kNormWarps warps normalize J.norm's row into shared
+// memory first (act.cuh's norm_row_q8) and read the activations from there.
+constexpr int kNormWarps = 16;
+constexpr int kNormMax = 4 * kNormWarps * 32;
+
+template <DType T, int R, int NC, int U, bool PAIRS, bool NORM = false>
+__global__ void __launch_bounds__((NORM ? kNormWarps : kWarps) * 32)
+    matvec_q_kernel(Jobs J, ActQ8 x, int n) {
+  constexpr int WARPS = NORM ? kNormWarps : kWarps;
   __shared__ float handed[PAIRS ? kWarps / 2 : 1][R][NC];
+  __shared__ __align__(16) int8_t xq_s[NORM ? kNormMax : 16];
+  __shared__ float2 xd_s[NORM ? kNormMax / 32 : 1];
+  __shared__ float red[NORM ? 32 : 1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
-  int j;
-  int64_t r0;
-  if (!locate<R>(J, PAIRS ? g / 2 : g, j, r0)) return;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * WARPS + warp;
+  int j = 0;
+  int64_t r0 = 0;
+  // A NORM block's warps past the end still take part in the norm's barriers.
+  const bool active = locate<R>(J, PAIRS ? g / 2 : g, j, r0);
+  if (!NORM && !active) return;
   const int half = PAIRS ? static_cast<int>(g & 1) : 0;
   const MatvecJob& job = J.job[j];
   const DevMatrix& W = job.W;
@@ -63,9 +77,15 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
   // of a pair), below `last`.
   const int64_t first = half ? split : 0, last = PAIRS && !half ? split : nu;
   const int64_t start = first + ((lane - lane_offset - first) % 32 + 32) % 32;
-  load(w, start);
+  if (active) load(w, start);
+  float4 norm_w = make_float4(0, 0, 0, 0);
+  if constexpr (NORM) norm_w = norm_row_weights(J.norm.w, W.cols);
   pdl_wait();
   pdl_trigger();
+  if constexpr (NORM) {
+    norm_row_q8(J.norm.h, norm_w, W.cols, J.norm.eps, xq_s, xd_s, red);
+    if (!active) return;
+  }
   for (int64_t u0 = start; u0 < last; u0 += 32 * U) {
     Unit next[U][R];
     if (u0 + 32 * U < last) load(next, u0 + 32 * U);
@@ -77,12 +97,21 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q_kernel(Jobs J, ActQ8 x, 
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         if (c >= n) break;
-        const int8_t* xq = x.qs + c * W.cols + u * 32;
-        const uint4 a = ld16(xq), b = ld16(xq + 16);
+        uint4 a, b;
+        float2 xds;
+        if constexpr (NORM) {
+          a = *reinterpret_cast<const uint4*>(xq_s + u * 32);
+          b = *reinterpret_cast<const uint4*>(xq_s + u * 32 + 16);
+          xds = xd_s[u];
+        } else {
+          const int8_t* xq = x.qs + c * W.cols + u * 32;
+          a = ld16(xq);
+          b = ld16(xq + 16);
+          xds = __ldg(x.ds + c * nu + u);
+        }
         const int xi[8] = {static_cast<int>(a.x), static_cast<int>(a.y), static_cast<int>(a.z),
                            static_cast<int>(a.w), static_cast<int>(b.x), static_cast<int>(b.y),
                            static_cast<int>(b.z), static_cast<int>(b.w)};
-        const float2 xds = __ldg(x.ds + c * nu + u);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           // An explicit add: whether the compiler fused it with dot_unit's last product
@@ -305,7 +334,13 @@ void launch_u(const Jobs& J, const float* x_f32, const ActQ8& x_q8, int n, cudaS
     if constexpr (NC == 1)
       pairs = J.pairs && J.n_jobs == 1 && J.job[0].k_split > 0 &&
               J.job[0].k_split < J.job[0].W.cols && J.job[0].epilogue == Epilogue::None;
-    if (pairs) {
+    if (J.norm.h) {
+      if constexpr (NC == 1) {
+        const unsigned bn = static_cast<unsigned>(ceil_div(J.group_start[J.n_jobs], kNormWarps));
+        launch(matvec_q_kernel<T, kRows, 1, U, false, true>, bn, kNormWarps * 32, 0, stream, J,
+               x_q8, n);
+      }
+    } else if (pairs) {
       const unsigned b2 = static_cast<unsigned>(ceil_div(2 * J.group_start[1], kWarps));
       launch(matvec_q_kernel<T, kRows, 1, U, true>, b2, kWarps * 32, 0, stream, J, x_q8, n);
     } else {
@@ -378,10 +413,29 @@ int matvec_group(const MatvecJob* jobs, int n_jobs, const MatvecVariant& v) {
   return k;
 }
 
+bool matvec_norm_supported(const MatvecJob* jobs, int n_jobs, int n) {
+  if (n != 1 || n_jobs <= 0 || n_jobs > kMaxJobs) return false;
+  const int64_t cols = jobs[0].W.cols;
+  if (cols <= 0 || cols > kNormMax || cols % 32 != 0 ||
+      rmsnorm_vec_threads(static_cast<int>(cols)) != kNormWarps * 32)
+    return false;
+  for (int i = 0; i < n_jobs; ++i) {
+    const DType t = jobs[i].W.type;
+    if (!(t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0) || t != jobs[0].W.type ||
+        jobs[i].W.cols != cols || jobs[i].k_split != 0 || jobs[i].k_offset != 0)
+      return false;
+  }
+  return true;
+}
+
 void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
-            cudaStream_t stream, const MatvecVariant& variant) {
+            cudaStream_t stream, const MatvecVariant& variant, const MatvecNorm* norm) {
   if (n <= 0 || n_jobs <= 0) return;
   if (n_jobs > kMaxJobs) throw Error("matvec: at most 3 matrices per launch");
+  if (norm && !matvec_norm_supported(jobs, n_jobs, n))
+    throw Error(
+        "matvec: the norm inside the product needs one row of Q4_0, Q4_1 or Q5_0 "
+        "matrices 1,924 to 2,048 wide (a multiple of 32), without k_split");
   const DType t = jobs[0].W.type;
   const int64_t cols = jobs[0].W.cols;
   if (matvec_group(jobs, n_jobs, variant) != n_jobs)
@@ -395,6 +449,7 @@ void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& 
     const int rows_per_group = scalar ? 1 : kRows;
     Jobs J{};
     J.n_jobs = n_jobs;
+    if (norm) J.norm = *norm;
     J.pairs = ceil_div(jobs[0].W.rows, static_cast<int64_t>(kRows)) < variant.pairs_below;
     J.group_start[0] = 0;
     for (int i = 0; i < n_jobs; ++i) {

@@ -81,9 +81,24 @@ MatvecVariant matvec_variant_from_env();
 // under v.mixed two k-quant types.
 int matvec_group(const MatvecJob* jobs, int n_jobs, const MatvecVariant& v);
 
+// The input row's RMSNorm done by the product itself (one row, generic quantized types):
+// every block of 512 threads normalizes the row into shared memory as rmsnorm() would, bit for
+// bit, instead of a launch of its own. h: (cols) f32; w: (cols) the norm weights.
+struct MatvecNorm {
+  const float* h = nullptr;
+  const float* w = nullptr;
+  float eps = 0.0f;
+};
+// Whether matvec can take `norm` for these jobs at n columns: n == 1; Q4_0, Q4_1 or Q5_0
+// (matvec_quant's generic kernel); no k_split; cols where rmsnorm's register kernel runs 512
+// threads (1,924 to 2,048, a multiple of 32).
+bool matvec_norm_supported(const MatvecJob* jobs, int n_jobs, int n);
+
 // Up to 3 jobs that matvec_group puts together run as one launch (q/k/v, gate/up).
 //   x_f32: (n, cols) f32 — read for float weights;  x_q8: (n, cols) — read for quantized.
+//   norm: null, or the row to normalize instead of reading x (matvec_norm_supported).
 void matvec(const MatvecJob* jobs, int n_jobs, const float* x_f32, const ActQ8& x_q8, int n,
-            cudaStream_t stream, const MatvecVariant& variant = {});
+            cudaStream_t stream, const MatvecVariant& variant = {},
+            const MatvecNorm* norm = nullptr);
 
 }  // namespace llm::cuda

@@ -10,17 +10,6 @@ namespace {
 // block and reduce it among themselves.
 constexpr int kMaxChunks = 4;
 
-__device__ __forceinline__ float group8_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
-}
-__device__ __forceinline__ int group8_sum(int v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  v += __shfl_xor_sync(0xffffffffu, v, 2);
-  return v + __shfl_xor_sync(0xffffffffu, v, 4);
-}
-
 __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* __restrict__ gather,
                                    const float* __restrict__ w, int n, float eps, ActOut out) {
   __shared__ float red[32];
@@ -44,8 +33,7 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* _
     xv[c] = i < n4 ? xr[i] : make_float4(0, 0, 0, 0);
   }
 #pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c)
-    ss += xv[c].x * xv[c].x + xv[c].y * xv[c].y + xv[c].z * xv[c].z + xv[c].w * xv[c].w;
+  for (int c = 0; c < kMaxChunks; ++c) ss += sum_sq4(xv[c]);
   ss = block_sum(ss, red);
   const float scale = rsqrtf(ss / static_cast<float>(n) + eps);
 #pragma unroll
@@ -54,29 +42,14 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* _
     if (c * blockDim.x >= static_cast<unsigned>(n4)) break;  // uniform over the block
     const bool in = i < n4;
     float4 y = make_float4(0, 0, 0, 0);
-    if (in)
-      y = make_float4(xv[c].x * scale * wv[c].x, xv[c].y * scale * wv[c].y,
-                      xv[c].z * scale * wv[c].z, xv[c].w * scale * wv[c].w);
+    if (in) y = norm4(xv[c], scale, wv[c]);
     const int64_t e = static_cast<int64_t>(row) * n + 4 * static_cast<int64_t>(i);
     if (in && out.f32) *reinterpret_cast<float4*>(out.f32 + e) = y;
     if (in && out.f16) {
       __half2 h[2] = {__floats2half2_rn(y.x, y.y), __floats2half2_rn(y.z, y.w)};
       *reinterpret_cast<uint2*>(out.f16 + e) = *reinterpret_cast<const uint2*>(h);
     }
-    if (out.q8.qs) {  // n % 32 == 0: whole groups of 8 threads are in or out together
-      const float amax =
-          group8_max(fmaxf(fmaxf(fabsf(y.x), fabsf(y.y)), fmaxf(fabsf(y.z), fabsf(y.w))));
-      const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-      const int q0 = __float2int_rn(y.x * id), q1 = __float2int_rn(y.y * id),
-                q2 = __float2int_rn(y.z * id), q3 = __float2int_rn(y.w * id);
-      const int sum = group8_sum(q0 + q1 + q2 + q3);
-      if (in) {
-        *reinterpret_cast<uint32_t*>(out.q8.qs + e) = (q0 & 0xff) | ((q1 & 0xff) << 8) |
-                                                      ((q2 & 0xff) << 16) |
-                                                      (static_cast<uint32_t>(q3 & 0xff) << 24);
-        if ((threadIdx.x & 7) == 0) out.q8.ds[e / 32] = make_float2(d, d * static_cast<float>(sum));
-      }
-    }
+    if (out.q8.qs) q8_store4(y, in, out.q8.qs, out.q8.ds, e);  // n % 32 == 0: whole groups
   }
 }
 
@@ -99,17 +72,21 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const int32_t* __res
 
 }  // namespace
 
+int rmsnorm_vec_threads(int n) {
+  if (n <= 0 || n % 4 != 0 || n > 4 * kMaxChunks * 1024) return 0;
+  // One float4 per thread up to n = 4096, then up to kMaxChunks each.
+  return static_cast<int>(std::min<int64_t>(1024, ceil_div(n / 4, 32) * 32));
+}
+
 void rmsnorm(const float* x, const int32_t* gather, const float* w, int n_rows, int n, float eps,
              const ActOut& out, cudaStream_t stream) {
   if (n_rows <= 0) return;
   if (out.q8.qs && n % 32 != 0) throw Error("rmsnorm: q8 output needs a width divisible by 32");
-  if (n % 4 == 0 && n <= 4 * kMaxChunks * 1024) {
-    // One float4 per thread up to n = 4096, then up to kMaxChunks each.
-    const int threads = static_cast<int>(std::min<int64_t>(1024, ceil_div(n / 4, 32) * 32));
+  if (const int threads = rmsnorm_vec_threads(n); threads > 0) {
     launch(rmsnorm_vec_kernel, n_rows, threads, 0, stream, x, gather, w, n, eps, out);
   } else {
-    const int threads = n >= 4096 ? 512 : n >= 1024 ? 256 : 128;
-    launch(rmsnorm_kernel, n_rows, threads, 0, stream, x, gather, w, n, eps, out);
+    const int generic = n >= 4096 ? 512 : n >= 1024 ? 256 : 128;
+    launch(rmsnorm_kernel, n_rows, generic, 0, stream, x, gather, w, n, eps, out);
   }
   CUDA_CHECK_LAUNCH();
 }

@@ -9,4 +9,9 @@ namespace llm::cuda {
 void rmsnorm(const float* x, const int32_t* gather, const float* w, int n_rows, int n, float eps,
              const ActOut& out, cudaStream_t stream);
 
+// The block size of the kernel that holds a row in registers (a float4 per thread up to
+// n = 4096), or 0 where rmsnorm takes the generic kernel. A kernel that normalizes its input
+// itself with this many threads, by act.cuh's pieces, gets rmsnorm's bits.
+int rmsnorm_vec_threads(int n);
+
 }  // namespace llm::cuda

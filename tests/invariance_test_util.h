@@ -48,10 +48,17 @@ inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b, 
 
 constexpr int kBlock = 16;
 
+// Shape of a synthetic model (the default: small and quick on the CPU).
+struct SynthDims {
+  int vocab = 1000, E = 256, L = 2, H = 4, Hkv = 2, D = 64, F = 512;
+};
+
 // A synthetic llama (or qwen2: q/k/v biases, Neox RoPE, so the unfused RoPE/KV-store path)
 // of the given file type, with a context long enough for the long-context test.
-inline std::string write_synthetic(FileType ft, const std::string& arch, const std::string& name) {
-  const int vocab = 1000, E = 256, L = 2, H = 4, Hkv = 2, D = 64, F = 512;
+inline std::string write_synthetic(FileType ft, const std::string& arch, const std::string& name,
+                                   const SynthDims& dims = {}) {
+  const int vocab = dims.vocab, E = dims.E, L = dims.L, H = dims.H, Hkv = dims.Hkv, D = dims.D,
+            F = dims.F;
   const bool bias = arch == "qwen2";
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);

@@ -222,6 +222,17 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
         decode(a);
         CHECK(rel_err(out.get(), ref) < 1e-4);
       }
+      // The keys of earlier steps read before the PDL wait (the first row of each sequence;
+      // the others read nothing early): the same bits.
+      const std::vector<float> plain = out.get();
+      for (int pf : {1, 2, 3}) {
+        CAPTURE(pf);
+        cuda::AttnArgs early = a;
+        early.prefetch = pf;
+        out.poison();
+        decode(early);
+        CHECK(out.get() == plain);
+      }
       if (D % 32 == 0) check_f16_q8(decode);
     }
     // Every row through the persistent kernel, 1 to 4 blocks per SM, on GPUs of 16 SMs (up
@@ -296,6 +307,12 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
           MESSAGE("attention_rows D " << D << " split " << split << ": relative error " << err);
           CHECK(err < 4e-3);
         }
+        const std::vector<float> plain = out.get();
+        cuda::AttnArgs early = a;  // a group's first tile copied before the PDL wait
+        early.prefetch = 1;
+        out.poison();
+        rows(early);
+        CHECK(out.get() == plain);
         check_f16_q8(rows);
       }
       // A row's result does not depend on the other rows of its group (where a speculative
