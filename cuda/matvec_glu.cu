@@ -52,20 +52,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int64_t u = lane; u < nu; u += 32) {
     Unit next[kRows];
     load(next, u + 32);
-    uint4 a, b;
+    int xi[8];
     float2 xds;
-    if constexpr (NORM) {
-      a = *reinterpret_cast<const uint4*>(xq_s + u * 32);
-      b = *reinterpret_cast<const uint4*>(xq_s + u * 32 + 16);
-      xds = xd_s[u];
-    } else {
-      a = ld16(in.x_q8.qs + u * 32);
-      b = ld16(in.x_q8.qs + u * 32 + 16);
-      xds = __ldg(in.x_q8.ds + u);
-    }
-    const int xi[8] = {static_cast<int>(a.x), static_cast<int>(a.y), static_cast<int>(a.z),
-                       static_cast<int>(a.w), static_cast<int>(b.x), static_cast<int>(b.y),
-                       static_cast<int>(b.z), static_cast<int>(b.w)};
+    if constexpr (NORM)
+      load_act_q8<true>(xq_s, xd_s, u, xi, xds);
+    else
+      load_act_q8<false>(in.x_q8.qs, in.x_q8.ds, u, xi, xds);
 #pragma unroll
     for (int r = 0; r < kRows; ++r)  // an explicit add, as the generic kernel's
       acc[r] = __fadd_rn(acc[r], dot_unit<T>(w[r], u, xi, xds));

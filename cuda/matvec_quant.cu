@@ -97,21 +97,12 @@ __global__ void __launch_bounds__((NORM ? kNormWarps : kWarps) * 32)
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         if (c >= n) break;
-        uint4 a, b;
+        int xi[8];
         float2 xds;
-        if constexpr (NORM) {
-          a = *reinterpret_cast<const uint4*>(xq_s + u * 32);
-          b = *reinterpret_cast<const uint4*>(xq_s + u * 32 + 16);
-          xds = xd_s[u];
-        } else {
-          const int8_t* xq = x.qs + c * W.cols + u * 32;
-          a = ld16(xq);
-          b = ld16(xq + 16);
-          xds = __ldg(x.ds + c * nu + u);
-        }
-        const int xi[8] = {static_cast<int>(a.x), static_cast<int>(a.y), static_cast<int>(a.z),
-                           static_cast<int>(a.w), static_cast<int>(b.x), static_cast<int>(b.y),
-                           static_cast<int>(b.z), static_cast<int>(b.w)};
+        if constexpr (NORM)
+          load_act_q8<true>(xq_s, xd_s, u, xi, xds);
+        else
+          load_act_q8<false>(x.qs + c * W.cols, x.ds + c * nu, u, xi, xds);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           // An explicit add: whether the compiler fused it with dot_unit's last product

@@ -147,6 +147,26 @@ __device__ __forceinline__ float combine_unit(const Unit& x, int64_t u, int s_lo
   }
 }
 
+// Activation block u of a q8 row (qs, ds: the row's start) as dot_unit takes it: from
+// shared memory (a row the kernel normalized itself) or from global memory.
+template <bool SHARED>
+__device__ __forceinline__ void load_act_q8(const int8_t* qs, const float2* ds, int64_t u,
+                                            int (&xi)[8], float2& xds) {
+  uint4 a, b;
+  if constexpr (SHARED) {
+    a = *reinterpret_cast<const uint4*>(qs + u * 32);
+    b = *reinterpret_cast<const uint4*>(qs + u * 32 + 16);
+    xds = ds[u];
+  } else {
+    a = ld16(qs + u * 32);
+    b = ld16(qs + u * 32 + 16);
+    xds = __ldg(ds + u);
+  }
+  const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) xi[i] = static_cast<int>(w[i]);
+}
+
 // Dot product of unit u (of row r) with one q8 activation block: xi (8 words of int8),
 // xds = {d_x, d_x * sum(q_x)}.
 template <DType T>

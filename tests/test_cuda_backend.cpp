@@ -90,6 +90,25 @@ Agreement compare_logits(const std::vector<float>& gpu, const std::vector<float>
   return a;
 }
 
+// N random tokens of the model's vocabulary (seeded) as one prompt in b, every row's logits
+// wanted, and the CPU backend's logits of them.
+std::vector<float> cpu_reference(const Model& model, int N, uint32_t seed,
+                                 std::vector<int32_t>& toks, Batch& b) {
+  const int V = model.config.n_vocab;
+  std::mt19937 rng(seed);
+  toks.assign(static_cast<size_t>(N), 0);
+  for (int32_t& t : toks) t = static_cast<int32_t>(rng() % V);
+  BackendOptions copt;
+  copt.n_threads = 2;
+  CpuBackend cpu(model, copt);
+  b.clear();
+  b.add_sequence(toks.data(), N, 0, linear_blocks(0, N / 16), 16, false);
+  for (int i = 0; i < N; ++i) b.logit_rows.push_back(i);
+  std::vector<float> ref(size_t(N) * V);
+  cpu.forward(b, ref.data());
+  return ref;
+}
+
 }  // namespace
 
 TEST_CASE("cuda backend: stories260K greedy decode reproduces the golden 200 ids") {
@@ -222,18 +241,9 @@ TEST_CASE(
         write_synthetic(c.ft, "llama", std::string("synth_") + file_type_name(c.ft) + ".gguf");
     auto model = Model::load(path);
     const int V = model->config.n_vocab;
-    std::mt19937 rng(99);
-    std::vector<int32_t> toks(N);
-    for (int32_t& t : toks) t = static_cast<int32_t>(rng() % V);
-
-    BackendOptions copt;
-    copt.n_threads = 2;
-    CpuBackend cpu(*model, copt);
+    std::vector<int32_t> toks;
     Batch b;
-    b.add_sequence(toks.data(), N, 0, linear_blocks(0, N / 16), 16, false);
-    for (int i = 0; i < N; ++i) b.logit_rows.push_back(i);
-    std::vector<float> ref(size_t(N) * V);
-    cpu.forward(b, ref.data());
+    const std::vector<float> ref = cpu_reference(*model, N, 99, toks, b);
 
     cuda::CudaBackend gpu(*model, gpu_options());
     // (a) the whole sequence as one prompt (GEMM + prefill attention)
@@ -330,17 +340,9 @@ TEST_CASE(
   const std::string path = write_synthetic(FileType::Q4_0, "llama", "synth_wide_q4_0.gguf", d);
   auto model = Model::load(path);
   const int V = model->config.n_vocab, N = 48;
-  std::mt19937 rng(5);
-  std::vector<int32_t> toks(N);
-  for (int32_t& t : toks) t = static_cast<int32_t>(rng() % V);
-  BackendOptions copt;
-  copt.n_threads = 2;
-  CpuBackend cpu(*model, copt);
+  std::vector<int32_t> toks;
   Batch b;
-  b.add_sequence(toks.data(), N, 0, linear_blocks(0, N / 16), 16, false);
-  for (int i = 0; i < N; ++i) b.logit_rows.push_back(i);
-  std::vector<float> ref(size_t(N) * V);
-  cpu.forward(b, ref.data());
+  const std::vector<float> ref = cpu_reference(*model, N, 5, toks, b);
 
   // One sequence decoded token by token (graphs), with the fusions (default) or without.
   auto decode = [&](bool fused) {
