@@ -16,9 +16,12 @@ void print_op_profile(const Model& model, const std::vector<cuda::CudaBackend::O
   for (const LayerWeights& L : model.weights.layers) {
     op_bytes["qkv"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
     op_bytes["qkv+rope+kv_store"] += static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
+    op_bytes["rmsnorm+qkv+rope+kv_store"] +=
+        static_cast<double>(L.wq.bytes + L.wk.bytes + L.wv.bytes);
     op_bytes["wo"] += static_cast<double>(L.wo.bytes);
     op_bytes["gate+up"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
     op_bytes["gate+up+swiglu"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
+    op_bytes["rmsnorm+gate+up+swiglu"] += static_cast<double>(L.w_gate.bytes + L.w_up.bytes);
     op_bytes["down"] += static_cast<double>(L.w_down.bytes);
   }
   op_bytes["output"] = static_cast<double>(model.weights.output.bytes);
