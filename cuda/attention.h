@@ -24,10 +24,10 @@ struct AttnArgs {
   // next matrix product, saving a conversion pass. Null: not wanted.
   __half* out_f16 = nullptr;
   ActQ8 out_q8;
-  // Keys that earlier steps wrote are read before the PDL wait (attention_decode and
-  // attention_rows; the kernel before writes only this step's rows): 0 never; 1 the first
-  // tile's keys into registers and its values prefetched to L2 (rows: the first tile's
-  // copies); 2 the values to L1; 3 keys only.
+  // Keys that earlier steps wrote are read before the PDL wait (the kernel before writes only
+  // this step's rows): 0 never; otherwise attention_decode loads the first tile's keys into
+  // registers and prefetches its values (1: to L2; 2: to L1; 3: keys only), attention_rows
+  // and the persistent kernel copy their first tiles.
   int prefetch = 0;
 };
 

@@ -52,6 +52,9 @@ __global__ void __launch_bounds__(kThreads)
   // Block-table entry of each key of a tile, for 2S tiles in turn (tile U at U % 2S).
   __shared__ int tab_s[2 * S][kTile];
   __shared__ int it_row[kMaxItems], it_h[kMaxItems], it_keys[kMaxItems], it_table[kMaxItems];
+  // Keys below it_stable were written by earlier steps (AttnArgs::prefetch): the position of
+  // the first of the row's sequence's rows in this step, or 0.
+  __shared__ int it_stable[kMaxItems];
   __shared__ float acc_s[kWarps * D];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -63,7 +66,22 @@ __global__ void __launch_bounds__(kThreads)
     it_row[j] = row;
     it_h[j] = i % a.n_head;
     it_keys[j] = a.positions[row] + 1;
-    it_table[j] = a.table_start[a.row_seq[row]];
+    const int seq = a.row_seq[row];
+    it_table[j] = a.table_start[seq];
+    if (a.prefetch > 0) {
+      // The sequence's rows are consecutive and in position order; up to 16 looked at.
+      int before = 0;
+      bool found = false;
+#pragma unroll
+      for (int d = 1; d <= 16; ++d) {
+        const bool same = row - d >= 0 && a.row_seq[row - d] == seq;
+        if (!found && same) before = d;
+        found = found || !same;
+      }
+      it_stable[j] = found ? a.positions[row] - before : 0;
+    } else {
+      it_stable[j] = 0;
+    }
   }
   __syncthreads();
   auto tiles_of = [&](int j) { return static_cast<int>(ceil_div(it_keys[j], kTile)); };
@@ -97,8 +115,6 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < S - 1; ++u) tab_s[u][lane] = entry[u];
   }
   __syncthreads();
-  pdl_wait();
-  pdl_trigger();
 
   const int64_t kv_stride = static_cast<int64_t>(a.n_head_kv) * D;  // halves per slot
   const int group = a.n_head / a.n_head_kv;
@@ -106,6 +122,39 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t vs_addr = static_cast<uint32_t>(__cvta_generic_to_shared(v_s));
   const uint32_t qs_addr = static_cast<uint32_t>(__cvta_generic_to_shared(q_s));
   const uint32_t tab_addr = static_cast<uint32_t>(__cvta_generic_to_shared(&tab_s[0][0]));
+  // The K and V copies of tile T (tile t of item j) into stage T % S.
+  auto copy_kv = [&](int T, int j, int t) {
+    const int st = T % S;
+    const int64_t head_off = static_cast<int64_t>(it_h[j] / group) * D;
+#pragma unroll
+    for (int i = 0; i < kCopies; ++i) {
+      const int c = threadIdx.x + i * kThreads, r = c / CH, piece = c % CH;
+      const int key = t * kTile + r;
+      const bool valid = key < it_keys[j];
+      const int64_t slot = static_cast<int64_t>(tab_s[T % (2 * S)][r]) * bs + key % bs;
+      const int64_t off = slot * kv_stride + head_off + piece * 8;
+      const uint32_t so = static_cast<uint32_t>(((st * kTile + r) * D + piece * 8) * 2);
+      cp_async16_zfill(ks_addr + so, a.k_cache + off, valid);
+      cp_async16_zfill(vs_addr + so, a.v_cache + off, valid);
+    }
+  };
+  // The first S - 1 tiles whose keys all come from earlier steps are copied before the PDL
+  // wait (uncommitted: they join tile 0's group, which the first wait covers anyway).
+  unsigned early = 0;  // bit T: tile T's copies went out early
+  {
+    Cursor pc;
+#pragma unroll
+    for (int T = 0; T < S - 1; ++T) {
+      if (T < total && min((pc.t + 1) * kTile, it_keys[pc.j]) <= it_stable[pc.j]) {
+        copy_kv(T, pc.j, pc.t);
+        early |= 1u << T;
+      }
+      if (T < total) advance(pc);
+    }
+  }
+  pdl_wait();
+  pdl_trigger();
+
   // Copies tile T (the issue cursor's) into stage T % S, with the item's query on its first
   // tile and the table entries of tile T + S - 1, and commits one group either way, so
   // that the group count stays uniform.
@@ -113,18 +162,7 @@ __global__ void __launch_bounds__(kThreads)
   auto issue = [&](int T) {
     if (T < total) {
       const int st = T % S, j = ic.j;
-      const int64_t head_off = static_cast<int64_t>(it_h[j] / group) * D;
-#pragma unroll
-      for (int i = 0; i < kCopies; ++i) {
-        const int c = threadIdx.x + i * kThreads, r = c / CH, piece = c % CH;
-        const int key = ic.t * kTile + r;
-        const bool valid = key < it_keys[j];
-        const int64_t slot = static_cast<int64_t>(tab_s[T % (2 * S)][r]) * bs + key % bs;
-        const int64_t off = slot * kv_stride + head_off + piece * 8;
-        const uint32_t so = static_cast<uint32_t>(((st * kTile + r) * D + piece * 8) * 2);
-        cp_async16_zfill(ks_addr + so, a.k_cache + off, valid);
-        cp_async16_zfill(vs_addr + so, a.v_cache + off, valid);
-      }
+      if (T >= S - 1 || !(early >> T & 1u)) copy_kv(T, j, ic.t);
       if (ic.t == 0 && threadIdx.x < D / 4) {
         const float* q = a.q + (static_cast<int64_t>(it_row[j]) * a.n_head + it_h[j]) * D;
         cp_async16_s(qs_addr + static_cast<uint32_t>((st * D + 4 * threadIdx.x) * 4),

@@ -250,6 +250,13 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
           out.poison();
           decode(a);
           CHECK(rel_err(out.get(), ref) < 1e-4);
+          // The first tiles of earlier steps' keys copied before the PDL wait: same bits.
+          const std::vector<float> plain = out.get();
+          cuda::AttnArgs early = a;
+          early.prefetch = 1;
+          out.poison();
+          decode(early);
+          CHECK(out.get() == plain);
           check_f16_q8(decode);
         }
     // Every row through prefill tiles of <= 32 rows of one sequence.
