@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -209,6 +210,20 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
       CHECK(rel_err(hf, ref) < 1e-3);
       CHECK(rel_err(qf, ref) < 1e-2);
     };
+    // The keys of earlier steps read before the PDL wait (AttnArgs::prefetch; the first row of
+    // each sequence, the others read nothing early): a launch of run(args) in each mode gives
+    // the bits out holds now.
+    const auto check_prefetch = [&](const auto& run, std::initializer_list<int> modes) {
+      const std::vector<float> plain = out.get();
+      for (int pf : modes) {
+        CAPTURE(pf);
+        cuda::AttnArgs early = a;
+        early.prefetch = pf;
+        out.poison();
+        run(early);
+        CHECK(out.get() == plain);
+      }
+    };
     for (int split : {1, 3, 16}) {
       CAPTURE(split);
       Dev<float> ws(cuda::attention_decode_workspace(n, H, D, split) / sizeof(float));
@@ -222,17 +237,7 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
         decode(a);
         CHECK(rel_err(out.get(), ref) < 1e-4);
       }
-      // The keys of earlier steps read before the PDL wait (the first row of each sequence;
-      // the others read nothing early): the same bits.
-      const std::vector<float> plain = out.get();
-      for (int pf : {1, 2, 3}) {
-        CAPTURE(pf);
-        cuda::AttnArgs early = a;
-        early.prefetch = pf;
-        out.poison();
-        decode(early);
-        CHECK(out.get() == plain);
-      }
+      check_prefetch(decode, {1, 2, 3});
       if (D % 32 == 0) check_f16_q8(decode);
     }
     // Every row through the persistent kernel, 1 to 4 blocks per SM, on GPUs of 16 SMs (up
@@ -250,13 +255,7 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
           out.poison();
           decode(a);
           CHECK(rel_err(out.get(), ref) < 1e-4);
-          // The first tiles of earlier steps' keys copied before the PDL wait: same bits.
-          const std::vector<float> plain = out.get();
-          cuda::AttnArgs early = a;
-          early.prefetch = 1;
-          out.poison();
-          decode(early);
-          CHECK(out.get() == plain);
+          check_prefetch(decode, {1});
           check_f16_q8(decode);
         }
     // Every row through prefill tiles of <= 32 rows of one sequence.
@@ -314,12 +313,7 @@ TEST_CASE("cuda attention: decode (split-K) and prefill attention match cpu::att
           MESSAGE("attention_rows D " << D << " split " << split << ": relative error " << err);
           CHECK(err < 4e-3);
         }
-        const std::vector<float> plain = out.get();
-        cuda::AttnArgs early = a;  // a group's first tile copied before the PDL wait
-        early.prefetch = 1;
-        out.poison();
-        rows(early);
-        CHECK(out.get() == plain);
+        check_prefetch(rows, {1});  // a group's first tile copied before the PDL wait
         check_f16_q8(rows);
       }
       // A row's result does not depend on the other rows of its group (where a speculative
