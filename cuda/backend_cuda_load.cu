@@ -177,6 +177,9 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   if (const char* e = std::getenv("LLM_CUDA_SK_REG")) sk_cfg_.reg_weights = std::atoi(e) != 0;
   if (const char* e = std::getenv("LLM_CUDA_SK_REG_BUFS"))
     sk_cfg_.reg_bufs = std::atoi(e) == 3 ? 3 : 2;
+  // LLM_CUDA_SK_REG_XSLOTS=3|4: its activation ring slots.
+  if (const char* e = std::getenv("LLM_CUDA_SK_REG_XSLOTS"))
+    sk_cfg_.reg_x_slots = std::atoi(e) == 4 ? 4 : 3;
   matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
                    : all_float            ? kMatvecCutoffFloat
                                           : kMatvecCutoffQuant;

@@ -553,6 +553,7 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
     l.total = total;
     l.n = n;
     l.bufs = a.cfg.reg_bufs;
+    l.x_slots = a.cfg.reg_x_slots;
     l.xh = xh;
     l.ldy = a.ldy;
     l.accumulate = a.accumulate;

@@ -41,9 +41,11 @@ struct MmSkConfig {
   int col_split_elems = 0;  // > 0: K of the other products too is cut into pieces this long
   // The half mode's passes of up to kSkRegMaxRows rows load the weights straight into
   // registers (cuda/matmul_skinny_q4r.cu) instead of through the shared-memory ring;
-  // reg_bufs weight stages (2 or 3) are held in registers.
+  // reg_bufs weight stages (2 or 3) are held in registers, and the activations come
+  // through a ring of reg_x_slots stages (3 or 4) in shared memory.
   bool reg_weights = true;
   int reg_bufs = 2;
+  int reg_x_slots = 3;
   // F16 weights on warpgroup MMA, both operands through shared memory
   // (cuda/matmul_skinny_f16wg.cu; sm_90a only: mm_sk_wgmma_available). The caller sets it.
   bool f16_wgmma = false;

@@ -21,7 +21,9 @@
 // eight distinct bank groups.
 //
 // A CTA is 2 row warps (a 64-row tile) x 2 k-groups; each k-group streams its half of the
-// CTA's stages through its own activation ring, and the halves' sums meet in shared memory
+// CTA's stages through its own activation ring (3 slots by default, 48 KiB a CTA at 32
+// rows: 4 slots, 64 KiB, made 32-row steps 3 % slower on an H100, with the same three CTAs
+// per SM; less shared memory leaves the SM more L1), and the halves' sums meet in shared memory
 // at the end (as in mm_sk). One barrier per stage serves the whole CTA: a named barrier per
 // k-group was within run-to-run noise on an H100, and compute-sanitizer's racecheck does
 // not follow named barriers. (4 k-groups of the same tile, for more warps per SM: slower.)
@@ -38,10 +40,9 @@ namespace {
 
 constexpr int kRW = 2, kKG = 2;  // row warps (a 64-row tile) and k-groups of a CTA
 constexpr int kWarps = kRW * kKG, kThreads = 32 * kWarps;
-constexpr int kXB = 256;     // activation bytes of one row per stage (128 f16)
-constexpr int kPiece = 64;   // weight bytes of one row per stage (4 units of 16 bytes)
-constexpr int kSc = 8;       // scale bytes of one row per stage (4 f16)
-constexpr int kXStages = 4;  // activation ring slots per k-group
+constexpr int kXB = 256;    // activation bytes of one row per stage (128 f16)
+constexpr int kPiece = 64;  // weight bytes of one row per stage (4 units of 16 bytes)
+constexpr int kSc = 8;      // scale bytes of one row per stage (4 f16)
 
 // Weight stage in registers: [m-tile][row g / g + 8] nibbles and scale bits.
 struct WStage {
@@ -58,13 +59,15 @@ __device__ __forceinline__ int x_piece(int u, int q, int odd) {
   return 4 * u + ((q ^ ((u >> 1) << 1) ^ odd) & 3);
 }
 
-// NG groups of 8 activation rows (n <= 8 NG); NB weight stages in registers.
-// Three weight stages need more registers than three CTAs per SM leave (168: spills).
-template <int NG, int NB>
+// NG groups of 8 activation rows (n <= 8 NG); NB weight stages in registers; XS
+// activation ring slots per k-group. Three weight stages need more registers than three
+// CTAs per SM leave (168: spills).
+template <int NG, int NB, int XS>
 __global__ void __launch_bounds__(kThreads, NB == 3 ? 2 : 3)
     mm_q4r_kernel(Jobs jobs, const __half* __restrict__ xh, int n, int64_t ldy, bool accumulate,
                   int total, bool halves, float* __restrict__ partial, int* __restrict__ counters) {
   constexpr int NC = 8 * NG;
+  constexpr int kXStages = XS;
   constexpr int kSlot = kKG * NC * kXB;            // bytes of one ring slot (all k-groups)
   extern __shared__ __align__(16) uint8_t smem[];  // (kXStages, kKG, NC, kXB)
   __shared__ int last;
@@ -284,27 +287,36 @@ __global__ void __launch_bounds__(kThreads, NB == 3 ? 2 : 3)
   split_sum<8>(o, tile0, halves, counters, kThreads);
 }
 
-template <int NG, int NB>
+template <int NG, int NB, int XS>
 void launch_ng(const HalfLaunch& l, cudaStream_t stream) {
   constexpr int NC = 8 * NG;
-  const size_t ring = static_cast<size_t>(kXStages) * kKG * NC * kXB;
+  const size_t ring = static_cast<size_t>(XS) * kKG * NC * kXB;
   const size_t gl = static_cast<size_t>(kTileRows) * (NC + 1) * sizeof(float);
   const size_t red = static_cast<size_t>(kRW) * 32 * 2 * NG * 4 * sizeof(float);
   const size_t smem = std::max(ring, std::max(gl, red));
-  CUDA_CHECK(cudaFuncSetAttribute(
-      mm_q4r_kernel<NG, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  CUDA_CHECK(cudaFuncSetAttribute(mm_q4r_kernel<NG, NB, XS>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(l.tiles), static_cast<unsigned>(l.splits));
-  launch(mm_q4r_kernel<NG, NB>, grid, kThreads, smem, stream, l.jobs, l.xh, l.n, l.ldy,
+  launch(mm_q4r_kernel<NG, NB, XS>, grid, kThreads, smem, stream, l.jobs, l.xh, l.n, l.ldy,
          l.accumulate, l.total, l.halves, l.partial, l.counters);
   CUDA_CHECK_LAUNCH();
+}
+
+template <int NG, int NB>
+void launch_slots(const HalfLaunch& l, cudaStream_t stream) {
+  if (l.x_slots == 4)
+    launch_ng<NG, NB, 4>(l, stream);
+  else
+    launch_ng<NG, NB, 3>(l, stream);
 }
 
 template <int NG>
 void launch_bufs(const HalfLaunch& l, cudaStream_t stream) {
   if (l.bufs == 3)
-    launch_ng<NG, 3>(l, stream);
+    launch_slots<NG, 3>(l, stream);
   else
-    launch_ng<NG, 2>(l, stream);
+    launch_slots<NG, 2>(l, stream);
 }
 
 }  // namespace

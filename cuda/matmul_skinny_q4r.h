@@ -6,7 +6,8 @@
 
 namespace llm::cuda::sk {
 
-// total: 128-element stages of a row; bufs: weight stages held in registers (2 or 3).
+// total: 128-element stages of a row; bufs: weight stages held in registers (2 or 3);
+// x_slots: activation ring slots (3 or 4).
 void launch_q4r(const HalfLaunch& l, cudaStream_t stream);
 // Whether W's rows are addressed with 32-bit offsets (under 4 GiB of nibbles and scales).
 inline bool q4r_fits(const DevMatrix& W) {

@@ -138,9 +138,10 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
 
 TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3 stages held") {
   // 17..32 rows of Q4_0 load the weights straight into registers (matmul_skinny_q4r.cu).
-  // Both stage counts do the same arithmetic in the same order (the same bits); the ring
-  // half mode (reg_weights off) sums in another order. K: 5 stages (k-groups of 3 and 2,
-  // loop tails) and 36 (18 each); split and whole K; rows past a partial 64-row tile.
+  // Both weight stage counts and both activation ring depths do the same arithmetic in the
+  // same order (the same bits); the ring half mode (reg_weights off) sums in another order. K: 5
+  // stages (k-groups of 3 and 2, loop tails) and 36 (18 each); split and whole K; rows past a
+  // partial 64-row tile.
   uint32_t seed = 990;
   for (int64_t cols : {int64_t{640}, int64_t{4608}}) {
     CAPTURE(cols);
@@ -154,11 +155,12 @@ TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3
         const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
         TestAct a(x, n, cols);
         const std::vector<float> ref = reference(w, a, x, n);
-        std::vector<float> out[3];
-        for (int v = 0; v < 3; ++v) {  // ring, 2 stages, 3 stages
+        std::vector<float> out[4];
+        for (int v = 0; v < 4; ++v) {  // ring; 2 stages; 3 stages; 2 stages, 4 ring slots
           cuda::MmSkConfig cfg;
           cfg.reg_weights = v > 0;
           cfg.reg_bufs = v == 2 ? 3 : 2;
+          cfg.reg_x_slots = v == 3 ? 4 : 3;
           Workspace ws(w.W, cfg);
           Dev<float> y(ref.size());
           y.upload(std::vector<float>(ref.size(), std::nanf("")));
@@ -178,7 +180,8 @@ TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3
           const std::vector<int> counters = ws.counters.get();
           CHECK(std::all_of(counters.begin(), counters.end(), [](int c) { return c == 0; }));
         }
-        CHECK(std::memcmp(out[1].data(), out[2].data(), out[1].size() * sizeof(float)) == 0);
+        for (int v : {2, 3})
+          CHECK(std::memcmp(out[1].data(), out[v].data(), out[1].size() * sizeof(float)) == 0);
       }
     }
   }
