@@ -180,6 +180,10 @@ CudaBackend::CudaBackend(const Model& model, const BackendOptions& opt)
   // LLM_CUDA_SK_REG_XSLOTS=3|4: its activation ring slots.
   if (const char* e = std::getenv("LLM_CUDA_SK_REG_XSLOTS"))
     sk_cfg_.reg_x_slots = std::atoi(e) == 4 ? 4 : 3;
+  // LLM_CUDA_SK_REG_XL1=0|1, LLM_CUDA_SK_RING_XL1=0|1: the activation copies through L1
+  // (neighbouring CTAs of an SM read the same activations).
+  if (const char* e = std::getenv("LLM_CUDA_SK_REG_XL1")) sk_cfg_.reg_x_l1 = std::atoi(e) != 0;
+  if (const char* e = std::getenv("LLM_CUDA_SK_RING_XL1")) sk_cfg_.ring_x_l1 = std::atoi(e) != 0;
   matvec_cutoff_ = all_tc && tc_rows_ > 0 ? kMatvecCutoffTc
                    : all_float            ? kMatvecCutoffFloat
                                           : kMatvecCutoffQuant;

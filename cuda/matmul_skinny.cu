@@ -96,7 +96,7 @@ template <DType T, int NG, bool H>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     mm_sk_kernel(Jobs jobs, ActQ8 xq, const __half* __restrict__ xh, int n, int64_t ldy,
                  bool accumulate, int total, bool halves, float* __restrict__ partial,
-                 int* __restrict__ counters) {
+                 int* __restrict__ counters, bool x_l1) {
   constexpr int NC = 8 * NG;
   constexpr int SC = stage_sc_bytes(T);
   constexpr int UPS = stage_units(T);
@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     const uint32_t iu = static_cast<uint32_t>(i);
 #pragma unroll
     for (int q = 0; q < XQ; ++q)
-      if (iu < x_lim[q]) cp_async16_s(x_s[q] + so, x_g[q] + go);
+      if (iu < x_lim[q]) cp_async16_l1_s(x_s[q] + so, x_g[q] + go, x_l1);
     if constexpr (QX) {
       const uint32_t sd = static_cast<uint32_t>(slot * kKGroups * UPS * NC * 8);
       const int64_t gd = static_cast<int64_t>(i) * UPS * 8;
@@ -554,6 +554,7 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
     l.n = n;
     l.bufs = a.cfg.reg_bufs;
     l.x_slots = a.cfg.reg_x_slots;
+    l.x_l1 = a.cfg.reg_x_l1;
     l.xh = xh;
     l.ldy = a.ldy;
     l.accumulate = a.accumulate;
@@ -583,7 +584,7 @@ void launch_ng(const MmSkArgs& a, const Jobs& jobs, int tiles, int n, const ActQ
       mm_sk_kernel<T, NG, H>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(s.splits));
   launch(mm_sk_kernel<T, NG, H>, grid, kRowWarps * k_groups(NG) * 32, smem, stream, jc, xq, xh, n,
-         a.ldy, a.accumulate, s.total, halves, a.ws.partial, a.ws.counters);
+         a.ldy, a.accumulate, s.total, halves, a.ws.partial, a.ws.counters, a.cfg.ring_x_l1);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -46,6 +46,10 @@ struct MmSkConfig {
   bool reg_weights = true;
   int reg_bufs = 2;
   int reg_x_slots = 3;
+  // The activation copies of the register kernel and of the ring kernel allocate in L1
+  // (cp.async.ca): the CTAs an SM holds read the same activations.
+  bool reg_x_l1 = true;
+  bool ring_x_l1 = true;
   // F16 weights on warpgroup MMA, both operands through shared memory
   // (cuda/matmul_skinny_f16wg.cu; sm_90a only: mm_sk_wgmma_available). The caller sets it.
   bool f16_wgmma = false;

@@ -37,8 +37,9 @@ struct HalfLaunch {
   Jobs jobs;
   int n_jobs = 1;  // matrices in jobs (the SwiGLU mode: 2)
   int tiles = 0, splits = 1, total = 0, n = 0;
-  int bufs = 2;     // the register kernel's weight stages held in registers (2 or 3)
-  int x_slots = 3;  // the register kernel's activation ring slots (3 or 4)
+  int bufs = 2;      // the register kernel's weight stages held in registers (2 or 3)
+  int x_slots = 3;   // the register kernel's activation ring slots (3 or 4)
+  bool x_l1 = true;  // the register kernel's activation copies through L1
   const __half* xh = nullptr;
   int64_t ldy = 0;
   bool accumulate = false, halves = false;

@@ -21,12 +21,17 @@
 // eight distinct bank groups.
 //
 // A CTA is 2 row warps (a 64-row tile) x 2 k-groups; each k-group streams its half of the
-// CTA's stages through its own activation ring (3 slots by default, 48 KiB a CTA at 32
-// rows: 4 slots, 64 KiB, made 32-row steps 3 % slower on an H100, with the same three CTAs
-// per SM; less shared memory leaves the SM more L1), and the halves' sums meet in shared memory
+// CTA's stages through its own activation ring, and the halves' sums meet in shared memory
 // at the end (as in mm_sk). One barrier per stage serves the whole CTA: a named barrier per
 // k-group was within run-to-run noise on an H100, and compute-sanitizer's racecheck does
 // not follow named barriers. (4 k-groups of the same tile, for more warps per SM: slower.)
+//
+// The activation copies allocate in L1 (cp.async.ca): every tile of an unsplit launch
+// reads all the activations, stage by stage, so the three CTAs an SM holds mostly find a
+// stage that a neighbour copied. H100, 7B Q4_0, 32-row decode steps: 5.77 -> 5.13-5.18 ms.
+// The ring has 3 slots (48 KiB a CTA at 32 rows) rather than 4 (64 KiB): the smaller
+// shared-memory carve-out leaves more of the SM's 256 KiB to L1 (5.90-5.93 -> 5.74-5.81 ms
+// before the L1 copies; with the carve-out forced to the maximum, 3 slots lost it again).
 // Tiles, splits, the split-K sums and the epilogues are mm_sk's (matmul_skinny_jobs.cuh);
 // measurements in PERF.md.
 #include <algorithm>
@@ -65,7 +70,8 @@ __device__ __forceinline__ int x_piece(int u, int q, int odd) {
 template <int NG, int NB, int XS>
 __global__ void __launch_bounds__(kThreads, NB == 3 ? 2 : 3)
     mm_q4r_kernel(Jobs jobs, const __half* __restrict__ xh, int n, int64_t ldy, bool accumulate,
-                  int total, bool halves, float* __restrict__ partial, int* __restrict__ counters) {
+                  int total, bool halves, float* __restrict__ partial, int* __restrict__ counters,
+                  bool x_l1) {
   constexpr int NC = 8 * NG;
   constexpr int kXStages = XS;
   constexpr int kSlot = kKG * NC * kXB;            // bytes of one ring slot (all k-groups)
@@ -135,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, NB == 3 ? 2 : 3)
     const uint8_t* src = x_g + static_cast<int64_t>(i) * kXB;
 #pragma unroll
     for (int q = 0; q < NC / 4; ++q)
-      if (cc + 4 * q < n) cp_async16_s(x_s + so + q * 4 * kXB, src + q * 4 * row_bytes);
+      if (cc + 4 * q < n) cp_async16_l1_s(x_s + so + q * 4 * kXB, src + q * 4 * row_bytes, x_l1);
   };
   // B fragment addresses: row g of group 0, piece q of unit t.
   uint32_t b_off[4];
@@ -299,7 +305,7 @@ void launch_ng(const HalfLaunch& l, cudaStream_t stream) {
                                   static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>(l.tiles), static_cast<unsigned>(l.splits));
   launch(mm_q4r_kernel<NG, NB, XS>, grid, kThreads, smem, stream, l.jobs, l.xh, l.n, l.ldy,
-         l.accumulate, l.total, l.halves, l.partial, l.counters);
+         l.accumulate, l.total, l.halves, l.partial, l.counters, l.x_l1);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -113,5 +113,13 @@ __device__ __forceinline__ bool last_split_arrival(int* counters, int splits, in
   if (last) __threadfence();
   return last;
 }
+// A 16-byte copy through L1 or not (`l1` uniform over the warp): cp.async.ca allocates
+// the line in L1, for data that the other CTAs of an SM read too.
+__device__ __forceinline__ void cp_async16_l1_s(uint32_t s, const void* gmem, bool l1) {
+  if (l1)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
 
 }  // namespace llm::cuda

@@ -92,6 +92,7 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
         const bool split_k = v % 2 == 1;
         cuda::MmSkConfig cfg;
         cfg.f16_wgmma = v >= 2;
+        cfg.ring_x_l1 = split_k;  // the ring kernel's activation copies through L1 or not
         CAPTURE(split_k);
         CAPTURE(cfg.f16_wgmma);
         Workspace ws(w.W, cfg);
@@ -138,8 +139,9 @@ TEST_CASE("cuda skinny: mm_sk matches cpu::matmul for every supported type") {
 
 TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3 stages held") {
   // 17..32 rows of Q4_0 load the weights straight into registers (matmul_skinny_q4r.cu).
-  // Both weight stage counts and both activation ring depths do the same arithmetic in the
-  // same order (the same bits); the ring half mode (reg_weights off) sums in another order. K: 5
+  // Both weight stage counts, both activation ring depths and copies through L1 or not do
+  // the same arithmetic in the same order (the same bits); the ring half mode (reg_weights
+  // off) sums in another order. K: 5
   // stages (k-groups of 3 and 2, loop tails) and 36 (18 each); split and whole K; rows past a
   // partial 64-row tile.
   uint32_t seed = 990;
@@ -155,12 +157,14 @@ TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3
         const std::vector<float> x = randn(static_cast<size_t>(n * cols), seed++);
         TestAct a(x, n, cols);
         const std::vector<float> ref = reference(w, a, x, n);
-        std::vector<float> out[4];
-        for (int v = 0; v < 4; ++v) {  // ring; 2 stages; 3 stages; 2 stages, 4 ring slots
+        std::vector<float> out[5];
+        // ring; 2 stages; 3 stages; 2 stages, 4 ring slots; 2 stages, L2 only
+        for (int v = 0; v < 5; ++v) {
           cuda::MmSkConfig cfg;
           cfg.reg_weights = v > 0;
           cfg.reg_bufs = v == 2 ? 3 : 2;
           cfg.reg_x_slots = v == 3 ? 4 : 3;
+          cfg.reg_x_l1 = v != 4;
           Workspace ws(w.W, cfg);
           Dev<float> y(ref.size());
           y.upload(std::vector<float>(ref.size(), std::nanf("")));
@@ -180,7 +184,7 @@ TEST_CASE("cuda skinny: the Q4_0 register mode matches the reference with 2 or 3
           const std::vector<int> counters = ws.counters.get();
           CHECK(std::all_of(counters.begin(), counters.end(), [](int c) { return c == 0; }));
         }
-        for (int v : {2, 3})
+        for (int v : {2, 3, 4})
           CHECK(std::memcmp(out[1].data(), out[v].data(), out[1].size() * sizeof(float)) == 0);
       }
     }
