@@ -445,6 +445,26 @@ void CudaBackend::record(const Plan& p) {
 
   embed(tok_embd_, p.tokens, n, h, stream_);
   mark("embed");
+  // Tensor-parallel steps the ranks sum inside the next RMSNorm (tp_sum_): the window
+  // (0: wo, 1: w_down) whose partials the next normalization adds to h, or -1.
+  const bool tp_fused = tp_sum_ && n <= tp_sum_->rows();
+  int pending = -1;
+  // h's RMSNorm with weights w into out, summing the pending partials first.
+  auto norm = [&](const float* w, const ActOut& out) {
+    if (pending >= 0)
+      tp_sum_norm(*tp_sum_, pending, h, w, n, E, c.rms_eps, out, stream_);
+    else
+      rmsnorm(h, nullptr, w, n, E, c.rms_eps, out, stream_);
+    mark(pending >= 0 ? "tp_sum+rmsnorm" : "rmsnorm");
+    pending = -1;
+  };
+  // After wo / w_down: the ranks' sum (an all-reduce, or pending for the next norm).
+  auto reduce = [&](int window) {
+    if (tp_fused)
+      pending = window;
+    else
+      all_reduce_h(n);
+  };
   // The step's RoPE angles once, for the skinny products' q/k/v epilogue.
   const bool sk_rope_table = layers_.size() > 0 && sk_rope_fused(p, layers_[0]);
   if (sk_rope_table) {
@@ -485,12 +505,9 @@ void CudaBackend::record(const Plan& p) {
       jobs[0].ldy = Q;
     }
     // One-row steps: the q/k/v product normalizes h itself where it can (mv_norm_).
-    const bool qkv_norm =
-        fused_rope && mv_norm_ && !deterministic_ && matvec_norm_supported(jobs, 3, n);
-    if (!qkv_norm) {
-      rmsnorm(h, nullptr, L.attn_norm, n, E, c.rms_eps, xa, stream_);
-      mark("rmsnorm");
-    }
+    const bool qkv_norm = fused_rope && mv_norm_ && !deterministic_ && pending < 0 &&
+                          matvec_norm_supported(jobs, 3, n);
+    if (!qkv_norm) norm(L.attn_norm, xa);
     if (qkv_norm) {
       MatvecNorm norm;
       norm.h = h;
@@ -608,10 +625,10 @@ void CudaBackend::record(const Plan& p) {
       mark("attention");
       if (!fused) convert_act(attn, n, Q, ao, stream_);
       if (!fused) mark("convert");
-      float* Y[1] = {h};
-      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ao, attn), p, true);
+      float* Y[1] = {tp_fused ? tp_sum_->partial(0) : h};
+      linear(W, Y, 1, E, !tp_fused && (!comm_ || comm_->rank() == 0), input_of(ao, attn), p, true);
       mark("wo");
-      all_reduce_h(n);
+      reduce(0);
     }
 
     // Feed-forward block: h += w_down · (silu(w_gate·xn) * (w_up·xn)), xn = rmsnorm(h).
@@ -624,11 +641,8 @@ void CudaBackend::record(const Plan& p) {
       float* Y[2] = {gu, gu + F};
       const ActOut xa = act_for(W, 2, p, E, false);
       // matvec_glu normalizes h itself where it can (mv_glu_ 1).
-      const bool norm_in = mv_glu && mv_glu_ == 1 && matvec_glu_norm_supported(E);
-      if (!norm_in) {
-        rmsnorm(h, nullptr, L.ffn_norm, n, E, c.rms_eps, xa, stream_);
-        mark("rmsnorm");
-      }
+      const bool norm_in = mv_glu && mv_glu_ == 1 && pending < 0 && matvec_glu_norm_supported(E);
+      if (!norm_in) norm(L.ffn_norm, xa);
       if (glu) {
         // The skinny product's SwiGLU mode writes the down product's input itself, into
         // gu_ (its activations are read from act_*: another buffer).
@@ -663,17 +677,24 @@ void CudaBackend::record(const Plan& p) {
     }
     {
       const DevMatrix* const* W = Wd;
-      float* Y[1] = {h};
+      float* Y[1] = {tp_fused ? tp_sum_->partial(1) : h};
       if (!glu && !mv_glu) {
         swiglu(gu, gu + F, 2 * F, n, F, ma, stream_);
         mark("swiglu");
       }
-      linear(W, Y, 1, E, !comm_ || comm_->rank() == 0, input_of(ma, nullptr), p, true);
+      linear(W, Y, 1, E, !tp_fused && (!comm_ || comm_->rank() == 0), input_of(ma, nullptr), p,
+             true);
       mark("down");
-      all_reduce_h(n);
+      reduce(1);
     }
   }
 
+  // The last w_down's sum: every rank (each passes the barrier), logits or not.
+  if (pending >= 0) {
+    tp_sum_norm(*tp_sum_, pending, h, nullptr, n, E, 0.0f, ActOut{}, stream_);
+    mark("tp_sum");
+    pending = -1;
+  }
   // Only the rows whose logits are wanted go through the final norm and the output matrix.
   if (p.n_logits > 0 && wants_logits()) {
     Plan pl = p;

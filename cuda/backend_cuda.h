@@ -13,6 +13,7 @@
 #include "cuda/matmul_skinny.h"
 #include "cuda/matmul_tc.h"
 #include "cuda/matvec_quant.h"
+#include "cuda/tp_sum.h"
 #include "engine/backend.h"
 
 namespace llm::cuda {
@@ -42,6 +43,8 @@ class CudaBackend final : public Backend {
   void set_graphs(bool on) { use_graphs_ = on; }
   // Tensor-parallel: whether the residual stream lives in the collective's fast buffer.
   bool residual_in_fast_buffer() const { return h_win_ != nullptr; }
+  // Tensor-parallel small steps sum the ranks' parts inside the RMSNorm (cuda/tp_sum.h).
+  bool sums_in_norm() const { return tp_sum_ != nullptr; }
 
   // Per-op timing: while on, steps run without graphs and with an event after every op;
   // profile() returns the accumulated time of each op name since profiling was turned on.
@@ -200,6 +203,9 @@ class CudaBackend final : public Backend {
   // Tensor-parallel: (win_rows_, n_embd) f32 in comm_'s fast_buffer() (an NCCL symmetric
   // window), the residual stream of steps of at most win_rows_ rows.
   float* h_win_ = nullptr;
+  // Tensor-parallel steps of up to tp_sum_->rows() rows: wo and w_down write their partial
+  // sums into its windows and the next RMSNorm sums them (cuda/tp_sum.h), no all-reduce.
+  TpSum* tp_sum_ = nullptr;
   int win_rows_ = 0;
   float* hbuf(int n) { return n <= win_rows_ ? h_win_ : h_.as<float>(); }
   DeviceBuffer act_f32_;         // (cap, kmax) f32

@@ -14,6 +14,7 @@
 #include "cuda/backend_cuda_util.h"
 #include "cuda/common.cuh"
 #include "cuda/matmul.h"
+#include "cuda/nccl.h"
 #include "cuda/qweight.h"
 #include "cuda/topk.h"
 
@@ -431,6 +432,18 @@ void CudaBackend::allocate_scratch() {
                              " rows all-reduce in an NCCL symmetric window")
                                 .c_str()
                           : "all-reduces in ordinary device memory");
+    // Steps of up to LLM_TP_FUSED_ROWS rows (default 2) sum the ranks' partials inside the
+    // next RMSNorm through NCCL's device API, where this build and the library have it.
+    int fused_rows = 2;
+    if (const char* e = std::getenv("LLM_TP_FUSED_ROWS")) fused_rows = std::atoi(e);
+    fused_rows = std::min(fused_rows, static_cast<int>(cap));
+    if (fused_rows > 0 && comm_->world() == 2 && !deterministic_)
+      tp_sum_ = nccl_tp_sum(comm_, fused_rows, cfg_.n_embd);
+    if (verbose_ && tp_sum_)
+      std::fprintf(stderr,
+                   "tensor parallel: steps of up to %d rows sum the ranks' parts inside the "
+                   "RMSNorm (NCCL device API)\n",
+                   fused_rows);
   }
   act_f32_ = DeviceBuffer(cap * K * 4);
   act_f16_ = DeviceBuffer(cap * K * 2);

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "cuda/tp_sum.h"
 #include "engine/error.h"
 
 namespace llm::cuda {
@@ -71,6 +72,7 @@ class NcclCollective final : public Collective {
     // Destroying the communicator releases its windows; the memory goes after it.
     if (Nccl::Comm c = comm_.load()) api_->comm_destroy(c);
     for (void* p : buffers_) api_->mem_free(p);
+    tp_sum_.reset();
   }
   NcclCollective(const NcclCollective&) = delete;
   NcclCollective& operator=(const NcclCollective&) = delete;
@@ -121,6 +123,22 @@ class NcclCollective final : public Collective {
       return nullptr;  // the window stays registered until the communicator goes
     }
     return static_cast<float*>(p);
+  }
+  TpSum* tp_sum(int rows, int width) {
+    if (tp_sum_tried_) return tp_sum_.get();
+    tp_sum_tried_ = true;
+    const char* env = std::getenv("LLM_TP_FUSED");
+    if (env && std::string(env) == "0") return nullptr;
+    Nccl::Comm c = comm_.load();
+    if (!c || !tp_sum_built() || api_->version != tp_sum_nccl_version()) return nullptr;
+    TpSumApi a;
+    a.mem_alloc = reinterpret_cast<void*>(api_->mem_alloc);
+    a.mem_free = reinterpret_cast<void*>(api_->mem_free);
+    a.window_register = reinterpret_cast<void*>(api_->window_register);
+    a.dev_comm_create = api_->dev_comm_create;
+    a.dev_comm_destroy = api_->dev_comm_destroy;
+    tp_sum_ = make_tp_sum(c, a, rank_, world_, rows, width);
+    return tp_sum_.get();
   }
   // Another rank failed mid-step: this rank's pending all-reduces would wait for it
   // forever. The communicator is gone afterwards; later calls fail with an error.
@@ -189,7 +207,9 @@ class NcclCollective final : public Collective {
   std::shared_ptr<const Nccl> api_;
   std::atomic<Nccl::Comm> comm_;
   int rank_, world_;
-  std::vector<void*> buffers_;  // fast_buffer()'s windows, freed after the communicator
+  std::vector<void*> buffers_;     // fast_buffer()'s windows, freed after the communicator
+  std::unique_ptr<TpSum> tp_sum_;  // its windows go with the communicator, its memory after
+  bool tp_sum_tried_ = false;
 };
 
 }  // namespace
@@ -219,6 +239,8 @@ std::shared_ptr<const Nccl> load_nccl() {
     resolve_optional(lib, "ncclMemAlloc", api->mem_alloc);
     resolve_optional(lib, "ncclMemFree", api->mem_free);
     resolve_optional(lib, "ncclCommWindowRegister", api->window_register);
+    api->dev_comm_create = dlsym(lib, "ncclDevCommCreate");
+    api->dev_comm_destroy = dlsym(lib, "ncclDevCommDestroy");
     api->check(api->get_version(&api->version), "ncclGetVersion");
     if (api->version < 20900)
       throw Error(path + " is NCCL " + std::to_string(api->version) +
@@ -229,6 +251,11 @@ std::shared_ptr<const Nccl> load_nccl() {
       "--tp on CUDA needs NCCL (libnccl.so.2), which was not found; install NCCL or point "
       "LLM_NCCL_LIB at the library or its directory. Tried:" +
       tried);
+}
+
+TpSum* nccl_tp_sum(Collective* c, int rows, int width) {
+  auto* n = dynamic_cast<NcclCollective*>(c);
+  return n ? n->tp_sum(rows, width) : nullptr;
 }
 
 std::vector<std::unique_ptr<Collective>> make_nccl_collectives(const std::vector<int>& devices) {

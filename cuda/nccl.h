@@ -37,6 +37,9 @@ struct Nccl {
   Result (*mem_free)(void* ptr) = nullptr;                 // ncclMemFree
   Result (*window_register)(Comm comm, void* buff, size_t size, void** win,
                             int flags) = nullptr;  // ncclCommWindowRegister
+  // The device API's host side (NCCL >= 2.28): cuda/tp_sum (nullptr where absent).
+  void* dev_comm_create = nullptr;   // ncclDevCommCreate
+  void* dev_comm_destroy = nullptr;  // ncclDevCommDestroy
 
   std::string path;  // the library that was loaded
   int version = 0;   // e.g. 22105 for 2.21.5
@@ -57,5 +60,12 @@ std::shared_ptr<const Nccl> load_nccl();
 // Their fast_buffer() is a symmetric window where the library has them, unless
 // LLM_NCCL_SYMMETRIC=0.
 std::vector<std::unique_ptr<Collective>> make_nccl_collectives(const std::vector<int>& devices);
+
+class TpSum;
+// Collective: the residual sum through NCCL's device API (cuda/tp_sum.h) for steps of up
+// to `rows` rows of `width` floats, owned by the collective `c`; nullptr where `c` is not
+// an NCCL collective or the sum is unavailable: the build lacks NCCL's device headers,
+// the loaded library is not the version they came with, or LLM_TP_FUSED=0.
+TpSum* nccl_tp_sum(Collective* c, int rows, int width);
 
 }  // namespace llm::cuda

@@ -11,6 +11,7 @@
 
 #include "cuda/backend_cuda.h"
 #include "cuda/nccl.h"
+#include "cuda/tp_sum.h"
 #include "cuda_test_util.h"
 #include "engine/backend_tp.h"
 #include "engine/error.h"
@@ -160,6 +161,28 @@ TEST_CASE("cuda tp: two GPUs give the one-GPU logits and greedy runs") {
       auto& ptp = dynamic_cast<TpBackend&>(*plain);
       CHECK_FALSE(dynamic_cast<cuda::CudaBackend&>(ptp.rank(0)).residual_in_fast_buffer());
       CHECK(worst_rel(teacher_forced(ptp, toks, 24), got, V) < 1e-6);
+    }
+
+    // Where this build has NCCL's device API and the loaded NCCL is its version, one- and
+    // two-row steps sum the ranks' parts inside the next RMSNorm instead of all-reducing
+    // (teacher_forced's decode steps above); LLM_TP_FUSED=0 all-reduces them: the same
+    // sums in the same order, (h + S0) + S1.
+    if (cuda::tp_sum_built() && cuda::load_nccl()->version == cuda::tp_sum_nccl_version()) {
+      for (int r = 0; r < 2; ++r)
+        CHECK(dynamic_cast<cuda::CudaBackend&>(tp.rank(r)).sums_in_norm());
+      setenv("LLM_TP_FUSED", "0", 1);
+      auto plain = make_backend(*m, gpu_opt(2));
+      unsetenv("LLM_TP_FUSED");
+      auto& ptp = dynamic_cast<TpBackend&>(*plain);
+      CHECK_FALSE(dynamic_cast<cuda::CudaBackend&>(ptp.rank(0)).sums_in_norm());
+      const double d = worst_rel(teacher_forced(ptp, toks, 24), got, V);
+      MESSAGE(std::string(c.what) << ": sums in the norm vs all-reduce, worst difference " << d);
+      CHECK(d < 1e-6);
+      CHECK(greedy(ptp, prompt_tokens(V, 5), 64) == ref_greedy);
+    } else {
+      MESSAGE(
+          "the residual sum inside the RMSNorm is not available here (NCCL device API "
+          "headers of the loaded version): all-reduce only");
     }
 
     // A copied block serves a sequence that continues from it on every rank.
