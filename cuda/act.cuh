@@ -56,6 +56,42 @@ __device__ __forceinline__ void q8_store4(const float4& y, bool in, int8_t* qs, 
   }
 }
 
+// y (elements e..e+3 of a row, `in`: whether they exist) in each format of `out`; the
+// q8 path needs all 8 threads of a 32-element block to call it (q8_store4).
+__device__ __forceinline__ void act_store4(const ActOut& out, const float4& y, bool in, int64_t e) {
+  if (in && out.f32) *reinterpret_cast<float4*>(out.f32 + e) = y;
+  if (in && out.f16) {
+    __half2 h[2] = {__floats2half2_rn(y.x, y.y), __floats2half2_rn(y.z, y.w)};
+    *reinterpret_cast<uint2*>(out.f16 + e) = *reinterpret_cast<const uint2*>(h);
+  }
+  if (out.q8.qs) q8_store4(y, in, out.q8.qs, out.q8.ds, e);
+}
+
+// The RMSNorm of row `row` (n wide), held as C float4s a thread (chunk c: float4
+// c * blockDim.x + threadIdx.x; zeros past the row), times the weights wv in the same
+// layout, into `out`: rmsnorm_vec_kernel's arithmetic. Every thread of the block calls it.
+template <int C>
+__device__ __forceinline__ void norm_chunks_store(const float4 (&xv)[C], const float4 (&wv)[C],
+                                                  int n, float eps, int64_t row, const ActOut& out,
+                                                  float* red) {
+  const int n4 = n / 4, tid = static_cast<int>(threadIdx.x), nt = static_cast<int>(blockDim.x);
+  float ss = 0.0f;
+#pragma unroll
+  for (int c = 0; c < C; ++c) ss += sum_sq4(xv[c]);
+  ss = block_sum(ss, red);
+  const float scale = rsqrtf(ss / static_cast<float>(n) + eps);
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int i = c * nt + tid;
+    if (c * nt >= n4) break;  // uniform over the block
+    const bool in = i < n4;
+    float4 y = make_float4(0, 0, 0, 0);
+    if (in) y = norm4(xv[c], scale, wv[c]);
+    // n % 32 == 0 where q8 is wanted: whole groups.
+    act_store4(out, y, in, row * n + 4 * static_cast<int64_t>(i));
+  }
+}
+
 // A kernel that normalizes its one input row itself (matvec_glu, the generic GEMV's NORM
 // mode): a float4 a thread, blockDim.x == rmsnorm_vec_threads(n), so rmsnorm's bits. The
 // norm weights load before the PDL wait (norm_row_weights), the row after it (norm_row_q8,

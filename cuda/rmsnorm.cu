@@ -26,31 +26,12 @@ __global__ void rmsnorm_vec_kernel(const float* __restrict__ x, const int32_t* _
   const int64_t src = gather ? gather[row] : row;
   const float4* xr = reinterpret_cast<const float4*>(x + src * n);
   float4 xv[kMaxChunks];
-  float ss = 0.0f;
 #pragma unroll
   for (int c = 0; c < kMaxChunks; ++c) {
     const int i = c * blockDim.x + threadIdx.x;
     xv[c] = i < n4 ? xr[i] : make_float4(0, 0, 0, 0);
   }
-#pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) ss += sum_sq4(xv[c]);
-  ss = block_sum(ss, red);
-  const float scale = rsqrtf(ss / static_cast<float>(n) + eps);
-#pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) {
-    const int i = c * blockDim.x + threadIdx.x;
-    if (c * blockDim.x >= static_cast<unsigned>(n4)) break;  // uniform over the block
-    const bool in = i < n4;
-    float4 y = make_float4(0, 0, 0, 0);
-    if (in) y = norm4(xv[c], scale, wv[c]);
-    const int64_t e = static_cast<int64_t>(row) * n + 4 * static_cast<int64_t>(i);
-    if (in && out.f32) *reinterpret_cast<float4*>(out.f32 + e) = y;
-    if (in && out.f16) {
-      __half2 h[2] = {__floats2half2_rn(y.x, y.y), __floats2half2_rn(y.z, y.w)};
-      *reinterpret_cast<uint2*>(out.f16 + e) = *reinterpret_cast<const uint2*>(h);
-    }
-    if (out.q8.qs) q8_store4(y, in, out.q8.qs, out.q8.ds, e);  // n % 32 == 0: whole groups
-  }
+  norm_chunks_store(xv, wv, n, eps, row, out, red);
 }
 
 // Any width: the block stride is a multiple of 32, so each warp holds 32 consecutive

@@ -66,7 +66,6 @@ __global__ void __launch_bounds__(1024)
   const size_t theirs =
       static_cast<size_t>(1 - rank) * slot_bytes + static_cast<size_t>(row) * row_bytes;
   const float4* other = static_cast<const float4*>(ncclGetLocalPointer(win, theirs));
-  float ss = 0.0f;
 #pragma unroll
   for (int c = 0; c < kMaxChunks; ++c) {
     const int i = c * nt + tid;
@@ -82,25 +81,7 @@ __global__ void __launch_bounds__(1024)
     hr[i] = xv[c];
   }
   if (!w) return;
-#pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) ss += sum_sq4(xv[c]);
-  ss = block_sum(ss, red);
-  const float scale = rsqrtf(ss / static_cast<float>(n) + eps);
-#pragma unroll
-  for (int c = 0; c < kMaxChunks; ++c) {
-    const int i = c * nt + tid;
-    if (c * nt >= n4) break;  // uniform over the block
-    const bool in = i < n4;
-    float4 y = make_float4(0, 0, 0, 0);
-    if (in) y = norm4(xv[c], scale, wv[c]);
-    const int64_t e = static_cast<int64_t>(row) * n + 4 * static_cast<int64_t>(i);
-    if (in && out.f32) *reinterpret_cast<float4*>(out.f32 + e) = y;
-    if (in && out.f16) {
-      __half2 hh[2] = {__floats2half2_rn(y.x, y.y), __floats2half2_rn(y.z, y.w)};
-      *reinterpret_cast<uint2*>(out.f16 + e) = *reinterpret_cast<const uint2*>(hh);
-    }
-    if (out.q8.qs) q8_store4(y, in, out.q8.qs, out.q8.ds, e);
-  }
+  norm_chunks_store(xv, wv, n, eps, row, out, red);
 }
 
 class NcclTpSum final : public TpSum {

@@ -152,12 +152,17 @@ TEST_CASE("cuda tp: two GPUs give the one-GPU logits and greedy runs") {
     // NCCL >= 2.27 all-reduces the residual stream in a symmetric window (its low-latency
     // kernels); LLM_NCCL_SYMMETRIC=0 keeps ordinary memory. A sum of two f32 terms is the
     // same in either order, so both give the same bits.
+    // A tp 2 backend made with the switch `env` set to 0.
+    auto without = [&](const char* env) {
+      setenv(env, "0", 1);
+      auto b = make_backend(*m, gpu_opt(2));
+      unsetenv(env);
+      return b;
+    };
     if (cuda::load_nccl()->version >= 22700) {
       for (int r = 0; r < 2; ++r)
         CHECK(dynamic_cast<cuda::CudaBackend&>(tp.rank(r)).residual_in_fast_buffer());
-      setenv("LLM_NCCL_SYMMETRIC", "0", 1);
-      auto plain = make_backend(*m, gpu_opt(2));
-      unsetenv("LLM_NCCL_SYMMETRIC");
+      auto plain = without("LLM_NCCL_SYMMETRIC");
       auto& ptp = dynamic_cast<TpBackend&>(*plain);
       CHECK_FALSE(dynamic_cast<cuda::CudaBackend&>(ptp.rank(0)).residual_in_fast_buffer());
       CHECK(worst_rel(teacher_forced(ptp, toks, 24), got, V) < 1e-6);
@@ -170,9 +175,7 @@ TEST_CASE("cuda tp: two GPUs give the one-GPU logits and greedy runs") {
     if (cuda::tp_sum_built() && cuda::load_nccl()->version == cuda::tp_sum_nccl_version()) {
       for (int r = 0; r < 2; ++r)
         CHECK(dynamic_cast<cuda::CudaBackend&>(tp.rank(r)).sums_in_norm());
-      setenv("LLM_TP_FUSED", "0", 1);
-      auto plain = make_backend(*m, gpu_opt(2));
-      unsetenv("LLM_TP_FUSED");
+      auto plain = without("LLM_TP_FUSED");
       auto& ptp = dynamic_cast<TpBackend&>(*plain);
       CHECK_FALSE(dynamic_cast<cuda::CudaBackend&>(ptp.rank(0)).sums_in_norm());
       const double d = worst_rel(teacher_forced(ptp, toks, 24), got, V);
