@@ -136,7 +136,6 @@ class NcclCollective final : public Collective {
     a.mem_free = reinterpret_cast<void*>(api_->mem_free);
     a.window_register = reinterpret_cast<void*>(api_->window_register);
     a.dev_comm_create = api_->dev_comm_create;
-    a.dev_comm_destroy = api_->dev_comm_destroy;
     tp_sum_ = make_tp_sum(c, a, rank_, world_, rows, width);
     return tp_sum_.get();
   }
@@ -240,7 +239,6 @@ std::shared_ptr<const Nccl> load_nccl() {
     resolve_optional(lib, "ncclMemFree", api->mem_free);
     resolve_optional(lib, "ncclCommWindowRegister", api->window_register);
     api->dev_comm_create = dlsym(lib, "ncclDevCommCreate");
-    api->dev_comm_destroy = dlsym(lib, "ncclDevCommDestroy");
     api->check(api->get_version(&api->version), "ncclGetVersion");
     if (api->version < 20900)
       throw Error(path + " is NCCL " + std::to_string(api->version) +

@@ -37,9 +37,9 @@ struct Nccl {
   Result (*mem_free)(void* ptr) = nullptr;                 // ncclMemFree
   Result (*window_register)(Comm comm, void* buff, size_t size, void** win,
                             int flags) = nullptr;  // ncclCommWindowRegister
-  // The device API's host side (NCCL >= 2.28): cuda/tp_sum (nullptr where absent).
-  void* dev_comm_create = nullptr;   // ncclDevCommCreate
-  void* dev_comm_destroy = nullptr;  // ncclDevCommDestroy
+  // The device API's host side (NCCL >= 2.28): cuda/tp_sum (nullptr where absent). Its
+  // device communicator and windows go with the communicator.
+  void* dev_comm_create = nullptr;  // ncclDevCommCreate
 
   std::string path;  // the library that was loaded
   int version = 0;   // e.g. 22105 for 2.21.5

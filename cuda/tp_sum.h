@@ -29,12 +29,10 @@ namespace llm::cuda {
 // NCCL entry points make_tp_sum needs (from the library llm loaded, cuda/nccl.h), as
 // untyped pointers: this header does not need nccl.h.
 struct TpSumApi {
-  void* mem_alloc = nullptr;          // ncclMemAlloc
-  void* mem_free = nullptr;           // ncclMemFree
-  void* window_register = nullptr;    // ncclCommWindowRegister
-  void* window_deregister = nullptr;  // ncclCommWindowDeregister
-  void* dev_comm_create = nullptr;    // ncclDevCommCreate (NCCL >= 2.28)
-  void* dev_comm_destroy = nullptr;   // ncclDevCommDestroy
+  void* mem_alloc = nullptr;        // ncclMemAlloc
+  void* mem_free = nullptr;         // ncclMemFree
+  void* window_register = nullptr;  // ncclCommWindowRegister
+  void* dev_comm_create = nullptr;  // ncclDevCommCreate (NCCL >= 2.28)
 };
 
 // One rank's device communicator and two partial-sum windows.
